@@ -1,0 +1,1 @@
+"""Typed settings, the skill manifest and the project mapping."""

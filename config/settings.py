@@ -1,0 +1,162 @@
+"""Baton's one typed Settings object, built from an explicit environment mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "BATON_"
+DEFAULT_STATE_DIR = Path(".baton")
+PLACEHOLDERS = frozenset(
+    {"", "changeme", "change-me", "changethis", "secret", "token", "password", "xxx", "todo", "placeholder"}
+)
+ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+class SettingsError(ValueError):
+    """The configuration cannot start Baton; the message names variables, never their values."""
+
+
+def async_database_url(url: str) -> str:
+    """Map a plain `sqlite:///…` or `postgresql://…` URL onto the async driver Baton uses."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ASYNC_DRIVERS:
+        known = ", ".join(sorted({"sqlite", "postgresql"}))
+        raise SettingsError(f"BATON_DATABASE_URL must start with one of {known}:// (got scheme {scheme!r})")
+    return f"{ASYNC_DRIVERS[scheme.lower()]}://{rest}"
+
+
+def is_placeholder(value: SecretStr | None) -> bool:
+    if value is None:
+        return True
+    text = value.get_secret_value().strip()
+    return text.lower() in PLACEHOLDERS or (text.startswith("<") and text.endswith(">"))
+
+
+class Settings(BaseSettings):
+    """Everything Baton reads from the environment (prefix `BATON_`)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    database_url: str = ""
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 5 * 1024 * 1024
+    body_timeout_s: float = 10.0
+    sandbox: bool | None = None
+    log_level: str = "INFO"
+    sweep_interval_s: int = 15
+    sweep_grace_s: float = 5.0
+    job_timeout_s: int = 3600
+    shutdown_wait_s: int = 30
+
+    gitlab_url: str | None = None
+    gitlab_token: SecretStr | None = None
+    gitlab_webhook_secret: SecretStr | None = None
+    gitlab_signing_token: SecretStr | None = None
+    gitlab_bot_username: str | None = None
+    gitlab_bot_user_id: int | None = None
+
+    jira_url: str | None = None
+    jira_user: str | None = None
+    jira_token: SecretStr | None = None
+    jira_webhook_secret: SecretStr | None = None
+    jira_bot_account_id: str | None = None
+    jira_bot_name: str | None = None
+
+    trigger_label: str = "ai-implement"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment is passed in explicitly (see `load_settings`), never read behind our back.
+        return (init_settings,)
+
+    @field_validator("port")
+    @classmethod
+    def _port_in_range(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError("must be between 0 and 65535")
+        return value
+
+    @field_validator("max_body_bytes")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    @property
+    def sandbox_mode(self) -> bool:
+        """No GitLab and no Jira configured (or BATON_SANDBOX=1): the local simulators stand in."""
+        if self.sandbox is not None:
+            return self.sandbox
+        return not self.gitlab_url and not self.jira_url
+
+    @property
+    def async_database_url(self) -> str:
+        url = self.database_url or f"sqlite:///{self.state_dir / 'baton.db'}"
+        return async_database_url(url)
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, so log redaction can mask them."""
+        values = [self.gitlab_token, self.gitlab_webhook_secret, self.gitlab_signing_token]
+        values += [self.jira_token, self.jira_webhook_secret]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def _required(settings: Settings) -> list[tuple[str, SecretStr | None]]:
+    needed: list[tuple[str, SecretStr | None]] = []
+    if settings.gitlab_url:
+        needed += [("GITLAB_TOKEN", settings.gitlab_token), ("GITLAB_WEBHOOK_SECRET", settings.gitlab_webhook_secret)]
+    if settings.jira_url:
+        needed += [("JIRA_TOKEN", settings.jira_token), ("JIRA_WEBHOOK_SECRET", settings.jira_webhook_secret)]
+    return needed
+
+
+def check_secrets(settings: Settings) -> None:
+    """Refuse to start with a missing or placeholder secret, outside the sandbox."""
+    if settings.sandbox_mode:
+        return
+    bad = [ENV_PREFIX + name for name, value in _required(settings) if is_placeholder(value)]
+    if bad:
+        raise SettingsError(f"missing or placeholder secret: set {', '.join(bad)}")
+
+
+def load_settings(environ: Mapping[str, str], *, check: bool = True, **overrides: Any) -> Settings:
+    """Build Settings from an environment mapping (only `BATON_*` keys are read)."""
+    values: dict[str, Any] = {
+        key[len(ENV_PREFIX) :].lower(): value
+        for key, value in environ.items()
+        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in Settings.model_fields
+    }
+    values.update(overrides)
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid configuration: {problems}") from None
+    async_database_url(settings.database_url or "sqlite://")
+    if check:
+        check_secrets(settings)
+    return settings
