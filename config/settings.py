@@ -126,7 +126,10 @@ class Settings(BaseSettings):
 def _required(settings: Settings) -> list[tuple[str, SecretStr | None]]:
     needed: list[tuple[str, SecretStr | None]] = []
     if settings.gitlab_url:
-        needed += [("GITLAB_TOKEN", settings.gitlab_token), ("GITLAB_WEBHOOK_SECRET", settings.gitlab_webhook_secret)]
+        needed += [
+            ("GITLAB_TOKEN", settings.gitlab_token),
+            ("GITLAB_WEBHOOK_SECRET", settings.gitlab_webhook_secret),
+        ]
     if settings.jira_url:
         needed += [("JIRA_TOKEN", settings.jira_token), ("JIRA_WEBHOOK_SECRET", settings.jira_webhook_secret)]
     return needed
@@ -153,7 +156,8 @@ def load_settings(environ: Mapping[str, str], *, check: bool = True, **overrides
         settings = Settings(**values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
         )
         raise SettingsError(f"invalid configuration: {problems}") from None
     async_database_url(settings.database_url or "sqlite://")

@@ -1,0 +1,1 @@
+"""Baton's service shell: ASGI app, webhook ingress, durable inbox, worker, clients and CLI."""

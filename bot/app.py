@@ -1,0 +1,81 @@
+"""The ASGI application: webhook endpoints, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot import services as services_module
+from bot import webhooks
+from bot.services import Services
+from bot.store.engine import ping
+from config.settings import Settings
+
+log = logging.getLogger("baton.app")
+PROBE_TIMEOUT_S = 2.0
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _probe(name: str, check: asyncio.Future[None] | asyncio.Task[None]) -> tuple[str, str]:
+    try:
+        await asyncio.wait_for(check, PROBE_TIMEOUT_S)
+    except Exception as exc:  # any failure means "not ready", whatever the driver raised
+        return name, f"unavailable ({type(exc).__name__})"
+    return name, "ok"
+
+
+async def readyz(request: Request) -> Response:
+    services: Services = request.app.state.services
+    results = dict(
+        await asyncio.gather(
+            _probe("database", asyncio.ensure_future(ping(services.engine))),
+            _probe("redis", asyncio.ensure_future(services.queue.ping())),
+        )
+    )
+    ready = all(value == "ok" for value in results.values())
+    return JSONResponse({"ready": ready, **results}, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    services: Services = request.app.state.services
+    try:
+        services.metrics.queue_depth.set(await asyncio.wait_for(services.queue.depth(), PROBE_TIMEOUT_S))
+    except Exception:  # the queue depth is best effort; the rest of the metrics still render
+        log.debug("queue depth unavailable")
+    return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+    """The app; `services` are built in the lifespan unless given (tests pass their own)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = services is None
+        app.state.services = services or services_module.build(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.services.close()
+
+    routes = [
+        Route("/webhooks/gitlab", webhooks.gitlab, methods=["POST"]),
+        Route("/webhooks/jira", webhooks.jira, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    if services is not None:
+        app.state.services = services
+    return app

@@ -1,0 +1,181 @@
+"""The `baton` command line: up, serve, worker, migrate, runs, show."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot import logs
+from bot.store import runs as run_queries
+from bot.store.engine import create_engine, sessionmaker
+from bot.store.migrate import SchemaOutdated, check_current, upgrade
+from config.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Baton: tickets to Claude Code, with approval."
+)
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def settings_or_exit(check: bool = True) -> Settings:
+    try:
+        return load_settings(os.environ, check=check)
+    except SettingsError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def with_store(settings: Settings, body: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `body(sessionmaker)` against the configured store, failing cleanly if it is unusable."""
+
+    async def main() -> T:
+        engine = create_engine(settings.async_database_url)
+        try:
+            await check_current(engine)
+            return await body(sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except SchemaOutdated as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except run_queries.RunNotFound as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        err.print(f"[red]state store unavailable:[/red] {type(exc).__name__}")
+        raise typer.Exit(3) from None
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the state store's schema."""
+    settings = settings_or_exit(check=False)
+
+    async def main() -> None:
+        engine = create_engine(settings.async_database_url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+    console.print("schema is up to date")
+
+
+@app.command()
+def serve() -> None:
+    """Run the webhook server (uvicorn) on BATON_HOST:BATON_PORT."""
+    import uvicorn
+
+    from bot.app import create_app
+
+    settings = settings_or_exit()
+    logs.configure(settings.log_level, settings.secrets())
+    with_store(settings, lambda _sm: asyncio.sleep(0))
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=False,
+        access_log=False,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run an arq worker that executes runs and sweeps the ones the queue lost."""
+    from bot.worker import create_worker
+
+    settings = settings_or_exit()
+    logs.configure(settings.log_level, settings.secrets())
+    with_store(settings, lambda _sm: asyncio.sleep(0))
+    create_worker(settings).run()
+
+
+@app.command()
+def up() -> None:
+    """Migrate, start Redis if none is configured, and run the server and a worker together."""
+    from bot.up import run_up
+
+    raise typer.Exit(run_up(settings_or_exit(check=False), console))
+
+
+@app.command("runs")
+def list_runs(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="How many runs, newest first.")] = 50,
+    state: Annotated[str | None, typer.Option("--status", help="Only runs in this status.")] = None,
+) -> None:
+    """List runs: id, kind, subject, status, created, updated."""
+    settings = settings_or_exit(check=False)
+    rows = with_store(settings, lambda sm: run_queries.listing(sm, limit, state))
+    if as_json:
+        sys.stdout.write(json.dumps([row.summary() for row in rows], indent=2) + "\n")
+        return
+    table = Table("id", "kind", "subject", "status", "created", "updated")
+    for row in rows:
+        table.add_row(row.id[:12], row.kind, row.subject, row.status, _ts(row.created), _ts(row.updated))
+    console.print(table if rows else "no runs yet")
+
+
+@app.command()
+def show(
+    run: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one run: its phases (status, duration, tokens, cost) and its activity."""
+    settings = settings_or_exit(check=False)
+
+    async def body(sm: Any) -> dict[str, Any]:
+        return await run_queries.detail(sm, await run_queries.resolve_id(sm, run))
+
+    detail = with_store(settings, body)
+    if as_json:
+        sys.stdout.write(json.dumps(detail, indent=2) + "\n")
+        return
+    _print_detail(detail)
+
+
+def _ts(value: Any) -> str:
+    return str(value.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def _print_detail(detail: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{detail['id']}[/bold]  {detail['kind']} on {detail['subject']}  [{detail['status']}]"
+    )
+    console.print(f"created {detail['created']}  updated {detail['updated']}  attempts {detail['attempts']}")
+    if detail["error"]:
+        console.print(f"[red]error:[/red] {detail['error']}")
+    phases = Table("phase", "status", "attempts", "duration", "tokens in/out", "cost")
+    for p in detail["phases"]:
+        duration = f"{p['duration_s']:.1f}s" if p["duration_s"] is not None else "-"
+        tokens = f"{p['input_tokens']}/{p['output_tokens']}"
+        phases.add_row(p["name"], p["status"], str(p["attempts"]), duration, tokens, f"${p['cost_usd']:.4f}")
+    console.print(phases if detail["phases"] else "no phases recorded")
+    activity = Table("at", "actor", "action", "message")
+    for a in detail["activity"]:
+        activity.add_row(a["at"], a["actor"], a["action"], a["message"])
+    console.print(activity)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The resources one process holds (store, queue, metrics), built once and passed explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.metrics import Metrics
+from bot.queue import Queue, connect
+from bot.store.engine import create_engine, sessionmaker
+from config.settings import Settings
+from handlers.context import BotIdentity, HandlerContext
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sm: async_sessionmaker[AsyncSession]
+    queue: Queue
+    metrics: Metrics
+    handler_context: HandlerContext
+
+    async def close(self) -> None:
+        await self.queue.close()
+        await self.engine.dispose()
+
+
+def default_redis_url(settings: Settings) -> str:
+    return settings.redis_url or "redis://127.0.0.1:6379/0"
+
+
+def handler_context(settings: Settings) -> HandlerContext:
+    bot = BotIdentity(
+        gitlab_user_id=settings.gitlab_bot_user_id,
+        gitlab_username=settings.gitlab_bot_username,
+        jira_account_id=settings.jira_bot_account_id,
+        jira_name=settings.jira_bot_name,
+    )
+    return HandlerContext(bot=bot, trigger_label=settings.trigger_label)
+
+
+def build(settings: Settings) -> Services:
+    engine = create_engine(settings.async_database_url)
+    return Services(
+        settings=settings,
+        engine=engine,
+        sm=sessionmaker(engine),
+        queue=Queue(connect(default_redis_url(settings))),
+        metrics=Metrics(),
+        handler_context=handler_context(settings),
+    )

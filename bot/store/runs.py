@@ -1,0 +1,211 @@
+"""Run queries: claim and finish (worker), sweep candidates (sweeper), listings (CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.store import status
+from bot.store.engine import as_utc, utcnow
+from bot.store.tables import Activity, Phase, Run
+
+
+class RunNotFound(LookupError):
+    """No run matches the id or prefix (or more than one does)."""
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    kind: str
+    subject: str
+    status: str
+    attempts: int
+    error: str | None
+    input: dict[str, Any]
+    created: datetime
+    updated: datetime
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "subject": self.subject,
+            "status": self.status,
+            "created": self.created.isoformat(),
+            "updated": self.updated.isoformat(),
+        }
+
+
+def _row(run: Run) -> RunRow:
+    return RunRow(
+        id=run.id,
+        kind=run.kind,
+        subject=run.subject,
+        status=run.status,
+        attempts=run.attempts,
+        error=run.error,
+        input=dict(run.input),
+        created=as_utc(run.created_at),
+        updated=as_utc(run.updated_at),
+    )
+
+
+async def add_activity(
+    session: AsyncSession, run_id: str | None, actor: str, action: str, message: str, **data: Any
+) -> None:
+    session.add(
+        Activity(run_id=run_id, at=utcnow(), actor=actor, action=action, message=message, data=data or None)
+    )
+
+
+async def claim(sm: async_sessionmaker[AsyncSession], run_id: str, worker: str) -> RunRow | None:
+    """Mark an active run as running (compare-and-set); None if it is waiting or finished."""
+    async with sm.begin() as session:
+        result = await session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status.in_(status.ACTIVE))
+            .values(status=status.RUNNING, attempts=Run.attempts + 1, updated_at=utcnow())
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        await add_activity(session, run_id, worker, "claimed", f"picked up by worker {worker}")
+        run = (await session.execute(select(Run).where(Run.id == run_id))).scalar_one()
+        return _row(run)
+
+
+async def finish(
+    sm: async_sessionmaker[AsyncSession], run_id: str, new_status: str, actor: str, message: str
+) -> None:
+    """Move a running run to `new_status` (waiting or terminal) and record why."""
+    async with sm.begin() as session:
+        error = message if new_status == status.FAILED else None
+        await session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status == status.RUNNING)
+            .values(status=new_status, error=error, updated_at=utcnow())
+        )
+        await add_activity(session, run_id, actor, new_status, message)
+
+
+async def requeue(sm: async_sessionmaker[AsyncSession], run_id: str, actor: str, message: str) -> None:
+    """Give a running run back to the queue (shutdown, deferral)."""
+    async with sm.begin() as session:
+        await session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status == status.RUNNING)
+            .values(status=status.QUEUED, updated_at=utcnow())
+        )
+        await add_activity(session, run_id, actor, "requeued", message)
+
+
+async def active_older_than(
+    sm: async_sessionmaker[AsyncSession], grace: timedelta, limit: int = 500
+) -> list[str]:
+    """Runs that should be in the queue and were last touched before `now - grace`."""
+    cutoff = utcnow() - grace
+    query = (
+        select(Run.id)
+        .where(Run.status.in_(status.ACTIVE), Run.updated_at < cutoff)
+        .order_by(Run.updated_at)
+        .limit(limit)
+    )
+    async with sm() as session:
+        return list((await session.execute(query)).scalars())
+
+
+async def resolve_id(sm: async_sessionmaker[AsyncSession], ref: str) -> str:
+    """A full run id from an id or a unique prefix of at least 4 characters."""
+    ref = ref.strip().lower()
+    if len(ref) < 4 or not ref.isalnum():
+        raise RunNotFound(f"run id {ref[:40]!r} is too short or not hexadecimal (give at least 4 characters)")
+    async with sm() as session:
+        ids = list((await session.execute(select(Run.id).where(Run.id.startswith(ref)).limit(2))).scalars())
+    if len(ids) != 1:
+        raise RunNotFound(f"no run matches {ref!r}" if not ids else f"{ref!r} matches more than one run")
+    return ids[0]
+
+
+async def get(sm: async_sessionmaker[AsyncSession], run_id: str) -> RunRow:
+    async with sm() as session:
+        run = (await session.execute(select(Run).where(Run.id == run_id))).scalar_one_or_none()
+    if run is None:
+        raise RunNotFound(f"no run {run_id!r}")
+    return _row(run)
+
+
+async def listing(
+    sm: async_sessionmaker[AsyncSession], limit: int = 50, state: str | None = None
+) -> list[RunRow]:
+    query = select(Run).order_by(Run.created_at.desc(), Run.id).limit(limit)
+    if state:
+        query = query.where(Run.status == state)
+    async with sm() as session:
+        return [_row(run) for run in (await session.execute(query)).scalars()]
+
+
+async def count_by_status(sm: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with sm() as session:
+        rows = await session.execute(select(Run.status, func.count()).group_by(Run.status))
+        return {name: int(n) for name, n in rows.tuples()}
+
+
+async def detail(sm: async_sessionmaker[AsyncSession], run_id: str) -> dict[str, Any]:
+    """Everything `baton show` prints: the run, its phases with timings and cost, its activity."""
+    run = await get(sm, run_id)
+    async with sm() as session:
+        phases = (
+            await session.execute(select(Phase).where(Phase.run_id == run_id).order_by(Phase.position))
+        ).scalars()
+        activity = (
+            await session.execute(
+                select(Activity).where(Activity.run_id == run_id).order_by(Activity.at, Activity.id)
+            )
+        ).scalars()
+        return {
+            **run.summary(),
+            "attempts": run.attempts,
+            "error": run.error,
+            "input": run.input,
+            "phases": [_phase(p) for p in phases],
+            "activity": [
+                {"at": as_utc(a.at).isoformat(), "actor": a.actor, "action": a.action, "message": a.message}
+                for a in activity
+            ],
+        }
+
+
+def _phase(phase: Phase) -> dict[str, Any]:
+    started = as_utc(phase.started_at) if phase.started_at else None
+    finished = as_utc(phase.finished_at) if phase.finished_at else None
+    duration = (finished - started).total_seconds() if started and finished else None
+    return {
+        "name": phase.name,
+        "status": phase.status,
+        "attempts": phase.attempts,
+        "duration_s": duration,
+        "input_tokens": phase.input_tokens,
+        "output_tokens": phase.output_tokens,
+        "cost_usd": phase.cost_usd,
+        "error": phase.error,
+    }
+
+
+async def touch(sm: async_sessionmaker[AsyncSession], run_id: str) -> None:
+    """The worker's heartbeat on a running run (its lease)."""
+    async with sm.begin() as session:
+        await session.execute(
+            update(Run).where(Run.id == run_id, Run.status == status.RUNNING).values(updated_at=utcnow())
+        )
+
+
+async def running_stale(sm: async_sessionmaker[AsyncSession], lease: timedelta) -> list[str]:
+    """Running runs whose worker stopped beating for longer than the lease (it died)."""
+    cutoff = utcnow() - lease
+    query = select(Run.id).where(Run.status == status.RUNNING, Run.updated_at < cutoff).limit(500)
+    async with sm() as session:
+        return list((await session.execute(query)).scalars())

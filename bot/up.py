@@ -1,0 +1,121 @@
+"""`baton up`: everything a newcomer needs in one process tree (store, Redis, server, worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+
+from bot import redis_local
+from bot.store.engine import create_engine
+from bot.store.migrate import upgrade
+from config.settings import Settings, SettingsError, check_secrets
+
+SANDBOX_SECRETS = ("GITLAB_WEBHOOK_SECRET", "JIRA_WEBHOOK_SECRET")
+
+
+def sandbox_secrets(state_dir: Path) -> dict[str, str]:
+    """Webhook secrets for the sandbox, generated once and kept (0600) under the state dir."""
+    path = state_dir / "sandbox-secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        if all(stored.get(name) for name in SANDBOX_SECRETS):
+            return stored
+    values = {name: secrets.token_urlsafe(32) for name in SANDBOX_SECRETS}
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(values, indent=2))
+    return values
+
+
+async def _migrate(settings: Settings) -> None:
+    engine = create_engine(settings.async_database_url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def _child_env(settings: Settings, redis_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["BATON_REDIS_URL"] = redis_url
+    env["BATON_STATE_DIR"] = str(settings.state_dir)
+    if settings.sandbox_mode:
+        for name, value in sandbox_secrets(settings.state_dir).items():
+            env.setdefault(f"BATON_{name}", value)
+    return env
+
+
+def _stop(children: list[subprocess.Popen[bytes]], wait_s: float) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    for child in children:
+        try:
+            child.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _banner(console: Console, settings: Settings) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    console.print(f"[bold green]Baton is starting[/bold green] on {base}")
+    console.print(f"  readiness  {base}/readyz    metrics {base}/metrics")
+    console.print(f"  webhooks   {base}/webhooks/gitlab   {base}/webhooks/jira")
+    console.print(f"  state      {settings.async_database_url}")
+    if settings.sandbox_mode:
+        console.print(
+            "  [yellow]sandbox mode[/yellow]: no GitLab/Jira configured. Webhook secrets for local testing are in "
+            f"{settings.state_dir / 'sandbox-secrets.json'}. The GitLab/Jira simulators are not wired into "
+            "`baton up` yet (see README, 'Status')."
+        )
+    console.print("  runs       `baton runs` / `baton show RUN` in another terminal; Ctrl-C stops everything")
+
+
+def run_up(settings: Settings, console: Console) -> int:
+    """Start everything and supervise it until Ctrl-C/SIGTERM or a child exits; returns an exit code."""
+    try:
+        check_secrets(settings)
+    except SettingsError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        return 2
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(_migrate(settings))
+    redis_process = None
+    redis_url = settings.redis_url
+    if redis_url is None:
+        redis_process, redis_url = redis_local.start(settings.state_dir / "redis")
+        console.print(f"started redis-server at {redis_url} (data in {settings.state_dir / 'redis'})")
+    env = _child_env(settings, redis_url)
+    children = [
+        subprocess.Popen([sys.executable, "-m", "bot.cli", role], env=env, stdin=subprocess.DEVNULL)
+        for role in ("serve", "worker")
+    ]
+    _banner(console, settings)
+    stopping = False
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+    finally:
+        _stop(children, settings.shutdown_wait_s + 5)
+        if redis_process is not None:
+            _stop([redis_process], 5)
+    failed = [child.returncode for child in children if child.returncode not in (0, -signal.SIGTERM, None)]
+    return 0 if stopping or not failed else 1

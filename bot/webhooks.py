@@ -1,0 +1,161 @@
+"""The webhook endpoints: cap, verify, parse, route, commit to the inbox, enqueue, answer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from typing import Any, Literal
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from bot import verify
+from bot.body import read_capped
+from bot.dedup import delivery_key
+from bot.errors import BadRequest, BatonError, NotConfigured, StoreUnavailable
+from bot.logs import bind
+from bot.services import Services
+from bot.store import inbox
+from handlers import PayloadInvalid, route
+
+Source = Literal["gitlab", "jira"]
+log = logging.getLogger("baton.webhooks")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON: bad UTF-8, NaN/Infinity, out-of-range numbers and absurd nesting are 400s."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
+    except RecursionError:
+        raise BadRequest("invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise BadRequest(f"invalid JSON: {reason}") from None
+
+
+def _authenticate(services: Services, source: Source, request: Request, body: bytes) -> None:
+    settings = services.settings
+    if source == "gitlab":
+        secret, signing = settings.gitlab_webhook_secret, settings.gitlab_signing_token
+        if secret is None and signing is None:
+            raise NotConfigured("GitLab webhooks are not configured (set BATON_GITLAB_WEBHOOK_SECRET)")
+        verify.verify_gitlab(
+            request.headers,
+            body,
+            secret.get_secret_value() if secret else None,
+            signing.get_secret_value() if signing else None,
+            time.time(),
+        )
+        return
+    if settings.jira_webhook_secret is None:
+        raise NotConfigured("Jira webhooks are not configured (set BATON_JIRA_WEBHOOK_SECRET)")
+    verify.verify_jira(request.headers, body, settings.jira_webhook_secret.get_secret_value())
+
+
+def _event_name(source: Source, request: Request, payload: dict[str, Any]) -> str:
+    if source == "gitlab":
+        return str(request.headers.get("x-gitlab-event") or payload.get("object_kind") or "unknown")
+    return str(payload.get("webhookEvent") or "unknown")
+
+
+def _actor(source: Source, payload: dict[str, Any]) -> str:
+    user = payload.get("user")
+    if isinstance(user, dict):
+        for field in ("username", "displayName", "accountId", "name"):
+            if isinstance(user.get(field), str):
+                return f"{source}:{user[field]}"
+    if source == "gitlab" and isinstance(payload.get("user_username"), str):
+        return f"gitlab:{payload['user_username']}"
+    return f"{source}:unknown"
+
+
+def _answer(recorded: inbox.Recorded) -> JSONResponse:
+    if recorded.outcome == inbox.IGNORED:
+        return JSONResponse({"ignored": recorded.reason}, status_code=200)
+    if recorded.outcome in (inbox.DUPLICATE, inbox.JOINED):
+        return JSONResponse({"duplicate": True, "run": recorded.run_id}, status_code=200)
+    return JSONResponse({"accepted": recorded.outcome, "run": recorded.run_id}, status_code=202)
+
+
+async def _enqueue(services: Services, run_id: str) -> None:
+    """Best effort: the run is already durable; the sweeper enqueues it if this fails."""
+    try:
+        await services.queue.enqueue_run(run_id)
+    except (RedisError, OSError, TimeoutError) as exc:
+        services.metrics.enqueue_failures.inc()
+        log.warning(
+            "queue unavailable; the sweeper will enqueue the run", extra={"error": type(exc).__name__}
+        )
+
+
+async def _ingest(services: Services, source: Source, request: Request) -> inbox.Recorded:
+    settings = services.settings
+    body = await read_capped(request, settings.max_body_bytes, settings.body_timeout_s)
+    _authenticate(services, source, request, body)
+    payload = parse_json(body)
+    try:
+        action = route(source, payload, services.handler_context)
+    except PayloadInvalid as exc:
+        raise BadRequest(f"invalid {source} payload: {exc}") from None
+    key = delivery_key(source, request.headers, payload, body)
+    incoming = inbox.Incoming(
+        source, key, _event_name(source, request, payload), payload, _actor(source, payload)
+    )
+    with bind(delivery_key=key):
+        try:
+            recorded = await inbox.record(services.sm, incoming, action)
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable("state store unavailable; retry later") from exc
+        with bind(delivery_id=recorded.delivery_id, run_id=recorded.run_id):
+            if recorded.new_run and recorded.run_id:
+                await _enqueue(services, recorded.run_id)
+            log.info(
+                "delivery %s", recorded.outcome, extra={"event": incoming.event, "reason": recorded.reason}
+            )
+    return recorded
+
+
+def _error_response(exc: BatonError) -> JSONResponse:
+    headers = {"Retry-After": "5"} if isinstance(exc, StoreUnavailable) else None
+    return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+
+
+async def receive(request: Request, source: Source) -> Response:
+    services: Services = request.app.state.services
+    started = time.perf_counter()
+    try:
+        recorded = await _ingest(services, source, request)
+        response: Response = _answer(recorded)
+        outcome = recorded.outcome
+    except BatonError as exc:
+        level = logging.ERROR if exc.status >= 500 else logging.INFO
+        log.log(level, "delivery rejected: %s", exc, extra={"status": exc.status, "source": source})
+        response, outcome = _error_response(exc), f"rejected_{exc.status}"
+    except ClientDisconnect:
+        response, outcome = Response(status_code=400), "rejected_400"
+    services.metrics.deliveries.labels(source, outcome).inc()
+    services.metrics.ingest_seconds.labels(source).observe(time.perf_counter() - started)
+    return response
+
+
+async def gitlab(request: Request) -> Response:
+    return await receive(request, "gitlab")
+
+
+async def jira(request: Request) -> Response:
+    return await receive(request, "jira")

@@ -1,0 +1,150 @@
+"""The arq worker: runs jobs by run id, keeps a heartbeat, and sweeps runs the queue lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from arq import cron
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+
+from bot import services as services_module
+from bot.logs import bind
+from bot.queue import RUN_JOB, Queue
+from bot.store import runs, status
+from bot.store.engine import create_engine, sessionmaker
+from bot.store.migrate import check_current
+from bot.worker_context import WorkerContext
+from config.settings import Settings
+from orchestrators import ORCHESTRATORS, Orchestrator
+
+log = logging.getLogger("baton.worker")
+HEARTBEAT_S = 10.0
+LEASE = timedelta(seconds=60)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def _heartbeat(wctx: WorkerContext, run_id: str) -> None:
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        await runs.touch(wctx.sm, run_id)
+
+
+async def _execute(wctx: WorkerContext, orchestrator: Orchestrator, run: runs.RunRow) -> None:
+    beat = asyncio.create_task(_heartbeat(wctx, run.id))
+    try:
+        outcome = await orchestrator(wctx, run)
+    except asyncio.CancelledError:
+        await asyncio.shield(
+            runs.requeue(wctx.sm, run.id, wctx.name, "worker stopping; run handed back to the queue")
+        )
+        raise
+    except Exception as exc:
+        log.exception("run failed")
+        await runs.finish(wctx.sm, run.id, status.FAILED, wctx.name, f"{type(exc).__name__}: {exc}"[:2000])
+    else:
+        await runs.finish(wctx.sm, run.id, outcome.status, wctx.name, outcome.message)
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+
+
+async def run_job(ctx: dict[str, Any], run_id: str) -> None:
+    """The one job function: claim the run, hand it to its orchestrator, record the outcome."""
+    wctx: WorkerContext = ctx["baton"]
+    with bind(run_id=run_id, worker=wctx.name):
+        run = await runs.claim(wctx.sm, run_id, wctx.name)
+        if run is None:
+            log.info("run is not active; nothing to do")
+            return
+        orchestrator = ORCHESTRATORS.get(run.kind)
+        if orchestrator is None:
+            message = f"this version of Baton has no '{run.kind}' workflow yet"
+            await runs.finish(wctx.sm, run_id, status.FAILED, wctx.name, message)
+            log.warning(message)
+            return
+        await _execute(wctx, orchestrator, run)
+
+
+async def sweep_once(sm: Any, queue: Queue, grace: timedelta, lease: timedelta = LEASE) -> int:
+    """Enqueue every active run that has no job (Redis was down or flushed); release dead claims.
+
+    Returns how many runs were enqueued or released.
+    """
+    recovered = 0
+    for run_id in await runs.active_older_than(sm, grace):
+        if not await queue.has_job(run_id):
+            recovered += int(await queue.enqueue_run(run_id))
+    for run_id in await runs.running_stale(sm, lease):
+        await queue.release(run_id)
+        await runs.touch(sm, run_id)
+        recovered += 1
+    return recovered
+
+
+async def sweep(ctx: dict[str, Any]) -> int:
+    wctx: WorkerContext = ctx["baton"]
+    count = await sweep_once(wctx.sm, wctx.queue, timedelta(seconds=wctx.settings.sweep_grace_s))
+    if count:
+        log.info("sweeper recovered %d run(s)", count)
+    return count
+
+
+def _startup(settings: Settings) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        engine = create_engine(settings.async_database_url)
+        await check_current(engine)
+        ctx["engine"] = engine
+        ctx["baton"] = WorkerContext(settings, sessionmaker(engine), Queue(ctx["redis"]), worker_name())
+        log.info("worker started", extra={"worker": ctx["baton"].name})
+
+    return on_startup
+
+
+async def on_shutdown(ctx: dict[str, Any]) -> None:
+    if "engine" in ctx:
+        await ctx["engine"].dispose()
+
+
+def _sweep_seconds(interval: int) -> set[int]:
+    interval = min(max(interval, 1), 60)
+    return set(range(0, 60, interval))
+
+
+def create_worker(settings: Settings) -> Worker:
+    """An arq Worker for these settings (what `baton worker` runs)."""
+    redis = RedisSettings.from_dsn(services_module.default_redis_url(settings))
+    redis.conn_timeout = 2
+    redis.conn_retries = 30
+    return Worker(
+        functions=[func(run_job, name=RUN_JOB, max_tries=20)],
+        cron_jobs=[
+            cron(
+                sweep,
+                second=_sweep_seconds(settings.sweep_interval_s),
+                run_at_startup=True,
+                unique=True,
+                timeout=60,
+            )
+        ],
+        redis_settings=redis,
+        on_startup=_startup(settings),
+        on_shutdown=on_shutdown,
+        job_timeout=settings.job_timeout_s,
+        keep_result=0,
+        job_completion_wait=settings.shutdown_wait_s,
+        max_jobs=4,
+        poll_delay=0.2,
+        handle_signals=True,
+    )
