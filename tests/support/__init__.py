@@ -1,0 +1,1 @@
+"""Shared test support: real Redis and PostgreSQL servers, signed deliveries, process helpers."""
