@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,10 +78,11 @@ def pg_bin(name: str) -> str:
 class PrivatePostgres:
     """A throwaway PostgreSQL cluster (initdb) on a free port, so a test can stop the database."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self) -> None:
+        # Outside pytest's tmp dir: that one is private to root, and the server runs as `postgres`.
+        self.root = Path(tempfile.mkdtemp(prefix="baton-pg-"))
         self.port = free_port()
-        self.data = root / "data"
+        self.data = self.root / "data"
 
     @property
     def url(self) -> str:
@@ -90,7 +92,6 @@ class PrivatePostgres:
         return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
     def init(self) -> PrivatePostgres:
-        self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres")
         subprocess.run(
@@ -109,6 +110,10 @@ class PrivatePostgres:
     def stop(self) -> None:
         argv = [pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]
         subprocess.run(self._as_postgres(argv), capture_output=True, timeout=30)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def terminate(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> int:
