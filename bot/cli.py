@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bot import logs
 from bot.store import runs as run_queries
@@ -128,7 +129,8 @@ def list_runs(
         return
     table = Table("id", "kind", "subject", "status", "created", "updated")
     for row in rows:
-        table.add_row(row.id[:12], row.kind, row.subject, row.status, _ts(row.created), _ts(row.updated))
+        cells = (row.id[:12], row.kind, row.subject, row.status, _ts(row.created), _ts(row.updated))
+        table.add_row(*(Text(cell) for cell in cells))
     console.print(table if rows else "no runs yet")
 
 
@@ -155,21 +157,23 @@ def _ts(value: Any) -> str:
 
 
 def _print_detail(detail: dict[str, Any]) -> None:
+    headline = f"{detail['id']}  {detail['kind']} on {detail['subject']}  [{detail['status']}]"
+    console.print(Text(headline, style="bold"))
     console.print(
-        f"[bold]{detail['id']}[/bold]  {detail['kind']} on {detail['subject']}  [{detail['status']}]"
+        Text(f"created {detail['created']}  updated {detail['updated']}  attempts {detail['attempts']}")
     )
-    console.print(f"created {detail['created']}  updated {detail['updated']}  attempts {detail['attempts']}")
     if detail["error"]:
-        console.print(f"[red]error:[/red] {detail['error']}")
+        console.print(Text(f"error: {detail['error']}", style="red"))
     phases = Table("phase", "status", "attempts", "duration", "tokens in/out", "cost")
     for p in detail["phases"]:
         duration = f"{p['duration_s']:.1f}s" if p["duration_s"] is not None else "-"
         tokens = f"{p['input_tokens']}/{p['output_tokens']}"
-        phases.add_row(p["name"], p["status"], str(p["attempts"]), duration, tokens, f"${p['cost_usd']:.4f}")
+        cells = (p["name"], p["status"], str(p["attempts"]), duration, tokens, f"${p['cost_usd']:.4f}")
+        phases.add_row(*(Text(cell) for cell in cells))
     console.print(phases if detail["phases"] else "no phases recorded")
     activity = Table("at", "actor", "action", "message")
     for a in detail["activity"]:
-        activity.add_row(a["at"], a["actor"], a["action"], a["message"])
+        activity.add_row(*(Text(a[key]) for key in ("at", "actor", "action", "message")))
     console.print(activity)
 
 

@@ -75,11 +75,13 @@ def _banner(console: Console, settings: Settings) -> None:
     console.print(f"  state      {settings.async_database_url}")
     if settings.sandbox_mode:
         console.print(
-            "  [yellow]sandbox mode[/yellow]: no GitLab/Jira configured. Webhook secrets for local testing are in "
+            "  [yellow]sandbox mode[/yellow]: no GitLab/Jira configured. "
+            "Webhook secrets for local testing are in "
             f"{settings.state_dir / 'sandbox-secrets.json'}. The GitLab/Jira simulators are not wired into "
             "`baton up` yet (see README, 'Status')."
         )
-    console.print("  runs       `baton runs` / `baton show RUN` in another terminal; Ctrl-C stops everything")
+    console.print("  runs       `baton runs` / `baton show RUN` in another terminal")
+    console.print("  Ctrl-C stops everything")
 
 
 def run_up(settings: Settings, console: Console) -> int:

@@ -122,7 +122,7 @@ def _sweep_seconds(interval: int) -> set[int]:
     return set(range(0, 60, interval))
 
 
-def create_worker(settings: Settings) -> Worker:
+def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
     """An arq Worker for these settings (what `baton worker` runs)."""
     redis = RedisSettings.from_dsn(services_module.default_redis_url(settings))
     redis.conn_timeout = 2
@@ -139,12 +139,12 @@ def create_worker(settings: Settings) -> Worker:
             )
         ],
         redis_settings=redis,
-        on_startup=_startup(settings),
+        on_startup=_startup(settings),  # type: ignore[arg-type]
         on_shutdown=on_shutdown,
         job_timeout=settings.job_timeout_s,
         keep_result=0,
         job_completion_wait=settings.shutdown_wait_s,
         max_jobs=4,
         poll_delay=0.2,
-        handle_signals=True,
+        handle_signals=handle_signals,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -66,7 +65,15 @@ async def test_bad_credentials_are_401_and_store_nothing(
 
 @pytest.mark.parametrize(
     "body",
-    [b"{", b"not json", b"\xff\xfe\x00garbage", b'{"a": NaN}', b'{"a": 1e999}', b"[" * 5000 + b"]" * 5000, b""],
+    [
+        b"{",
+        b"not json",
+        b"\xff\xfe\x00garbage",
+        b'{"a": NaN}',
+        b'{"a": 1e999}',
+        b"[" * 5000 + b"]" * 5000,
+        b"",
+    ],
 )
 @pytest.mark.parametrize("source", ["gitlab", "jira"])
 async def test_bad_json_is_400_with_a_one_line_reason(
@@ -190,5 +197,3 @@ async def test_bot_marker_note_is_ignored(client: httpx.AsyncClient, services: S
     response = await client.post("/webhooks/gitlab", content=body, headers=headers)
     assert response.status_code == 200 and "ignored" in response.json()
     assert await count(services, Run) == 0
-
-

@@ -64,7 +64,9 @@ def test_sandbox_mode_allows_missing_secrets() -> None:
     assert load_settings({"BATON_SANDBOX": "1", "BATON_GITLAB_URL": "http://127.0.0.1:1"}).sandbox_mode
 
 
-@pytest.mark.parametrize(("name", "value"), [("BATON_PORT", "99999"), ("BATON_PORT", "http"), ("BATON_MAX_BODY_BYTES", "0")])
+@pytest.mark.parametrize(
+    ("name", "value"), [("BATON_PORT", "99999"), ("BATON_PORT", "http"), ("BATON_MAX_BODY_BYTES", "0")]
+)
 def test_invalid_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         load_settings({name: value})

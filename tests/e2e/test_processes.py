@@ -1,4 +1,4 @@
-"""Real processes: `baton serve`, `baton worker`, `baton up`, real Redis and PostgreSQL, killed and restarted."""
+"""Real processes (`baton serve`, `worker`, `up`) with real Redis and PostgreSQL, killed and restarted."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ def test_fifty_concurrent_duplicates_yield_one_run(
     async def burst() -> list[int]:
         async with httpx.AsyncClient(timeout=20) as http:
             url = f"http://127.0.0.1:{port}/webhooks/jira"
-            answers = await asyncio.gather(*(http.post(url, content=body, headers=headers) for _ in range(50)))
+            answers = await asyncio.gather(
+                *(http.post(url, content=body, headers=headers) for _ in range(50))
+            )
             return [a.status_code for a in answers]
 
     codes = asyncio.run(burst())
@@ -126,7 +128,10 @@ def test_baton_up_starts_redis_server_and_worker(tmp_path: Path, procs: list[Bat
     body = json.dumps(label_added()).encode()
     from bot.verify import jira_signature
 
-    headers = {"X-Hub-Signature": jira_signature(secrets["JIRA_WEBHOOK_SECRET"], body), "Content-Type": "application/json"}
+    headers = {
+        "X-Hub-Signature": jira_signature(secrets["JIRA_WEBHOOK_SECRET"], body),
+        "Content-Type": "application/json",
+    }
     answer = httpx.post(f"http://127.0.0.1:{port}/webhooks/jira", content=body, headers=headers, timeout=10)
     assert answer.status_code == 202
     up.process.send_signal(signal.SIGTERM)

@@ -12,7 +12,12 @@ from bot.verify import jira_signature
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 GITLAB_SECRET = "gitlab-webhook-secret-for-tests"
 JIRA_SECRET = "jira-webhook-secret-for-tests"
-GITLAB_EVENTS = {"note": "Note Hook", "merge_request": "Merge Request Hook", "push": "Push Hook", "pipeline": "Pipeline Hook"}
+GITLAB_EVENTS = {
+    "note": "Note Hook",
+    "merge_request": "Merge Request Hook",
+    "push": "Push Hook",
+    "pipeline": "Pipeline Hook",
+}
 
 
 def fixture(relative: str) -> dict[str, Any]:
@@ -21,10 +26,14 @@ def fixture(relative: str) -> dict[str, Any]:
 
 
 def all_fixtures() -> list[str]:
-    return sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.glob("*/*.json") if p.parent.name in ("gitlab", "jira"))
+    return sorted(
+        str(p.relative_to(FIXTURES)) for p in FIXTURES.glob("*/*.json") if p.parent.name in ("gitlab", "jira")
+    )
 
 
-def gitlab_headers(payload: dict[str, Any], token: str = GITLAB_SECRET, key: str | None = None) -> dict[str, str]:
+def gitlab_headers(
+    payload: dict[str, Any], token: str = GITLAB_SECRET, key: str | None = None
+) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
         "X-Gitlab-Event": GITLAB_EVENTS.get(str(payload.get("object_kind")), "System Hook"),

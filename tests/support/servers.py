@@ -103,7 +103,17 @@ class PrivatePostgres:
 
     def start(self) -> PrivatePostgres:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        argv = [pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start"]
+        argv = [
+            pg_bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "start",
+        ]
         subprocess.run(self._as_postgres(argv), check=True, capture_output=True, timeout=30)
         return self
 

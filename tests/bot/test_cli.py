@@ -1,0 +1,97 @@
+"""`baton runs` and `baton show`, as a person and as a script would read them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+from bot.services import Services
+from bot.store import inbox, runs
+from handlers.actions import Enqueue
+
+runner = CliRunner()
+
+
+def env_for(services: Services) -> dict[str, str]:
+    settings = services.settings
+    return {
+        "BATON_DATABASE_URL": settings.database_url,
+        "BATON_SANDBOX": "1",
+        "BATON_REDIS_URL": "redis://127.0.0.1:1",
+    }
+
+
+async def seed(services: Services, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        action = Enqueue(
+            kind="implement", subject=f"jira:DEMO-{i}", origin=f"o-{i}", input={"issue_key": f"DEMO-{i}"}
+        )
+        recorded = await inbox.record(
+            services.sm, inbox.Incoming("jira", f"k{i}", "jira:issue_updated", {}), action
+        )
+        assert recorded.run_id
+        ids.append(recorded.run_id)
+    return ids
+
+
+@pytest.fixture
+async def three(services: Services) -> list[str]:
+    return await seed(services, 3)
+
+
+@pytest.fixture
+async def claimed(services: Services) -> str:
+    (run_id,) = await seed(services, 1)
+    await runs.claim(services.sm, run_id, "worker-a")
+    return run_id
+
+
+def test_runs_json_lists_every_field(services: Services, three: list[str]) -> None:
+    ids = three
+    result = runner.invoke(app, ["runs", "--json"], env=env_for(services))
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert sorted(r["id"] for r in listed) == sorted(ids)
+    assert set(listed[0]) == {"id", "kind", "subject", "status", "created", "updated"}
+
+
+def test_runs_table_and_status_filter(services: Services, three: list[str]) -> None:
+    table = runner.invoke(app, ["runs"], env=env_for(services))
+    assert table.exit_code == 0 and "jira:DEMO-1" in table.stdout and "queued" in table.stdout
+    none = runner.invoke(app, ["runs", "--status", "succeeded"], env=env_for(services))
+    assert "no runs yet" in none.stdout
+
+
+def test_show_by_prefix_with_activity(services: Services, claimed: str) -> None:
+    run_id = claimed
+    result = runner.invoke(app, ["show", run_id[:6], "--json"], env=env_for(services))
+    assert result.exit_code == 0, result.output
+    detail = json.loads(result.stdout)
+    assert detail["id"] == run_id and detail["status"] == "running" and detail["attempts"] == 1
+    assert [a["action"] for a in detail["activity"]] == ["received", "claimed"]
+    human = runner.invoke(app, ["show", run_id], env={**env_for(services), "COLUMNS": "200"})
+    assert "picked up by worker worker-a" in human.stdout and "no phases recorded" in human.stdout
+    assert "[running]" in human.stdout  # data is never read as rich markup
+
+
+@pytest.mark.parametrize("ref", ["zz", "nothere0", "--version", "'; drop table runs; --"])
+def test_show_unknown_or_hostile_ref_fails_cleanly(services: Services, claimed: str, ref: str) -> None:
+    result = runner.invoke(app, ["show", "--", ref], env=env_for(services))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+
+
+def test_unmigrated_store_says_what_to_do(tmp_path: Path) -> None:
+    env = {"BATON_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}", "BATON_SANDBOX": "1"}
+    result = runner.invoke(app, ["runs"], env=env)
+    assert result.exit_code == 2 and "baton migrate" in result.output
+
+
+def test_bad_configuration_names_the_variable(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["runs"], env={"BATON_DATABASE_URL": "mysql://x/y"})
+    assert result.exit_code == 2 and "BATON_DATABASE_URL" in result.output

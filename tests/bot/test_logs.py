@@ -1,0 +1,56 @@
+"""Structured logs: JSON per line, bound ids on every line, configured secrets masked."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from bot.logs import JsonFormatter, bind
+
+
+def render(formatter: JsonFormatter, message: str, *args: object, **extra: object) -> dict[str, object]:
+    record = logging.LogRecord("baton.test", logging.INFO, __file__, 1, message, args, None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    line = formatter.format(record)
+    assert "\n" not in line
+    parsed: dict[str, object] = json.loads(line)
+    return parsed
+
+
+def test_bound_ids_appear_on_every_line() -> None:
+    formatter = JsonFormatter()
+    with bind(delivery_id=7), bind(run_id="abc123"):
+        entry = render(formatter, "claimed %s", "run")
+    assert entry["msg"] == "claimed run"
+    assert (entry["delivery_id"], entry["run_id"], entry["level"]) == (7, "abc123", "info")
+    assert "run_id" not in render(formatter, "outside")
+
+
+@pytest.mark.parametrize("where", ["message", "argument", "extra"])
+def test_secrets_are_masked_wherever_they_appear(where: str) -> None:
+    secret = "glpat-XYZ-super-secret"
+    formatter = JsonFormatter([secret, "ab"])  # too-short values are not masked (would shred text)
+    if where == "message":
+        entry = render(formatter, f"token {secret} leaked")
+    elif where == "argument":
+        entry = render(formatter, "token %s leaked", secret)
+    else:
+        entry = render(formatter, "request", url=f"https://oauth2:{secret}@gitlab.example.com")
+    assert secret not in json.dumps(entry)
+    assert "***" in json.dumps(entry)
+
+
+def test_exceptions_are_one_json_line() -> None:
+    formatter = JsonFormatter(["hunter2-secret"])
+    try:
+        raise ValueError("bad hunter2-secret")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("baton", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
+    line = formatter.format(record)
+    assert "hunter2-secret" not in line
+    assert "ValueError" in json.loads(line)["exc"]

@@ -1,0 +1,186 @@
+"""The worker in-process against real Redis and the store: claim, outcome, sweep, lease, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+
+import pytest
+from arq.constants import in_progress_key_prefix
+from arq.worker import Worker
+from sqlalchemy import update
+
+from bot.services import Services
+from bot.store import inbox, runs, status
+from bot.store.engine import utcnow
+from bot.store.tables import Run
+from bot.worker import create_worker, sweep_once
+from bot.worker_context import WorkerContext
+from handlers.actions import Enqueue
+from orchestrators import ORCHESTRATORS, Outcome
+
+Body = Callable[[WorkerContext, runs.RunRow], Awaitable[Outcome]]
+
+
+async def new_run(services: Services, kind: str = "probe", enqueue: bool = True) -> str:
+    action = Enqueue(kind=kind, subject="jira:DEMO-1", origin=f"test:{utcnow().timestamp()}:{kind}")
+    incoming = inbox.Incoming("jira", f"key-{utcnow().timestamp()}", "jira:issue_updated", {}, "jira:tester")
+    recorded = await inbox.record(services.sm, incoming, action)
+    assert recorded.run_id is not None
+    if enqueue:
+        assert await services.queue.enqueue_run(recorded.run_id)
+    return recorded.run_id
+
+
+@pytest.fixture
+async def worker(services: Services) -> AsyncIterator[Worker]:
+    settings = services.settings.model_copy(update={"shutdown_wait_s": 1})
+    w = create_worker(settings, handle_signals=False)
+    task = asyncio.create_task(w.async_run())
+    yield w
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await w.close()
+
+
+async def wait_status(services: Services, run_id: str, wanted: str, timeout_s: float = 15) -> runs.RunRow:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        row = await runs.get(services.sm, run_id)
+        if row.status == wanted:
+            return row
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"run stayed {row.status}, wanted {wanted}")
+        await asyncio.sleep(0.05)
+
+
+def register(monkeypatch: pytest.MonkeyPatch, kind: str, body: Body) -> None:
+    monkeypatch.setitem(ORCHESTRATORS, kind, body)
+
+
+async def test_orchestrator_outcome_is_recorded(
+    services: Services, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+
+    async def probe(wctx: WorkerContext, run: runs.RunRow) -> Outcome:
+        seen.append(run.id)
+        return Outcome(status.WAITING, "proposal posted; waiting for /approve")
+
+    register(monkeypatch, "probe", probe)
+    run_id = await new_run(services)
+    row = await wait_status(services, run_id, status.WAITING)
+    assert seen == [run_id] and row.attempts == 1
+    detail = await runs.detail(services.sm, run_id)
+    assert [a["action"] for a in detail["activity"]] == ["received", "claimed", "waiting"]
+
+
+async def test_orchestrator_exception_fails_the_run_with_the_reason(
+    services: Services, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(wctx: WorkerContext, run: runs.RunRow) -> Outcome:
+        raise RuntimeError("the repository has no tests")
+
+    register(monkeypatch, "probe", broken)
+    row = await wait_status(services, await new_run(services), status.FAILED)
+    assert row.error == "RuntimeError: the repository has no tests"
+
+
+async def test_unknown_kind_fails_clearly(services: Services, worker: Worker) -> None:
+    row = await wait_status(services, await new_run(services, kind="teleport"), status.FAILED)
+    assert row.error == "this version of Baton has no 'teleport' workflow yet"
+
+
+async def test_finished_runs_are_not_run_again(
+    services: Services, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    async def once(wctx: WorkerContext, run: runs.RunRow) -> Outcome:
+        calls.append(run.id)
+        return Outcome(status.SUCCEEDED, "done")
+
+    register(monkeypatch, "probe", once)
+    run_id = await new_run(services)
+    await wait_status(services, run_id, status.SUCCEEDED)
+    assert await services.queue.enqueue_run(run_id)  # a stray duplicate job (at-least-once delivery)
+    await asyncio.sleep(1.0)
+    assert calls == [run_id]
+
+
+async def test_sweeper_re_enqueues_runs_lost_by_a_redis_flush(
+    services: Services, redis_server: object
+) -> None:
+    lost = await new_run(services)
+    never_enqueued = await new_run(services, enqueue=False)
+    redis_server.flush()  # type: ignore[attr-defined]
+    assert not await services.queue.has_job(lost)
+    recovered = await sweep_once(services.sm, services.queue, grace=timedelta(0))
+    assert recovered == 2
+    assert await services.queue.has_job(lost) and await services.queue.has_job(never_enqueued)
+    assert await sweep_once(services.sm, services.queue, grace=timedelta(0)) == 0  # idempotent
+
+
+async def test_sweeper_leaves_fresh_and_waiting_runs_alone(services: Services) -> None:
+    fresh = await new_run(services, enqueue=False)
+    waiting = await new_run(services, enqueue=False)
+    async with services.sm.begin() as session:
+        await session.execute(update(Run).where(Run.id == waiting).values(status=status.WAITING))
+    assert await sweep_once(services.sm, services.queue, grace=timedelta(minutes=5)) == 0
+    assert not await services.queue.has_job(fresh) and not await services.queue.has_job(waiting)
+
+
+async def test_sweeper_releases_a_dead_workers_claim(services: Services) -> None:
+    run_id = await new_run(services)
+    async with services.sm.begin() as session:
+        stale = utcnow() - timedelta(minutes=5)
+        await session.execute(
+            update(Run).where(Run.id == run_id).values(status=status.RUNNING, updated_at=stale)
+        )
+    await services.queue.redis.set(in_progress_key_prefix + run_id, b"1")
+    assert (
+        await sweep_once(services.sm, services.queue, grace=timedelta(minutes=10), lease=timedelta(minutes=1))
+        == 1
+    )
+    assert not await services.queue.redis.exists(in_progress_key_prefix + run_id)
+    assert await services.queue.has_job(run_id)
+
+
+async def test_sigterm_requeues_a_run_that_does_not_finish_in_time(
+    services: Services, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = asyncio.Event()
+
+    async def slow(wctx: WorkerContext, run: runs.RunRow) -> Outcome:
+        started.set()
+        await asyncio.sleep(60)
+        return Outcome(status.SUCCEEDED, "unreachable")
+
+    register(monkeypatch, "probe", slow)
+    run_id = await new_run(services)
+    await asyncio.wait_for(started.wait(), 15)
+    worker.handle_sig_wait_for_completion(signal.SIGTERM)
+    row = await wait_status(services, run_id, status.QUEUED, timeout_s=10)
+    assert row.attempts == 1
+    assert await services.queue.has_job(run_id)  # arq kept the job for the next worker
+    detail = await runs.detail(services.sm, run_id)
+    assert detail["activity"][-1]["action"] == "requeued"
+
+
+async def test_sigterm_lets_a_short_run_finish(
+    services: Services, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = asyncio.Event()
+
+    async def short(wctx: WorkerContext, run: runs.RunRow) -> Outcome:
+        started.set()
+        await asyncio.sleep(0.3)
+        return Outcome(status.SUCCEEDED, "finished during shutdown")
+
+    register(monkeypatch, "probe", short)
+    run_id = await new_run(services)
+    await asyncio.wait_for(started.wait(), 15)
+    worker.handle_sig_wait_for_completion(signal.SIGTERM)
+    await wait_status(services, run_id, status.SUCCEEDED, timeout_s=10)
