@@ -118,7 +118,8 @@ async def _ingest(services: Services, source: Source, request: Request) -> inbox
     )
     with bind(delivery_key=key):
         try:
-            recorded = await inbox.record(services.sm, incoming, action)
+            async with services.write_lock:
+                recorded = await inbox.record(services.sm, incoming, action)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             raise StoreUnavailable("state store unavailable; retry later") from exc
         with bind(delivery_id=recorded.delivery_id, run_id=recorded.run_id):

@@ -1,0 +1,53 @@
+"""GitLab Merge Request, Push and Pipeline hooks: only new code on a merge request matters for now."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from bot.events.gitlab import MergeRequestEvent, PipelineEvent, PushEvent
+from handlers.actions import Action, Enqueue, Ignore
+from handlers.context import HandlerContext
+
+IGNORED_ACTIONS = MappingProxyType(
+    {
+        "open": "a new merge request starts nothing; reply with a command to ask for something",
+        "reopen": "reopening a merge request starts nothing",
+        "close": "closed merge requests are not handled yet",
+        "merge": "merged merge requests are not handled yet",
+        "update": "metadata-only update (no new commits)",
+        "approved": "GitLab approvals are not Baton approvals; reply /approve on the proposal",
+        "approval": "GitLab approvals are not Baton approvals; reply /approve on the proposal",
+        "unapproved": "GitLab approvals are not Baton approvals",
+        "unapproval": "GitLab approvals are not Baton approvals",
+    }
+)
+
+
+def merge_request_changed(event: MergeRequestEvent, ctx: HandlerContext) -> Action:
+    """New commits on a merge request (`update` with `oldrev`) make earlier proposals stale."""
+    attrs = event.object_attributes
+    if attrs.action == "update" and attrs.oldrev and attrs.last_commit:
+        head = attrs.last_commit.id
+        return Enqueue(
+            kind="mr_pushed",
+            subject=f"gitlab:{event.project.path_with_namespace}!{attrs.iid}",
+            origin=f"gitlab:mr:{event.project.id}:{attrs.iid}:push:{head}",
+            input={
+                "project_id": event.project.id,
+                "mr_iid": attrs.iid,
+                "source_branch": attrs.source_branch,
+                "head_sha": head,
+                "oldrev": attrs.oldrev,
+                "actor": {"id": event.user.id, "username": event.user.username},
+            },
+        )
+    action = attrs.action or "(none)"
+    return Ignore(IGNORED_ACTIONS.get(action, f"merge request action {action[:40]!r} is not handled"))
+
+
+def branch_pushed(event: PushEvent, ctx: HandlerContext) -> Action:
+    return Ignore("push events are not handled; merge request updates carry new commits")
+
+
+def pipeline_changed(event: PipelineEvent, ctx: HandlerContext) -> Action:
+    return Ignore("pipeline events are not handled yet")

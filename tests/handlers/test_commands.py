@@ -1,0 +1,246 @@
+"""The slash-command parser: which lines count as commands, and which never do."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handlers.commands import (
+    ALIASES,
+    KNOWN_COMMANDS,
+    MAX_ARGS,
+    MAX_COMMANDS,
+    Command,
+    did_you_mean,
+    first_known,
+    help_lines,
+    parse_commands,
+    suggest,
+)
+
+APPROVE = [Command("approve")]
+
+ACCEPTED = [
+    ("/approve", APPROVE),
+    ("/APPROVE", APPROVE),
+    ("/Approve", APPROVE),
+    ("  /approve", APPROVE),
+    ("   /approve", APPROVE),
+    ("\u2028/approve", APPROVE),  # a Unicode line separator is whitespace before the slash
+    ("/approve   ", APPROVE),
+    ("/approve\r\n", APPROVE),
+    ("looks good\r\n/approve\r\nthanks", APPROVE),
+    ("looks good\r/approve", APPROVE),
+    ("Thanks!\n\n/approve", APPROVE),
+    ("/revise  use the v2 client  ", [Command("revise", "use the v2 client")]),
+    ("/revise\tuse tabs", [Command("revise", "use tabs")]),
+    ("/fix the null check", [Command("remediate", "the null check")]),
+    ("/FIX", [Command("remediate")]),
+    ("/remediate rename `x` to `y`", [Command("remediate", "rename `x` to `y`")]),
+    ("/approve\n/reject", [Command("approve"), Command("reject")]),
+    ("/aprove", [Command("aprove")]),
+    ("/re-run now", [Command("re-run", "now")]),
+    ("/approve \x00evil\x07", [Command("approve", "evil")]),
+    ("```\n/reject\n```\n/approve", APPROVE),
+    ("~~~~\n/reject\n~~~\n/reject\n~~~~\n/approve", APPROVE),
+    ("{code:java}\n/reject\n{code}\n/approve", APPROVE),
+    ("{noformat}\n/reject\n{noformat}\n/approve", APPROVE),
+    ("{quote}\n/reject\n{quote}\n/approve", APPROVE),
+    ("> quoted\n\n/approve", APPROVE),
+    ("<!-- hidden\n/reject\n-->\n/approve", APPROVE),
+    ("text\n    /approve", APPROVE),  # four spaces inside a paragraph: continuation text, not code
+    ("```inline``` is not a fence\n/approve", APPROVE),
+]
+
+IGNORED = [
+    "",
+    "approve",
+    "please /approve this",
+    "LGTM, /approve",
+    "`/approve`",
+    "\\/approve",
+    "> /approve",
+    ">/approve",
+    "  > /approve",
+    "> I said\n/approve",  # lazy continuation: rendered inside the quote
+    "bq. /approve",
+    "bq. quoting\n/approve",
+    "{quote}\n/approve\n{quote}",
+    "{quote}said {code}\n/approve\n{code}{quote}",
+    "```\n/approve\n```",
+    "```python\n/approve\n```",
+    "~~~ `info` may hold backticks after tildes\n/approve\n~~~",
+    "~~~\n/approve\n~~~",
+    "````\n```\n/approve\n````",  # a shorter fence does not close a longer one
+    "```\n/approve",  # an unclosed fence runs to the end
+    "  ```\n  /approve\n  ```",
+    "{code}\n/approve\n{code}",
+    "{code:title=Foo.java|borderStyle=solid}\n/approve\n{code}",
+    "{CODE}\n/approve\n{CODE}",
+    "{code}\n{code:java}\n/approve\n{code}",
+    "{noformat}\n/approve\n{noformat}",
+    "{code}\n{quote}\n{quote}\n/approve",
+    "before {code}\n/approve\n{code}",
+    "<!--\n/approve\n-->",
+    "    /approve",  # indented code block
+    "intro\n\n    /approve",
+    "\t/approve\n",  # a tab indents as far as four spaces
+    "／approve",  # fullwidth solidus
+    "∕approve",  # division slash
+    "/аpprove",  # Cyrillic а
+    "/ａpprove",  # fullwidth a
+    "/approve\u00e9",
+    "/approve\x00",
+    "/approve/now",
+    "/usr/bin/env python",
+    "/" + "a" * 33,
+    "/ approve",
+    "/-approve",
+    "//approve",
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ACCEPTED)
+def test_accepted_forms(text: str, expected: list[Command]) -> None:
+    assert parse_commands(text) == expected
+
+
+@pytest.mark.parametrize("text", IGNORED)
+def test_ignored_forms(text: str) -> None:
+    assert parse_commands(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "syntax", "expected"),
+    [
+        ("{code}\n/approve\n{code}", "markdown", APPROVE),  # braces are literal text in GitLab
+        ("{code}\n/approve\n{code}", "jira", []),
+        ("```\n/approve\n```", "jira", APPROVE),  # fences mean nothing in Jira wiki markup
+        ("```\n/approve\n```", "markdown", []),
+        ("> quoted\n/approve", "jira", APPROVE),  # ">" is not a quote in Jira wiki markup
+        ("bq. quoted\n/approve", "markdown", APPROVE),
+        ("<!--\n/approve\n-->", "jira", APPROVE),
+        ("    /approve", "jira", APPROVE),
+    ],
+)
+def test_syntax_specific_blocks(text: str, syntax: str, expected: list[Command]) -> None:
+    assert parse_commands(text, syntax=syntax) == expected  # type: ignore[arg-type]
+
+
+def test_long_args_are_capped() -> None:
+    (command,) = parse_commands("/revise " + "x" * 1_000_000)
+    assert command.name == "revise"
+    assert len(command.args) == MAX_ARGS
+
+
+def test_ten_thousand_lines_are_parsed_quickly_and_capped() -> None:
+    text = "\n".join(["/approve"] * 10_000)
+    started = time.perf_counter()
+    commands = parse_commands(text)
+    assert len(commands) == MAX_COMMANDS
+    assert time.perf_counter() - started < 2
+
+
+def test_ten_thousand_lines_of_prose_find_the_last_command() -> None:
+    text = "\n".join(["just words, /approve mid-line"] * 10_000 + ["/reject"])
+    assert parse_commands(text) == [Command("reject")]
+
+
+def test_huge_single_line_without_command() -> None:
+    assert parse_commands("a" * 1_000_000 + "\n" + "{" * 100_000) == []
+
+
+@pytest.mark.parametrize("text", ["\x00" * 1000, "\x00/approve", "/approve\x00\n\x00"])
+def test_nul_bytes_never_make_a_command(text: str) -> None:
+    assert parse_commands(text) == []
+
+
+def test_known_commands_and_aliases() -> None:
+    assert set(KNOWN_COMMANDS) == {
+        "approve",
+        "reject",
+        "revise",
+        "retry",
+        "status",
+        "cancel",
+        "help",
+        "remediate",
+    }
+    assert ALIASES == {"fix": "remediate"}
+    assert all(Command(name).known for name in KNOWN_COMMANDS)
+    assert not Command("aprove").known
+
+
+def test_help_is_generated_from_the_registry() -> None:
+    lines = help_lines()
+    assert len(lines) == len(KNOWN_COMMANDS)
+    assert all("\n" not in text and text for text in KNOWN_COMMANDS.values())
+    assert [line.split(" ", 1)[0] for line in lines] == [f"/{name}" for name in KNOWN_COMMANDS]
+
+
+def test_first_known_skips_unknown_commands() -> None:
+    assert first_known(parse_commands("/aprove\n/status")) == Command("status")
+    assert first_known(parse_commands("/aprove")) is None
+
+
+@pytest.mark.parametrize(
+    ("typo", "closest"),
+    [
+        ("aprove", "approve"),
+        ("approved", "approve"),
+        ("hlep", "help"),
+        ("rejct", "reject"),
+        ("stauts", "status"),
+    ],
+)
+def test_suggest_closest(typo: str, closest: str) -> None:
+    assert suggest(typo) == closest
+
+
+@pytest.mark.parametrize("word", ["s", "tmp", "shrug", "x" * 32])
+def test_no_suggestion_for_unrelated_words(word: str) -> None:
+    assert suggest(word) is None
+    assert did_you_mean("@ann", Command(word)) is None
+
+
+def test_did_you_mean_names_the_person_quotes_the_command_and_points_to_help() -> None:
+    text = did_you_mean("@ann", Command("aprove", "ZZARG"))
+    assert text is not None
+    assert text.startswith("@ann")
+    assert "`/aprove`" in text
+    assert "`/approve`" in text
+    assert "`/help`" in text
+    assert "ZZARG" not in text  # arguments are never echoed back
+
+
+def test_did_you_mean_in_jira_markup() -> None:
+    text = did_you_mean("[~ann]", Command("aprove"), syntax="jira")
+    assert text is not None
+    assert "{{/aprove}}" in text
+    assert "{{/approve}}" in text
+    assert "`" not in text
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from(list("/ab-\n\r\t >`~{}codeqtuapprove!<-\x00é")), max_size=200)
+    | st.text()
+)
+def test_any_text_parses_to_well_formed_commands(text: str) -> None:
+    commands = parse_commands(text)
+    assert len(commands) <= MAX_COMMANDS
+    for command in commands:
+        assert re.fullmatch(r"[a-z0-9_][a-z0-9_-]{0,31}", command.name)
+        assert len(command.args) <= MAX_ARGS
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", command.args)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text())
+def test_nothing_inside_a_fence_ever_counts(text: str) -> None:
+    body = "\n".join(line for line in text.splitlines() if "```" not in line and "~~~" not in line)
+    assert parse_commands("```\n" + body + "\n```") == []
