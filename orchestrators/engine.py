@@ -1,0 +1,169 @@
+"""The phase engine: a run is a sequence of named phases whose outputs are persisted before the next.
+
+A crashed or failed run resumes at its first unfinished phase; `retry(phase=…)` re-runs one phase
+and everything after it; a phase may jump back to an earlier one (the implement → validate → review
+loop) at most `max_rounds` times, after which the run stops for a human.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.store import status
+from bot.store.engine import utcnow
+from bot.store.runs import RunRow, add_activity
+from bot.store.tables import Phase
+from bot.worker_context import WorkerContext
+from orchestrators import Outcome
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+
+@dataclass(frozen=True)
+class PhaseContext:
+    """What a phase sees: the worker's resources, the run, and every finished phase's output."""
+
+    wctx: WorkerContext
+    run: RunRow
+    outputs: Mapping[str, Mapping[str, Any]]
+    attempt: int
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    """A phase's JSON output, and optionally a jump back (`goto`) or the end of the run (`stop`)."""
+
+    output: Mapping[str, Any] = field(default_factory=dict)
+    goto: str | None = None
+    stop: Outcome | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+PhaseFn = Callable[[PhaseContext], Awaitable[PhaseResult]]
+
+
+class PhaseFailed(RuntimeError):
+    """A phase raised; the run fails at that phase and can be retried from it."""
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    phases: tuple[tuple[str, PhaseFn], ...]
+    max_rounds: int = 3
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.phases]
+
+
+async def _rows(session: AsyncSession, run_id: str) -> dict[str, Phase]:
+    result = await session.execute(select(Phase).where(Phase.run_id == run_id))
+    return {phase.name: phase for phase in result.scalars()}
+
+
+async def prepare(sm: async_sessionmaker[AsyncSession], workflow: Workflow, run_id: str) -> None:
+    """Create the run's phase rows (pending) once; later calls leave progress untouched."""
+    async with sm.begin() as session:
+        existing = await _rows(session, run_id)
+        for position, name in enumerate(workflow.names):
+            if name not in existing:
+                session.add(Phase(run_id=run_id, name=name, position=position, status=PENDING, attempts=0))
+
+
+async def reset_from(
+    sm: async_sessionmaker[AsyncSession], workflow: Workflow, run_id: str, name: str
+) -> None:
+    """Mark `name` and every later phase pending (for `/retry <phase>` and for jumps back)."""
+    if name not in workflow.names:
+        raise ValueError(f"{workflow.name} has no phase {name!r}; phases: {', '.join(workflow.names)}")
+    later = workflow.names[workflow.names.index(name) :]
+    async with sm.begin() as session:
+        await session.execute(
+            update(Phase)
+            .where(Phase.run_id == run_id, Phase.name.in_(later))
+            .values(status=PENDING, error=None)
+        )
+
+
+async def _begin(sm: async_sessionmaker[AsyncSession], run_id: str, name: str) -> tuple[int, dict[str, Any]]:
+    async with sm.begin() as session:
+        rows = await _rows(session, run_id)
+        phase = rows[name]
+        phase.status, phase.started_at, phase.finished_at = RUNNING, utcnow(), None
+        phase.attempts += 1
+        outputs = {n: dict(p.output or {}) for n, p in rows.items() if p.status == DONE}
+        phase.input = outputs
+        return phase.attempts, outputs
+
+
+async def _finish(
+    sm: async_sessionmaker[AsyncSession],
+    run_id: str,
+    name: str,
+    result: PhaseResult | None,
+    error: str | None,
+) -> None:
+    async with sm.begin() as session:
+        phase = (await _rows(session, run_id))[name]
+        phase.finished_at = utcnow()
+        if result is None:
+            phase.status, phase.error = FAILED, error
+            await add_activity(session, run_id, "baton", "phase-failed", f"{name} failed: {error}")
+            return
+        phase.status, phase.error, phase.output = DONE, None, dict(result.output)
+        phase.input_tokens += result.input_tokens
+        phase.output_tokens += result.output_tokens
+        phase.cost_usd += result.cost_usd
+
+
+async def _attempts(sm: async_sessionmaker[AsyncSession], run_id: str, name: str) -> int:
+    async with sm() as session:
+        return (await _rows(session, run_id))[name].attempts
+
+
+async def _next_pending(sm: async_sessionmaker[AsyncSession], workflow: Workflow, run_id: str) -> str | None:
+    async with sm() as session:
+        rows = await _rows(session, run_id)
+    return next((name for name in workflow.names if rows[name].status != DONE), None)
+
+
+async def _jump(
+    wctx: WorkerContext, workflow: Workflow, run_id: str, source: str, target: str
+) -> Outcome | None:
+    """Go back to `target` unless its round budget is spent; then the run waits for a human."""
+    if await _attempts(wctx.sm, run_id, target) >= workflow.max_rounds:
+        return Outcome(
+            status.WAITING, f"needs-human: {source} still failing after {workflow.max_rounds} rounds"
+        )
+    await reset_from(wctx.sm, workflow, run_id, target)
+    return None
+
+
+async def execute(workflow: Workflow, wctx: WorkerContext, run: RunRow) -> Outcome:
+    """Run the workflow from its first unfinished phase to the end (or to a stop)."""
+    await prepare(wctx.sm, workflow, run.id)
+    functions = dict(workflow.phases)
+    while (name := await _next_pending(wctx.sm, workflow, run.id)) is not None:
+        attempt, outputs = await _begin(wctx.sm, run.id, name)
+        try:
+            result = await functions[name](PhaseContext(wctx, run, outputs, attempt))
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:2000]
+            await _finish(wctx.sm, run.id, name, None, reason)
+            raise PhaseFailed(f"phase {name} failed: {reason}") from exc
+        await _finish(wctx.sm, run.id, name, result, None)
+        if result.stop is not None:
+            return result.stop
+        if result.goto is not None:
+            stopped = await _jump(wctx, workflow, run.id, name, result.goto)
+            if stopped is not None:
+                return stopped
+    return Outcome(status.SUCCEEDED, f"{workflow.name} finished")
