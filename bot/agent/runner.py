@@ -1,0 +1,200 @@
+"""Run one Claude Code call under a profile, a tool policy, a clean environment and a hard timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from claude_agent_sdk import ClaudeAgentOptions, HookMatcher, Message, ResultError, query
+from claude_agent_sdk.types import SystemPromptPreset
+from pydantic import ValidationError
+
+from bot.agent.cli_wrapper import Launcher, bundled_cli, write_launcher
+from bot.agent.env import build_agent_env
+from bot.agent.policy import NETWORK_TOOLS
+from bot.agent.process import kill_run
+from bot.agent.profiles import Profile, get_profile
+from bot.agent.recorder import Recorder
+from bot.agent.result import AgentRequest, AgentResult, TokenUsage
+from bot.agent.worktree import FingerprintError, fingerprint
+
+log = logging.getLogger(__name__)
+CANCEL_WAIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    timed_out: bool = False
+    error: str | None = None
+
+
+def _options(
+    request: AgentRequest, profile: Profile, launcher: Launcher, recorder: Recorder
+) -> ClaudeAgentOptions:
+    prompt: SystemPromptPreset = {"type": "preset", "preset": "claude_code"}
+    if request.append_system_prompt:
+        prompt["append"] = request.append_system_prompt
+    schema = request.output_model.model_json_schema() if request.output_model else None
+    return ClaudeAgentOptions(
+        cwd=str(recorder.worktree),
+        cli_path=str(launcher.path),
+        system_prompt=prompt,
+        tools=list(profile.tools),
+        disallowed_tools=sorted(NETWORK_TOOLS),
+        permission_mode="default",
+        can_use_tool=recorder.can_use_tool,
+        hooks={"PreToolUse": [HookMatcher(matcher=None, hooks=[recorder.pre_tool_use])]},
+        setting_sources=[],
+        skills=[],
+        strict_mcp_config=True,
+        settings=json.dumps({"apiKeyHelper": str(launcher.key_helper)}),
+        max_turns=request.max_turns,
+        max_budget_usd=request.max_budget_usd,
+        model=request.model,
+        output_format={"type": "json_schema", "schema": schema} if schema else None,
+        stderr=recorder.on_stderr,
+    )
+
+
+async def _consume(messages: AsyncIterator[Message], recorder: Recorder) -> None:
+    async for message in messages:
+        recorder.observe(message)
+
+
+async def _drive(
+    request: AgentRequest, options: ClaudeAgentOptions, recorder: Recorder, launcher: Launcher
+) -> _Outcome:
+    task = asyncio.create_task(_consume(query(prompt=request.prompt, options=options), recorder))
+    done, _ = await asyncio.wait({task}, timeout=request.timeout_s)
+    if task not in done:
+        await kill_run(launcher.pid(), launcher.marker, request.kill_grace_s)
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
+        return _Outcome(
+            timed_out=True, error=f"timed out after {request.timeout_s:g}s; the agent's processes were killed"
+        )
+    exc = task.exception()
+    if exc is None or (isinstance(exc, ResultError) and recorder.result is not None):
+        return _Outcome()
+    tail = " | ".join(recorder.stderr)
+    return _Outcome(
+        error=f"the agent failed: {type(exc).__name__}: {exc}" + (f" (stderr: {tail})" if tail else "")
+    )
+
+
+async def _state(worktree: Path) -> str | None:
+    try:
+        return await fingerprint(worktree)
+    except FingerprintError:
+        return None
+
+
+def _usage(raw: dict[str, Any] | None) -> TokenUsage:
+    raw = raw or {}
+    names = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    return TokenUsage(**{name: int(raw.get(name) or 0) for name in names})
+
+
+def _from_cli(recorder: Recorder, outcome: _Outcome, profile: Profile) -> AgentResult:
+    rm = recorder.result
+    denials = recorder.all_denials()
+    if rm is None:
+        return AgentResult(
+            profile.name,
+            True,
+            outcome.error or "the agent ended without a result",
+            timed_out=outcome.timed_out,
+            session_id=recorder.session_id,
+            num_turns=recorder.assistant_messages,
+            denials=denials,
+        )
+    error = outcome.error
+    if rm.is_error and error is None:
+        detail = "; ".join(rm.errors or []) or (rm.result or "")
+        error = f"the agent reported an error ({rm.subtype}, {rm.terminal_reason}): {detail[:500]}"
+    return AgentResult(
+        profile=profile.name,
+        is_error=rm.is_error or error is not None,
+        error=error,
+        subtype=rm.subtype,
+        terminal_reason=rm.terminal_reason,
+        text=rm.result,
+        structured_output=rm.structured_output,
+        session_id=rm.session_id,
+        num_turns=rm.num_turns,
+        duration_ms=rm.duration_ms,
+        usage=_usage(rm.usage),
+        total_cost_usd=float(rm.total_cost_usd or 0.0),
+        denials=denials,
+        timed_out=outcome.timed_out,
+    )
+
+
+def _typed_output(result: AgentResult, request: AgentRequest) -> AgentResult:
+    model = request.output_model
+    if model is None or result.is_error:
+        return result
+    if result.structured_output is None:
+        return replace(result, is_error=True, error=f"the agent returned no {model.__name__}")
+    try:
+        return replace(result, structured_output=model.model_validate(result.structured_output))
+    except ValidationError as exc:
+        return replace(
+            result, is_error=True, error=f"the agent's output is not a valid {model.__name__}: {exc}"[:800]
+        )
+
+
+def _guard_worktree(
+    result: AgentResult, profile: Profile, before: str | None, after: str | None
+) -> AgentResult:
+    changed = None if before is None or after is None else before != after
+    result = replace(result, worktree_changed=changed)
+    if profile.read_only and changed is not False:
+        why = "changed the worktree" if changed else "left a worktree whose state cannot be verified"
+        return replace(result, is_error=True, error=f"the read-only {profile.name} run {why}")
+    return result
+
+
+async def _run_in(run_dir: Path, request: AgentRequest, profile: Profile) -> AgentResult:
+    worktree = request.worktree.resolve()
+    home, tmp = run_dir / "home", run_dir / "tmp"
+    for directory in (home / ".claude", tmp):
+        directory.mkdir(parents=True, mode=0o700)
+    env = build_agent_env(request.environ, home=home, tmpdir=tmp, base_url=request.base_url)
+    launcher = write_launcher(run_dir, request.cli_path or bundled_cli(), env, request.api_key)
+    recorder = Recorder(profile, worktree, request.declared_commands)
+    before = await _state(worktree)
+    if before is None and profile.read_only:
+        return AgentResult(
+            profile.name, True, f"cannot fingerprint the worktree {worktree}; refusing a read-only run"
+        )
+    outcome = await _drive(request, _options(request, profile, launcher, recorder), recorder, launcher)
+    survivors = await kill_run(launcher.pid(), launcher.marker, request.kill_grace_s)
+    if survivors:
+        log.error("agent processes survived SIGKILL: %s", sorted(survivors))
+    result = _typed_output(_from_cli(recorder, outcome, profile), request)
+    return _guard_worktree(result, profile, before, await _state(worktree))
+
+
+async def run_agent(request: AgentRequest) -> AgentResult:
+    """Run the agent once; never raises for agent failures, timeouts or policy denials."""
+    profile = get_profile(request.profile)
+    with tempfile.TemporaryDirectory(prefix="baton-agent-", dir=request.run_root) as run_dir:
+        result = await _run_in(Path(run_dir), request, profile)
+    log.info(
+        "agent %s: error=%s turns=%d tokens=%d/%d cost=%.4f denials=%d",
+        profile.name,
+        result.is_error,
+        result.num_turns,
+        result.usage.input_tokens,
+        result.usage.output_tokens,
+        result.total_cost_usd,
+        len(result.denials),
+    )
+    return result

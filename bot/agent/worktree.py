@@ -1,0 +1,72 @@
+"""A fingerprint of a worktree's state, so a read-only agent run can be proven to have changed nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+GIT_TIMEOUT_S = 60.0
+
+
+class FingerprintError(RuntimeError):
+    """The worktree's state could not be read."""
+
+
+async def _git(worktree: Path, *args: str) -> bytes:
+    process = await asyncio.create_subprocess_exec(
+        "git",
+        "--no-optional-locks",
+        "-C",
+        str(worktree),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), GIT_TIMEOUT_S)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise FingerprintError(f"git {args[0]} timed out") from None
+    if process.returncode != 0:
+        raise FingerprintError(f"git {args[0]} failed: {err.decode(errors='replace').strip()[:200]}")
+    return out
+
+
+def _untracked(status: bytes) -> list[str]:
+    entries = status.split(b"\0")
+    return [e[3:].decode("utf-8", "surrogateescape") for e in entries if e.startswith(b"?? ")]
+
+
+def _file_state(path: Path) -> bytes:
+    if path.is_symlink():
+        return b"link:" + os.fsencode(os.readlink(path))
+    if path.is_file():
+        return b"file:" + path.read_bytes()
+    return b"gone"
+
+
+async def _head(worktree: Path) -> bytes:
+    try:
+        return await _git(worktree, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    except FingerprintError:
+        return b""
+
+
+async def fingerprint(worktree: Path) -> str:
+    """sha256 over HEAD, `git status`, the staged and unstaged diffs and every untracked file's content."""
+    status = await _git(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+    parts = [
+        await _head(worktree),
+        status,
+        await _git(worktree, "diff", "--binary"),
+        await _git(worktree, "diff", "--cached", "--binary"),
+    ]
+    for name in sorted(_untracked(status)):
+        parts += [os.fsencode(name), _file_state(worktree / name)]
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
