@@ -54,6 +54,40 @@ def find_marker(text: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+# Jira wiki markup has no comment syntax (an HTML comment shows as text, and Jira Cloud drops
+# `{anchor}` when it converts to ADF), so Jira comments end with a line of white text instead.
+# Every key character but letters, digits and "." is percent-encoded so wiki markup cannot mangle it.
+JIRA_MARKER_TEXT = "baton.effect="
+_JIRA_MARKER_RE = re.compile(r"baton\.effect=([A-Za-z0-9.%]{1,600})")
+_ESCAPE_RE = re.compile(r"%([0-9A-F]{2})")
+
+
+def jira_marker(key: str) -> str:
+    """The marker Baton appends to each Jira comment it posts for effect `key`."""
+    marker(key)  # validates the key (raises EffectKeyError)
+    encoded = "".join(ch if ch.isascii() and (ch.isalnum() or ch == ".") else f"%{ord(ch):02X}" for ch in key)
+    return "{color:#ffffff}" + JIRA_MARKER_TEXT + encoded + "{color}"
+
+
+def with_jira_marker(text: str, key: str) -> str:
+    return f"{text}\n\n{jira_marker(key)}"
+
+
+def find_jira_marker(text: str | None) -> str | None:
+    """The effect key in a Jira comment body (the Jira marker, or the generic HTML-comment marker)."""
+    if not text:
+        return None
+    match = _JIRA_MARKER_RE.search(text)
+    if match is None:
+        return find_marker(text)
+    key = _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), match.group(1))
+    return key if _KEY_RE.fullmatch(key) else None
+
+
+def is_jira_bot_text(text: str | None) -> bool:
+    return find_jira_marker(text) is not None
+
+
 def is_bot_text(text: str | None) -> bool:
-    """True when the text carries Baton's marker (used to ignore the bot's own notes)."""
-    return find_marker(text) is not None
+    """True when the text carries either of Baton's markers (used to ignore the bot's own posts)."""
+    return find_jira_marker(text) is not None

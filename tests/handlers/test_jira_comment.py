@@ -169,3 +169,16 @@ def test_comment_without_issue_and_unusable_self_is_invalid(
 ) -> None:
     with pytest.raises(PayloadInvalid, match=r"^issue: missing, and comment\.self names no issue$"):
         route("jira", payload(CREATED, {"issue": ..., "comment.self": self_url}), ctx)
+
+
+def test_comment_carrying_the_jira_marker_is_the_bots_own() -> None:
+    from bot.effects import with_jira_marker
+    from handlers import route
+    from handlers.actions import Ignore
+    from handlers.context import HandlerContext
+    from tests.support.deliveries import fixture
+
+    payload = fixture("jira/comment_created_cloud.json")
+    payload["comment"]["body"] = with_jira_marker("/approve", "run:1:reply")
+    action = route("jira", payload, HandlerContext())
+    assert isinstance(action, Ignore)
