@@ -10,7 +10,6 @@ import hmac
 import logging
 import os
 import re
-import signal
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from bot.git.pktline import Incomplete, PushCommand, parse_push_commands, parse_report_status
+from bot.git.runner import kill_process_group
 
 log = logging.getLogger(__name__)
 
@@ -186,12 +186,6 @@ class CommandSniffer:
 # -- the ASGI app ------------------------------------------------------------------------------------
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 def _route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
@@ -267,7 +261,7 @@ class GitHttpBackend:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
-        watchdog = asyncio.get_running_loop().call_later(self._time_limit, _kill_group, proc)
+        watchdog = asyncio.get_running_loop().call_later(self._time_limit, kill_process_group, proc)
         pushing = request.method == "POST" and git_request.service == "git-receive-pack"
         sniffer = CommandSniffer(request.headers.get("content-encoding", "")) if pushing else None
         pump = asyncio.create_task(_pump(request, proc, sniffer))
@@ -367,7 +361,7 @@ async def _reap(proc: asyncio.subprocess.Process, grace: float) -> None:
     """Let http-backend exit on its own for `grace` seconds, then kill its process group."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(proc.wait(), grace)
-    _kill_group(proc)
+    kill_process_group(proc)
     await proc.wait()
 
 

@@ -7,14 +7,11 @@ import asyncio
 import hmac
 import itertools
 import json
-import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import uvicorn
@@ -24,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from bot.sandbox.scenario import Block, Reply, Scenario, load_scenario, plan_reply
+from bot.sandbox.serve import ServerThread
 
 REDACTED_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization", "cookie"})
 ERROR_TYPES = {
@@ -291,16 +289,8 @@ def create_model_app(
     )
 
 
-def free_socket(host: str = "127.0.0.1") -> socket.socket:
-    """A listening-ready TCP socket bound to a free loopback port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    return sock
-
-
-class ModelServer:
-    """Runs the scripted model app with uvicorn in a background thread on a free loopback port."""
+class ModelServer(ServerThread):
+    """The scripted model app served with uvicorn in a background thread on a loopback port."""
 
     def __init__(
         self,
@@ -308,41 +298,17 @@ class ModelServer:
         log: RequestLog | None = None,
         placeholders: Mapping[str, str] | None = None,
         api_key: str | None = None,
+        port: int = 0,
     ) -> None:
         self.log = log or RequestLog()
         self._stopping = threading.Event()
-        self._socket = free_socket()
-        host, port = self._socket.getsockname()[:2]
-        self.url = f"http://{host}:{port}"
-        app = create_model_app(scenario, self.log, self._stopping, placeholders, api_key)
-        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        super().__init__(
+            create_model_app(scenario, self.log, self._stopping, placeholders, api_key), port=port
         )
 
-    def start(self) -> ModelServer:
-        self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("scripted model server did not start")
-            time.sleep(0.01)
-        return self
-
     def stop(self) -> None:
-        self._stopping.set()
-        self._server.should_exit = True
-        self._thread.join(timeout=START_TIMEOUT_S)
-        self._socket.close()
-
-    def __enter__(self) -> ModelServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        self._stopping.set()  # releases scripted hangs so the server can shut down
+        super().stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -96,7 +96,8 @@ def config(url: str, **overrides: object) -> JiraConfig:
 def served() -> Iterator[tuple[JiraState, DemoWorld, str]]:
     state = JiraState()
     world = seed_demo(state)
-    with ServerThread(create_jira_app(state)) as url:
+    with ServerThread(create_jira_app(state)) as served:
+        url = served.url
         yield state, world, url
 
 
@@ -363,7 +364,8 @@ async def test_data_center_pat_uses_names() -> None:
     state = JiraState(deployment="Server")
     world = seed_demo(state)
     state.users[world.bot.account_id].pat = "dc-pat"
-    with ServerThread(create_jira_app(state)) as url:
+    with ServerThread(create_jira_app(state)) as served:
+        url = served.url
         client = JiraClient(config(url, user=None, token="dc-pat"), MemoryLedger())
         assert await client.bot_account() == JiraUser("baton-bot", "Baton Bot")
         assert await client.user_in_group("alice", "baton-approvers") is True

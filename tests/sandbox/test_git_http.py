@@ -6,6 +6,7 @@ import base64
 import gzip
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -273,3 +274,18 @@ def test_mounted_under_a_prefix(tmp_path: Path) -> None:
         )
     assert response.status_code == 200
     assert git("rev-parse", "main", cwd=upstream.bare) in response.text
+
+
+def test_a_hung_backend_is_killed_at_the_time_limit(tmp_path: Path) -> None:
+    upstream = make_upstream(tmp_path)
+    hung = tmp_path / "hung-git"
+    hung.write_text("#!/bin/sh\nsleep 30\n")
+    hung.chmod(0o755)
+    backend = GitHttpBackend(upstream.root, TOKEN, git=str(hung), time_limit=0.5)
+    with serve(backend) as base:
+        started = time.monotonic()
+        response = httpx.get(
+            f"{base}/group/project.git/info/refs?{UPLOAD}", headers=basic("x", TOKEN), timeout=10
+        )
+    assert response.status_code == 502
+    assert time.monotonic() - started < 5

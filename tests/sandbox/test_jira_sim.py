@@ -124,14 +124,16 @@ def make_sim(deployment: str = "Cloud") -> tuple[JiraState, DemoWorld]:
 @pytest.fixture
 def sim() -> Iterator[Sim]:
     state, world = make_sim()
-    with ServerThread(create_jira_app(state)) as url:
+    with ServerThread(create_jira_app(state)) as served:
+        url = served.url
         yield Sim(state, world, url)
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     rec = Receiver()
-    with ServerThread(rec.app()) as url:
+    with ServerThread(rec.app()) as served:
+        url = served.url
         rec.url = f"{url}/hook"
         yield rec
 
@@ -181,7 +183,8 @@ def test_bad_or_missing_credentials_get_401(sim: Sim) -> None:
 def test_bearer_pat_authenticates_like_data_center() -> None:
     state, _ = make_sim("Server")
     state.add_user("Robot", name="robot", pat="pat-123", groups=["bots"])
-    with ServerThread(create_jira_app(state)) as url:
+    with ServerThread(create_jira_app(state)) as served:
+        url = served.url
         jira = JIRA(url, token_auth="pat-123", max_retries=0, timeout=5)
         me = jira.myself()
         assert jira.deploymentType == "Server"
