@@ -115,6 +115,37 @@ def up() -> None:
     raise typer.Exit(run_up(settings_or_exit(check=False), console))
 
 
+@app.command()
+def sandbox(
+    print_config: Annotated[
+        bool, typer.Option("--print-config", help="Print URLs, tokens and secrets as JSON.")
+    ] = False,
+) -> None:
+    """Run the local GitLab/Jira simulators and the scripted model (`baton up` starts them too)."""
+    import signal
+    import threading
+
+    from bot.sandbox.stack import SandboxPorts, current_config
+    from bot.up import base_url, start_sandbox
+
+    settings = settings_or_exit(check=False)
+    baton_url = base_url(settings)
+    if print_config:
+        config = current_config(settings.state_dir, baton_url, SandboxPorts.from_base(settings.sandbox_port))
+        sys.stdout.write(json.dumps(config, indent=2) + "\n")
+        return
+    stack, _config = start_sandbox(settings, console)
+    console.print(f"webhooks go to {baton_url}; Ctrl-C stops")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+
+
 @app.command("runs")
 def list_runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,

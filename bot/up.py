@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rich.console import Console
 
 from bot import redis_local
+from bot.sandbox.stack import SandboxPorts, SandboxStack, baton_environment
 from bot.store.engine import create_engine
 from bot.store.migrate import upgrade
 from config.settings import Settings, SettingsError, check_secrets
-
-SANDBOX_SECRETS = ("GITLAB_WEBHOOK_SECRET", "JIRA_WEBHOOK_SECRET")
-
-
-def sandbox_secrets(state_dir: Path) -> dict[str, str]:
-    """Webhook secrets for the sandbox, generated once and kept (0600) under the state dir."""
-    path = state_dir / "sandbox-secrets.json"
-    if path.exists():
-        stored: dict[str, str] = json.loads(path.read_text())
-        if all(stored.get(name) for name in SANDBOX_SECRETS):
-            return stored
-    values = {name: secrets.token_urlsafe(32) for name in SANDBOX_SECRETS}
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(values, indent=2))
-    return values
 
 
 async def _migrate(settings: Settings) -> None:
@@ -44,14 +28,33 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
-def _child_env(settings: Settings, redis_url: str) -> dict[str, str]:
+def _child_env(settings: Settings, redis_url: str, sandbox: dict[str, Any] | None) -> dict[str, str]:
     env = dict(os.environ)
     env["BATON_REDIS_URL"] = redis_url
     env["BATON_STATE_DIR"] = str(settings.state_dir)
-    if settings.sandbox_mode:
-        for name, value in sandbox_secrets(settings.state_dir).items():
-            env.setdefault(f"BATON_{name}", value)
+    if sandbox is not None:
+        env.update(baton_environment(sandbox))
     return env
+
+
+def base_url(settings: Settings) -> str:
+    return f"http://{settings.host}:{settings.port}"
+
+
+def start_sandbox(settings: Settings, console: Console) -> tuple[SandboxStack, dict[str, Any]]:
+    stack = SandboxStack(
+        settings.state_dir,
+        base_url(settings),
+        SandboxPorts.from_base(settings.sandbox_port),
+        settings.sandbox_scenario,
+    )
+    config = stack.start()
+    console.print(
+        f"sandbox: GitLab {config['gitlab']['url']}  Jira {config['jira']['url']}  "
+        f"model {config['model']['url']}"
+    )
+    console.print("  `baton sandbox --print-config` prints every URL, token and secret as JSON")
+    return stack, config
 
 
 def _stop(children: list[subprocess.Popen[bytes]], wait_s: float) -> None:
@@ -68,17 +71,15 @@ def _stop(children: list[subprocess.Popen[bytes]], wait_s: float) -> None:
 
 
 def _banner(console: Console, settings: Settings) -> None:
-    base = f"http://{settings.host}:{settings.port}"
+    base = base_url(settings)
     console.print(f"[bold green]Baton is starting[/bold green] on {base}")
     console.print(f"  readiness  {base}/readyz    metrics {base}/metrics")
     console.print(f"  webhooks   {base}/webhooks/gitlab   {base}/webhooks/jira")
     console.print(f"  state      {settings.async_database_url}")
     if settings.sandbox_mode:
         console.print(
-            "  [yellow]sandbox mode[/yellow]: no GitLab/Jira configured. "
-            "Webhook secrets for local testing are in "
-            f"{settings.state_dir / 'sandbox-secrets.json'}. The GitLab/Jira simulators are not wired into "
-            "`baton up` yet (see README, 'Status')."
+            "  [yellow]sandbox mode[/yellow]: no GitLab/Jira configured; Baton talks to local simulators. "
+            "Try: add the label ai-implement to DEMO-1 through the Jira simulator (see README)."
         )
     console.print("  runs       `baton runs` / `baton show RUN` in another terminal")
     console.print("  Ctrl-C stops everything")
@@ -98,7 +99,8 @@ def run_up(settings: Settings, console: Console) -> int:
     if redis_url is None:
         redis_process, redis_url = redis_local.start(settings.state_dir / "redis")
         console.print(f"started redis-server at {redis_url} (data in {settings.state_dir / 'redis'})")
-    env = _child_env(settings, redis_url)
+    stack, sandbox = start_sandbox(settings, console) if settings.sandbox_mode else (None, None)
+    env = _child_env(settings, redis_url, sandbox)
     children = [
         subprocess.Popen([sys.executable, "-m", "bot.cli", role], env=env, stdin=subprocess.DEVNULL)
         for role in ("serve", "worker")
@@ -119,5 +121,7 @@ def run_up(settings: Settings, console: Console) -> int:
         _stop(children, settings.shutdown_wait_s + 5)
         if redis_process is not None:
             _stop([redis_process], 5)
+        if stack is not None:
+            stack.stop()
     failed = [child.returncode for child in children if child.returncode not in (0, -signal.SIGTERM, None)]
     return 0 if stopping or not failed else 1

@@ -78,6 +78,13 @@ class Settings(BaseSettings):
 
     trigger_label: str = "ai-implement"
 
+    anthropic_base_url: str | None = None
+    anthropic_api_key: SecretStr | None = None
+    agent_model: str | None = None
+    agent_timeout_s: float = 900.0
+    sandbox_port: int = 8081  # the sandbox's GitLab; Jira and the scripted model take the next two ports
+    sandbox_scenario: Path | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -119,7 +126,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every configured secret value, so log redaction can mask them."""
         values = [self.gitlab_token, self.gitlab_webhook_secret, self.gitlab_signing_token]
-        values += [self.jira_token, self.jira_webhook_secret]
+        values += [self.jira_token, self.jira_webhook_secret, self.anthropic_api_key]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 

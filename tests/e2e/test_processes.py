@@ -7,6 +7,7 @@ import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -115,27 +116,35 @@ def test_redis_down_then_sweeper_enqueues_and_worker_claims(
         redis.stop()
 
 
-def test_baton_up_starts_redis_server_and_worker(tmp_path: Path, procs: list[BatonProcess]) -> None:
+def test_baton_up_runs_the_sandbox_end_to_end(tmp_path: Path, procs: list[BatonProcess]) -> None:
     port = free_port()
-    env = baton_env(tmp_path / "state", f"sqlite:///{tmp_path / 'up.db'}", "", port)
+    env = baton_env(tmp_path / "state", f"sqlite:///{tmp_path / 'up.db'}", "", port, sandbox_port="0")
     for name in [k for k in env if k.startswith(("BATON_GITLAB", "BATON_JIRA", "BATON_REDIS"))]:
         del env[name]
     up = BatonProcess("up", env, tmp_path / "logs")
     procs.append(up)
     up.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
-    secrets = json.loads((tmp_path / "state" / "sandbox-secrets.json").read_text())
     assert (tmp_path / "state" / "sandbox-secrets.json").stat().st_mode & 0o077 == 0
-    body = json.dumps(label_added()).encode()
-    from bot.verify import jira_signature
-
-    headers = {
-        "X-Hub-Signature": jira_signature(secrets["JIRA_WEBHOOK_SECRET"], body),
-        "Content-Type": "application/json",
-    }
-    answer = httpx.post(f"http://127.0.0.1:{port}/webhooks/jira", content=body, headers=headers, timeout=10)
-    assert answer.status_code == 202
+    config = cli_json_plain(env, "sandbox", "--print-config")
+    assert config["baton"]["jira_webhook"] == f"http://127.0.0.1:{port}/webhooks/jira"
+    # A person adds the trigger label in the Jira simulator; its signed webhook reaches Baton.
+    added = httpx.post(
+        f"{config['jira']['url']}/_sandbox/labels",
+        json={"user": "alice", "issue": "DEMO-1", "add": ["ai-implement"]},
+        timeout=10,
+    )
+    assert added.status_code < 300, added.text
+    runs = wait_for(lambda: cli_json(env, "runs"), 30, "the label webhook to start a run")
+    assert [(r["kind"], r["subject"]) for r in runs] == [("implement", "jira:DEMO-1")]
     up.process.send_signal(signal.SIGTERM)
     assert up.process.wait(60) == 0
     with pytest.raises(TimeoutError):
         wait_port(port, timeout_s=0.5)
+    assert not (tmp_path / "state" / "sandbox.json").exists()
     assert "sandbox mode" in up.logs()
+
+
+def cli_json_plain(env: dict[str, str], *args: str) -> Any:
+    done = cli(env, *args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

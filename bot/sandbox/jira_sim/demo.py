@@ -8,6 +8,7 @@ from bot.sandbox.jira_sim.model import Issue, User
 from bot.sandbox.jira_sim.state import JiraState
 
 APPROVERS_GROUP = "baton-approvers"
+BOT_ACCOUNT_ID = "5d1c0ffee0ba7000b0770001"
 DEMO_BOT_TOKEN = "sandbox-jira-bot-token"  # noqa: S105 - a sandbox credential, useless outside the simulator
 DEMO_APPROVER_TOKEN = "sandbox-jira-approver-token"  # noqa: S105
 DEMO_DEVELOPER_TOKEN = "sandbox-jira-developer-token"  # noqa: S105
@@ -35,7 +36,7 @@ def seed_demo(state: JiraState, *, bot_token: str = DEMO_BOT_TOKEN) -> DemoWorld
     """Populate `state` with the demo accounts and tickets (call once, on an empty state)."""
     bot = state.add_user(
         "Baton Bot",
-        account_id="5d1c0ffee0ba7000b0770001",
+        account_id=BOT_ACCOUNT_ID,
         name="baton-bot",
         email="baton-bot@example.com",
         api_token=bot_token,
