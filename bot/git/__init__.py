@@ -1,0 +1,1 @@
+"""Git for Baton: safe runner, pure naming, and the per-run workspace (mirror, worktree, commit, push)."""

@@ -1,0 +1,58 @@
+"""Pure naming: the branch Baton creates for a ticket, and the checks every ref name must pass."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+PREFIX = "baton/"
+SLUG_MAX = 40
+FALLBACK_SLUG = "change"
+TICKET_KEY_RE = re.compile(r"[A-Z][A-Z0-9_]{0,30}-[0-9]{1,9}")
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+_SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# Characters git forbids anywhere in a ref name, plus control characters (git-check-ref-format(1)).
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+def ticket_part(ticket_key: str) -> str:
+    """The ticket key itself when well-formed, else a stable hash of whatever was given."""
+    if TICKET_KEY_RE.fullmatch(ticket_key):
+        return ticket_key
+    digest = hashlib.sha256(ticket_key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"ticket-{digest}"
+
+
+def slugify(text: str, max_len: int = SLUG_MAX) -> str:
+    """Lowercase ASCII words joined by single dashes, at most `max_len` characters, never empty."""
+    ascii_text = unicodedata.normalize("NFKD", text[: max_len * 8]).encode("ascii", "ignore").decode()
+    slug = _NOT_SLUG.sub("-", ascii_text.lower()).strip("-")
+    slug = slug[:max_len].rstrip("-")
+    return slug or FALLBACK_SLUG
+
+
+def branch_name(ticket_key: str, summary: str) -> str:
+    """`baton/<TICKET>-<slug>`: generated from untrusted text, safe for git and for a shell."""
+    return f"{PREFIX}{ticket_part(ticket_key)}-{slugify(summary)}"
+
+
+def is_valid_refname(name: str) -> bool:
+    """True when `name` (e.g. `refs/heads/x`) passes git's ref-name rules; stricter on leading dashes."""
+    if not name or len(name) > 1024 or name.startswith("-") or _REF_FORBIDDEN.search(name):
+        return False
+    if ".." in name or "@{" in name or name == "@" or name.endswith(".") or "//" in name:
+        return False
+    if name.startswith("/") or name.endswith("/"):
+        return False
+    return all(part and not part.startswith(".") and not part.endswith(".lock") for part in name.split("/"))
+
+
+def is_valid_branch(name: str) -> bool:
+    """True for a branch short name that `git check-ref-format --branch` accepts and no option parser eats."""
+    return is_valid_refname(name) and not name.startswith("refs/") and name != "HEAD"
+
+
+def is_sha(text: str) -> bool:
+    """A full lowercase SHA-1 or SHA-256 object name."""
+    return _SHA_RE.fullmatch(text) is not None

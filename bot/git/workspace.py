@@ -1,0 +1,341 @@
+"""Per-run git workspaces: one fetched mirror per repository, one worktree and branch per run."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bot.git.askpass import DEFAULT_USERNAME, askpass_env, check_remote_url, install_script, needs_credentials
+from bot.git.branch import is_sha, is_valid_branch, is_valid_refname
+from bot.git.diffstat import DiffStat, parse_numstat
+from bot.git.errors import HeadMoved, NothingToCommit, UnsafeInput, WorkspaceError
+from bot.git.lock import file_lock
+from bot.git.paths import check_run_id, mirror_dirname
+from bot.git.runner import GitResult, GitRunner
+
+# Upstream branches land under refs/remotes/origin/, never in refs/heads/: run branches live there, and
+# `fetch` refuses to update a branch checked out in a worktree (and --prune would delete unpushed ones).
+FETCH_REFSPECS = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
+FETCH_FLAGS = ("--quiet", "--prune", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules")
+UPSTREAM_PREFIX = "refs/remotes/origin/"
+DIFF_FLAGS = ("--no-ext-diff", "--no-textconv", "--no-color", "--no-renames")
+COMMIT_FLAGS = ("--quiet", "--no-verify", "--no-gpg-sign", "--cleanup=verbatim", "--file=-")
+_NAME_RE = re.compile(r"[^\x00-\x1f<>\x7f]{1,200}")
+_EMAIL_RE = re.compile(r"[^\x00-\x20<>\x7f]{1,254}")
+
+
+class Secret(Protocol):
+    """Anything holding a secret string (pydantic's SecretStr fits)."""
+
+    def get_secret_value(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class GitAuthor:
+    """Author and committer of Baton's commits."""
+
+    name: str
+    email: str
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.fullmatch(self.name) or not _EMAIL_RE.fullmatch(self.email):
+            raise UnsafeInput("author name and email must be non-empty, without <, >, or control characters")
+
+    def env(self) -> dict[str, str]:
+        return {
+            "GIT_AUTHOR_NAME": self.name,
+            "GIT_AUTHOR_EMAIL": self.email,
+            "GIT_COMMITTER_NAME": self.name,
+            "GIT_COMMITTER_EMAIL": self.email,
+        }
+
+
+def _secret_text(token: Secret | None) -> str:
+    return token.get_secret_value() if token is not None else ""
+
+
+def _has_repo(path: Path) -> bool:
+    return (path / "HEAD").is_file()
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    shutil.rmtree(target, ignore_errors=True)  # debris of a crash before an earlier rename
+    staging.rename(target)
+
+
+async def _delete_tree(path: Path) -> None:
+    """Remove `path` if present, in a thread: a big checkout takes a while to delete."""
+    await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
+
+
+def _seed_index(source: str, target: Path) -> None:
+    if Path(source).is_file():
+        shutil.copyfile(source, target)
+
+
+class Workspace:
+    """`root/mirrors/<id>.git` (one per repository) and `root/worktrees/<run_id>` (one per run)."""
+
+    def __init__(
+        self,
+        root: Path,
+        author: GitAuthor,
+        *,
+        runner: GitRunner | None = None,
+        username: str = DEFAULT_USERNAME,
+        lock_wait_s: float = 600.0,
+    ) -> None:
+        self.root = root.resolve()
+        self.author = author
+        self.mirrors = self.root / "mirrors"
+        self.worktrees = self.root / "worktrees"
+        self._runner = runner or GitRunner()
+        self._username = username
+        self._lock_wait_s = lock_wait_s
+
+    # -- mirrors -------------------------------------------------------------------------------
+
+    def mirror_path(self, repo_id: str) -> Path:
+        return self.mirrors / mirror_dirname(repo_id)
+
+    async def ensure_mirror(self, repo_id: str, remote_url: str, token: Secret | None) -> Path:
+        """Create the repository's mirror on first use, then `fetch --prune` it on every call."""
+        url = check_remote_url(remote_url)
+        mirror = self.mirror_path(repo_id)
+        self._prepare()
+        async with self._locked(mirror):
+            if _has_repo(mirror):
+                await self._fetch(mirror, url, token)
+            else:
+                await self._create_mirror(mirror, url, token)
+        return mirror
+
+    async def _create_mirror(self, mirror: Path, url: str, token: Secret | None) -> None:
+        staging = Path(tempfile.mkdtemp(dir=self.mirrors, prefix=f".{mirror.name}.new-"))
+        try:
+            await self._git(["init", "--bare", "--quiet", "--end-of-options", str(staging)])
+            await self._fetch(staging, url, token)
+            await asyncio.to_thread(_replace_dir, staging, mirror)
+        finally:
+            await _delete_tree(staging)
+
+    async def _fetch(self, mirror: Path, url: str, token: Secret | None) -> None:
+        await self._remote_git(
+            mirror, ["fetch", *FETCH_FLAGS, "--end-of-options", url, *FETCH_REFSPECS], url, token
+        )
+
+    # -- worktrees -----------------------------------------------------------------------------
+
+    async def create_worktree(self, repo_id: str, run_id: str, base_ref: str, branch: str) -> Path:
+        """Add `root/worktrees/<run_id>` on a new `branch` from `base_ref` (upstream branch, ref or SHA)."""
+        path = self.worktrees / check_run_id(run_id)
+        if not is_valid_branch(branch):
+            raise UnsafeInput(f"refusing branch name {branch[:60]!r}")
+        mirror = self.mirror_path(repo_id)
+        if not _has_repo(mirror):
+            raise WorkspaceError(f"no mirror for {repo_id[:80]!r} yet: call ensure_mirror first")
+        self._prepare()
+        await self.remove_worktree(run_id)  # leftovers of an earlier attempt of this run
+        async with self._locked(mirror):
+            sha = await self._resolve(mirror, base_ref)
+            await self._drop_unused_branch(mirror, branch)
+            await self._mgit(
+                mirror, ["worktree", "add", "--quiet", "-b", branch, "--end-of-options", str(path), sha]
+            )
+        return path
+
+    @asynccontextmanager
+    async def run_worktree(
+        self, repo_id: str, run_id: str, base_ref: str, branch: str
+    ) -> AsyncIterator[Path]:
+        """A worktree for the block, removed afterwards whether the block succeeded or failed."""
+        path = await self.create_worktree(repo_id, run_id, base_ref, branch)
+        try:
+            yield path
+        finally:
+            await self.remove_worktree(run_id)
+
+    async def remove_worktree(self, run_id: str, *, keep_branch: bool = False) -> None:
+        """Delete the run's worktree, its administrative files and (unless kept) its local branch."""
+        path = self.worktrees / check_run_id(run_id)
+        mirror = self._mirror_of(path)
+        if mirror is None:
+            await _delete_tree(path)
+            await self._prune_all()
+            return
+        async with self._locked(mirror):
+            await self._remove_locked(mirror, path, keep_branch=keep_branch)
+
+    async def _remove_locked(self, mirror: Path, path: Path, *, keep_branch: bool) -> None:
+        branch = self._checked_out_branch(path)
+        await _delete_tree(path)
+        await self._mgit(mirror, ["worktree", "prune"])
+        if branch is not None and not keep_branch:
+            await self._mgit(mirror, ["update-ref", "-d", "--end-of-options", branch], check=False)
+
+    async def _prune_all(self) -> None:
+        for mirror in self._all_mirrors():
+            async with self._locked(mirror):
+                await self._mgit(mirror, ["worktree", "prune"], check=False)
+
+    async def _drop_unused_branch(self, mirror: Path, branch: str) -> None:
+        """A branch left by an earlier run of the same ticket is deleted; one in use makes git refuse."""
+        found = await self._mgit(
+            mirror, ["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], check=False
+        )
+        if found.returncode == 0:
+            await self._mgit(mirror, ["branch", "--quiet", "-D", "--end-of-options", branch])
+
+    async def _resolve(self, mirror: Path, base_ref: str) -> str:
+        """The commit SHA `base_ref` names: an upstream branch name, a full ref or a SHA."""
+        if is_sha(base_ref) or (base_ref.startswith("refs/") and is_valid_refname(base_ref)):
+            ref = base_ref
+        elif is_valid_branch(base_ref):
+            ref = UPSTREAM_PREFIX + base_ref
+        else:
+            raise UnsafeInput(f"refusing base ref {base_ref[:60]!r}")
+        args = ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"]
+        result = await self._mgit(mirror, args, check=False)
+        if result.returncode != 0:
+            raise WorkspaceError(f"base ref {base_ref!r} is not a commit in the mirror")
+        return result.text
+
+    # -- commit, diff, push --------------------------------------------------------------------
+
+    async def commit_all(self, worktree: Path, message: str) -> str:
+        """Stage everything and commit as the configured author (no hooks run); return the new SHA."""
+        mirror = self._require_mirror(worktree)
+        text = message.replace("\x00", "").strip()
+        if not text:
+            raise UnsafeInput("commit message is empty")
+        body = f"{text}\n".encode("utf-8", "replace")
+        async with self._locked(mirror):
+            await self._wt_git(worktree, ["add", "--all"])
+            staged = await self._wt_git(worktree, ["diff", "--cached", "--quiet", *DIFF_FLAGS], check=False)
+            if staged.returncode == 0:
+                raise NothingToCommit(f"nothing to commit in run {worktree.name}")
+            await self._wt_git(worktree, ["commit", *COMMIT_FLAGS], env=self.author.env(), stdin=body)
+        return await self.head(worktree)
+
+    async def head(self, worktree: Path) -> str:
+        self._require_mirror(worktree)
+        return (await self._wt_git(worktree, ["rev-parse", "--verify", "HEAD"])).text
+
+    async def diff(self, worktree: Path, base: str) -> str:
+        """The worktree's changes (committed, staged, unstaged and untracked) since it left `base`."""
+        start, tree = await self._diff_ends(worktree, base)
+        result = await self._wt_git(worktree, ["diff", *DIFF_FLAGS, "--end-of-options", start, tree])
+        return result.stdout.decode("utf-8", "replace")
+
+    async def diffstat(self, worktree: Path, base: str) -> DiffStat:
+        start, tree = await self._diff_ends(worktree, base)
+        args = ["diff", *DIFF_FLAGS, "--numstat", "-z", "--end-of-options", start, tree]
+        return parse_numstat((await self._wt_git(worktree, args)).stdout)
+
+    async def _diff_ends(self, worktree: Path, base: str) -> tuple[str, str]:
+        mirror = self._require_mirror(worktree)
+        base_sha = await self._resolve(mirror, base)
+        merge_base = await self._wt_git(worktree, ["merge-base", "--end-of-options", base_sha, "HEAD"])
+        return merge_base.text, await self._snapshot_tree(worktree)
+
+    async def _snapshot_tree(self, worktree: Path) -> str:
+        """A tree object of the working tree as it is, built in a scratch index; the real one is untouched."""
+        index = await self._wt_git(worktree, ["rev-parse", "--path-format=absolute", "--git-path", "index"])
+        with tempfile.TemporaryDirectory(dir=self.root / "tmp") as scratch:
+            env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            _seed_index(index.text, Path(env["GIT_INDEX_FILE"]))
+            await self._wt_git(worktree, ["add", "--all"], env=env)
+            return (await self._wt_git(worktree, ["write-tree"], env=env)).text
+
+    async def push(
+        self, worktree: Path, remote_url: str, branch: str, token: Secret | None, expected_sha: str
+    ) -> None:
+        """Push exactly `expected_sha` to `refs/heads/<branch>`, refusing if HEAD moved since approval."""
+        url = check_remote_url(remote_url)
+        if not is_valid_branch(branch) or not is_sha(expected_sha):
+            raise UnsafeInput("push needs a valid branch name and a full commit SHA")
+        mirror = self._require_mirror(worktree)
+        head = await self.head(worktree)
+        if head != expected_sha:
+            raise HeadMoved(f"worktree HEAD is {head[:12]}, not the approved {expected_sha[:12]}")
+        refspec = f"{expected_sha}:refs/heads/{branch}"
+        args = ["push", "--quiet", "--porcelain", "--no-verify", "--end-of-options", url, refspec]
+        await self._remote_git(mirror, args, url, token)
+
+    # -- filesystem helpers (synchronous: metadata only) -----------------------------------------
+
+    def _prepare(self) -> None:
+        for directory in (self.mirrors, self.worktrees, self.root / "tmp"):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def _all_mirrors(self) -> list[Path]:
+        return sorted(self.mirrors.glob("*.git")) if self.mirrors.is_dir() else []
+
+    def _locked(self, mirror: Path) -> AbstractAsyncContextManager[None]:
+        return file_lock(mirror.with_suffix(".lock"), self._lock_wait_s)
+
+    def _mirror_of(self, worktree: Path) -> Path | None:
+        """The mirror a Baton worktree belongs to, read from its `.git` file and cross-checked."""
+        admin = self._admin_dir(worktree)
+        return admin.parent.parent if admin is not None else None
+
+    def _require_mirror(self, worktree: Path) -> Path:
+        mirror = self._mirror_of(worktree)
+        if mirror is None:
+            raise WorkspaceError(f"{worktree} is not a worktree of this workspace")
+        return mirror
+
+    def _admin_dir(self, worktree: Path) -> Path | None:
+        """`<mirror>/worktrees/<name>` if the worktree's `.git` file and git's back-link agree."""
+        dotgit = worktree / ".git"
+        if worktree.parent != self.worktrees or not dotgit.is_file():
+            return None
+        admin = Path(dotgit.read_text(errors="replace").strip().removeprefix("gitdir:").strip())
+        if admin.parent.name != "worktrees" or admin.parent.parent.parent != self.mirrors:
+            return None
+        back_link = admin / "gitdir"
+        if not back_link.is_file() or Path(back_link.read_text(errors="replace").strip()) != dotgit:
+            return None
+        return admin
+
+    def _checked_out_branch(self, worktree: Path) -> str | None:
+        admin = self._admin_dir(worktree)
+        head_file = admin / "HEAD" if admin is not None else None
+        head = head_file.read_text(errors="replace").strip() if head_file and head_file.is_file() else ""
+        ref = head.removeprefix("ref: ")
+        return ref if ref.startswith("refs/heads/") and is_valid_refname(ref) else None
+
+    # -- git calls -------------------------------------------------------------------------------
+
+    async def _git(self, args: Sequence[str], *, check: bool = True) -> GitResult:
+        return await self._runner.run(args, cwd=self.root, check=check)
+
+    async def _mgit(self, mirror: Path, args: Sequence[str], *, check: bool = True) -> GitResult:
+        return await self._runner.run([f"--git-dir={mirror}", *args], cwd=self.root, check=check)
+
+    async def _wt_git(
+        self,
+        worktree: Path,
+        args: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+        check: bool = True,
+    ) -> GitResult:
+        # The ceiling stops repository discovery at the worktree: never fall through to an enclosing repo.
+        scoped = {"GIT_CEILING_DIRECTORIES": str(self.worktrees), **(env or {})}
+        return await self._runner.run(args, cwd=worktree, env=scoped, stdin=stdin, check=check)
+
+    async def _remote_git(self, repo: Path, args: Sequence[str], url: str, token: Secret | None) -> GitResult:
+        secret = _secret_text(token)
+        env: dict[str, str] = {}
+        if secret and needs_credentials(url):
+            env = askpass_env(install_script(self.root / "bin"), url, secret, self._username)
+        return await self._runner.run([f"--git-dir={repo}", *args], cwd=self.root, env=env, secrets=[secret])
