@@ -146,6 +146,50 @@ def sandbox(
         stack.stop()
 
 
+def _with_ledger(settings: Settings, body: Callable[[Any], Awaitable[T]]) -> T:
+    from bot.store.effects import StoreEffectLedger
+
+    async def main() -> T:
+        engine = create_engine(settings.async_database_url)
+        try:
+            return await body(StoreEffectLedger(sessionmaker(engine)))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def doctor() -> None:
+    """Check the store, Redis, the agent, the project mapping, GitLab and Jira; say what to fix."""
+    from bot.onboarding import doctor as run_checks
+
+    settings = settings_or_exit()
+    checks = _with_ledger(settings, lambda ledger: run_checks(settings, ledger))
+    table = Table("check", "", "detail", "how to fix")
+    for check in checks:
+        mark = Text("ok", style="green") if check.ok else Text("FAIL", style="red")
+        table.add_row(Text(check.name), mark, Text(check.detail), Text("" if check.ok else check.fix))
+    console.print(table)
+    if not all(check.ok for check in checks):
+        raise typer.Exit(1)
+
+
+hooks_app = typer.Typer(no_args_is_help=True, help="Webhook registration.")
+app.add_typer(hooks_app, name="hooks")
+
+
+@hooks_app.command("install")
+def hooks_install() -> None:
+    """Register Baton's webhook on every mapped GitLab project; print the Jira webhook to create."""
+    from bot.onboarding import install_gitlab_hooks, jira_webhook_instructions
+
+    settings = settings_or_exit()
+    for line in _with_ledger(settings, lambda ledger: install_gitlab_hooks(settings, ledger)):
+        console.print(Text(line))
+    console.print(Text(jira_webhook_instructions(settings)))
+
+
 @app.command("runs")
 def list_runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,

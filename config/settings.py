@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     jira_bot_name: str | None = None
 
     trigger_label: str = "ai-implement"
+    projects_file: Path | None = None  # default: config/projects.yaml (the sandbox: the packaged example)
+    public_url: str | None = None  # where GitLab/Jira reach Baton, for `baton hooks install`
 
     anthropic_base_url: str | None = None
     anthropic_api_key: SecretStr | None = None
@@ -122,6 +124,20 @@ class Settings(BaseSettings):
     def async_database_url(self) -> str:
         url = self.database_url or f"sqlite:///{self.state_dir / 'baton.db'}"
         return async_database_url(url)
+
+    @property
+    def projects_path(self) -> Path:
+        """The project mapping in force: BATON_PROJECTS_FILE, config/projects.yaml, or the sandbox example."""
+        if self.projects_file is not None:
+            return self.projects_file
+        local = Path("config/projects.yaml")
+        if local.exists() or not self.sandbox_mode:
+            return local
+        return Path(__file__).with_name("projects.example.yaml")
+
+    @property
+    def webhook_base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def secrets(self) -> list[str]:
         """Every configured secret value, so log redaction can mask them."""

@@ -157,6 +157,27 @@ class Discussion:
 # -- errors ----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Hook:
+    """A project webhook: where it points and which events it sends (its token is never read back)."""
+
+    id: int
+    url: str
+    note_events: bool
+    merge_requests_events: bool
+    push_events: bool
+
+
+def to_hook(data: Mapping[str, Any]) -> Hook:
+    return Hook(
+        id=int(data["id"]),
+        url=str(data.get("url") or ""),
+        note_events=bool(data.get("note_events")),
+        merge_requests_events=bool(data.get("merge_requests_events")),
+        push_events=bool(data.get("push_events")),
+    )
+
+
 class GitLabProblem(Exception):
     """Any failure of a GitLab call; messages never contain the token."""
 
@@ -628,3 +649,19 @@ class GitLabClient:
     ) -> None:
         discussions = self._mr(project, iid).discussions
         await self._call("PUT discussion", lambda: discussions.update(discussion_id, {"resolved": resolved}))
+
+    # -- onboarding ----------------------------------------------------------------------------------
+
+    async def project_hooks(self, project: ProjectRef) -> list[Hook]:
+        hooks = self._project(project).hooks
+        return await self._read(
+            "GET project hooks", lambda: [to_hook(h.attributes) for h in hooks.list(iterator=True)]
+        )
+
+    async def add_project_hook(
+        self, project: ProjectRef, url: str, token: str, events: Mapping[str, bool]
+    ) -> Hook:
+        """Register a webhook (needs Maintainer); callers check `project_hooks` first to stay idempotent."""
+        hooks = self._project(project).hooks
+        data = {"url": url, "token": token, "enable_ssl_verification": url.startswith("https://"), **events}
+        return await self._call("POST project hook", lambda: to_hook(hooks.create(data).attributes))

@@ -1,0 +1,82 @@
+"""`baton doctor` and `baton hooks install` against the running sandbox (real clients, real servers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.onboarding import doctor, install_gitlab_hooks, jira_webhook_instructions
+from bot.sandbox.stack import SandboxPorts, SandboxStack, baton_environment
+from bot.services import Services
+from bot.store.effects import StoreEffectLedger
+from config.settings import Settings, load_settings
+from tests.support.servers import RedisServer
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[SandboxStack, dict[str, Any]]]:
+    sandbox = SandboxStack(tmp_path / "state", "http://127.0.0.1:8080", SandboxPorts.from_base(0))
+    config = sandbox.start()
+    yield sandbox, config
+    sandbox.stop()
+
+
+def settings_for(services: Services, config: dict[str, Any], **extra: str) -> Settings:
+    environ = {
+        **baton_environment(config),
+        "BATON_DATABASE_URL": services.settings.database_url,
+        "BATON_REDIS_URL": services.settings.redis_url or "",
+        **extra,
+    }
+    return load_settings(environ)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_doctor_passes_on_a_healthy_sandbox(
+    services: Services, stack: tuple[SandboxStack, dict[str, Any]]
+) -> None:
+    settings = settings_for(services, stack[1])
+    checks = await doctor(settings, StoreEffectLedger(services.sm))
+    assert [c.name for c in checks] == ["store", "redis", "agent", "projects", "gitlab", "jira"]
+    assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+    gitlab = next(c for c in checks if c.name == "gitlab")
+    assert "bot @baton-bot" in gitlab.detail and "demo/calculator" in gitlab.detail
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_doctor_says_what_to_fix(
+    services: Services, stack: tuple[SandboxStack, dict[str, Any]], redis_server: RedisServer
+) -> None:
+    settings = settings_for(services, stack[1], BATON_GITLAB_TOKEN="glpat-wrong", BATON_ANTHROPIC_API_KEY="")
+    redis_server.stop()
+    checks = {c.name: c for c in await doctor(settings, StoreEffectLedger(services.sm))}
+    assert not checks["redis"].ok and "redis-server" in checks["redis"].fix
+    assert not checks["gitlab"].ok and "BATON_GITLAB_URL/TOKEN" in checks["gitlab"].fix
+    assert "glpat-wrong" not in checks["gitlab"].detail
+    assert checks["jira"].ok and checks["store"].ok
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_hooks_install_registers_once(
+    services: Services, stack: tuple[SandboxStack, dict[str, Any]]
+) -> None:
+    sandbox, config = stack
+    sandbox.gitlab_state.hooks.clear()
+    maintainer = config["gitlab"]["tokens"]["maintainer"]
+    settings = settings_for(
+        services, config, BATON_GITLAB_TOKEN=maintainer, BATON_PUBLIC_URL="https://baton.example.com"
+    )
+    ledger = StoreEffectLedger(services.sm)
+    first = await install_gitlab_hooks(settings, ledger)
+    assert first == [f"demo/calculator: registered hook {next(iter(sandbox.gitlab_state.hooks))} -> "
+                     "https://baton.example.com/webhooks/gitlab"]  # fmt: skip
+    again = await install_gitlab_hooks(settings, ledger)
+    assert again[0].startswith("demo/calculator: already registered")
+    (hook,) = sandbox.gitlab_state.hooks.values()
+    assert hook.token == config["gitlab"]["webhook_secret"] and hook.note_events
+    text = jira_webhook_instructions(settings)
+    assert "https://baton.example.com/webhooks/jira" in text
+    assert config["jira"]["webhook_secret"] not in text
