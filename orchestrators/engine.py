@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.store import status
-from bot.store.engine import utcnow
+from bot.store.engine import as_utc, utcnow
 from bot.store.runs import RunRow, add_activity
 from bot.store.tables import Phase
 from bot.worker_context import WorkerContext
@@ -26,12 +26,17 @@ PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
 @dataclass(frozen=True)
 class PhaseContext:
-    """What a phase sees: the worker's resources, the run, and every finished phase's output."""
+    """What a phase sees: the worker's resources, the run, and the phases' outputs.
+
+    `outputs` holds the finished phases; `previous` the last output of phases that were sent back
+    to pending by a jump (e.g. the failing test output that made validate return to implement).
+    """
 
     wctx: WorkerContext
     run: RunRow
     outputs: Mapping[str, Mapping[str, Any]]
     attempt: int
+    previous: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,22 @@ class PhaseResult:
 PhaseFn = Callable[[PhaseContext], Awaitable[PhaseResult]]
 
 
+@dataclass(frozen=True)
+class PhaseState:
+    """One phase as progress observers see it."""
+
+    name: str
+    status: str
+    attempts: int
+    duration_s: float | None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+Observer = Callable[[WorkerContext, RunRow, list[PhaseState]], Awaitable[None]]
+
+
 class PhaseFailed(RuntimeError):
     """A phase raised; the run fails at that phase and can be retried from it."""
 
@@ -58,6 +79,7 @@ class Workflow:
     name: str
     phases: tuple[tuple[str, PhaseFn], ...]
     max_rounds: int = 3
+    observer: Observer | None = None  # told after every phase start and finish (the status comment)
 
     @property
     def names(self) -> list[str]:
@@ -93,15 +115,44 @@ async def reset_from(
         )
 
 
-async def _begin(sm: async_sessionmaker[AsyncSession], run_id: str, name: str) -> tuple[int, dict[str, Any]]:
+async def _begin(
+    sm: async_sessionmaker[AsyncSession], run_id: str, name: str
+) -> tuple[int, dict[str, Any], dict[str, Any]]:
     async with sm.begin() as session:
         rows = await _rows(session, run_id)
         phase = rows[name]
         phase.status, phase.started_at, phase.finished_at = RUNNING, utcnow(), None
         phase.attempts += 1
         outputs = {n: dict(p.output or {}) for n, p in rows.items() if p.status == DONE}
+        previous = {n: dict(p.output) for n, p in rows.items() if p.status != DONE and p.output}
         phase.input = outputs
-        return phase.attempts, outputs
+        return phase.attempts, outputs, previous
+
+
+async def states(sm: async_sessionmaker[AsyncSession], workflow: Workflow, run_id: str) -> list[PhaseState]:
+    async with sm() as session:
+        rows = await _rows(session, run_id)
+    return [_state(rows[name]) for name in workflow.names if name in rows]
+
+
+def _state(phase: Phase) -> PhaseState:
+    duration = None
+    if phase.started_at and phase.finished_at:
+        duration = (as_utc(phase.finished_at) - as_utc(phase.started_at)).total_seconds()
+    return PhaseState(
+        phase.name,
+        phase.status,
+        phase.attempts,
+        duration,
+        phase.input_tokens,
+        phase.output_tokens,
+        phase.cost_usd,
+    )
+
+
+async def _notify(workflow: Workflow, wctx: WorkerContext, run: RunRow) -> None:
+    if workflow.observer is not None:
+        await workflow.observer(wctx, run, await states(wctx.sm, workflow, run.id))
 
 
 async def _finish(
@@ -152,14 +203,17 @@ async def execute(workflow: Workflow, wctx: WorkerContext, run: RunRow) -> Outco
     await prepare(wctx.sm, workflow, run.id)
     functions = dict(workflow.phases)
     while (name := await _next_pending(wctx.sm, workflow, run.id)) is not None:
-        attempt, outputs = await _begin(wctx.sm, run.id, name)
+        attempt, outputs, previous = await _begin(wctx.sm, run.id, name)
+        await _notify(workflow, wctx, run)
         try:
-            result = await functions[name](PhaseContext(wctx, run, outputs, attempt))
+            result = await functions[name](PhaseContext(wctx, run, outputs, attempt, previous))
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"[:2000]
             await _finish(wctx.sm, run.id, name, None, reason)
+            await _notify(workflow, wctx, run)
             raise PhaseFailed(f"phase {name} failed: {reason}") from exc
         await _finish(wctx.sm, run.id, name, result, None)
+        await _notify(workflow, wctx, run)
         if result.stop is not None:
             return result.stop
         if result.goto is not None:
