@@ -63,3 +63,5 @@ def configure(level: str = "INFO", secrets: Sequence[str] = ()) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # arq logs every job start and end (the sweeper's too) at INFO; Baton logs what matters per run.
+    logging.getLogger("arq.worker").setLevel(max(root.level, logging.WARNING))

@@ -21,11 +21,13 @@ from bot.queue import RUN_JOB, Queue
 from bot.store import runs, status
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import check_current
+from bot.wiring import build_clients
 from bot.worker_context import WorkerContext
 from config.settings import Settings
-from orchestrators import ORCHESTRATORS, Orchestrator
+from orchestrators import ORCHESTRATORS, Orchestrator, registry
 
 log = logging.getLogger("baton.worker")
+registry.register()
 HEARTBEAT_S = 10.0
 LEASE = timedelta(seconds=60)
 
@@ -106,13 +108,21 @@ def _startup(settings: Settings) -> Callable[[dict[str, Any]], Awaitable[None]]:
         engine = create_engine(settings.async_database_url)
         await check_current(engine)
         ctx["engine"] = engine
-        ctx["baton"] = WorkerContext(settings, sessionmaker(engine), Queue(ctx["redis"]), worker_name())
+        sm = sessionmaker(engine)
+        clients = None
+        try:
+            clients = build_clients(settings, sm)
+        except (RuntimeError, OSError, ValueError) as exc:
+            log.warning("no GitLab/Jira clients; runs that need them will fail: %s", exc)
+        ctx["baton"] = WorkerContext(settings, sm, Queue(ctx["redis"]), worker_name(), clients)
         log.info("worker started", extra={"worker": ctx["baton"].name})
 
     return on_startup
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
+    if "baton" in ctx and ctx["baton"].clients is not None:
+        ctx["baton"].clients.close()
     if "engine" in ctx:
         await ctx["engine"].dispose()
 

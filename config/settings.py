@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     agent_timeout_s: float = 900.0
     sandbox_port: int = 8081  # the sandbox's GitLab; Jira and the scripted model take the next two ports
     sandbox_scenario: Path | None = None
+    git_author_name: str = "Baton"
+    git_author_email: str = "baton@localhost"
 
     @classmethod
     def settings_customise_sources(

@@ -209,3 +209,51 @@ async def running_stale(sm: async_sessionmaker[AsyncSession], lease: timedelta) 
     query = select(Run.id).where(Run.status == status.RUNNING, Run.updated_at < cutoff).limit(500)
     async with sm() as session:
         return list((await session.execute(query)).scalars())
+
+
+async def others_open(sm: async_sessionmaker[AsyncSession], run: RunRow) -> list[str]:
+    """Other runs of the same kind on the same subject that are queued, running or waiting."""
+    query = select(Run.id).where(
+        Run.subject == run.subject,
+        Run.kind == run.kind,
+        Run.id != run.id,
+        Run.status.in_((*status.ACTIVE, status.WAITING)),
+    )
+    async with sm() as session:
+        return list((await session.execute(query)).scalars())
+
+
+async def by_id(sm: async_sessionmaker[AsyncSession], run_id: str) -> RunRow | None:
+    async with sm() as session:
+        run = (await session.execute(select(Run).where(Run.id == run_id))).scalar_one_or_none()
+    return _row(run) if run else None
+
+
+async def reopen(
+    sm: async_sessionmaker[AsyncSession], run_id: str, actor: str, message: str, **extra: Any
+) -> bool:
+    """Put a waiting or finished run back in the queue (retry, revise); `extra` merges into its input."""
+    async with sm.begin() as session:
+        run = (await session.execute(select(Run).where(Run.id == run_id))).scalar_one_or_none()
+        if run is None or run.status in status.ACTIVE:
+            return False
+        run.input = {**dict(run.input), **extra}
+        run.status, run.error, run.updated_at = status.QUEUED, None, utcnow()
+        await add_activity(session, run_id, actor, "reopened", message)
+        return True
+
+
+async def settle(
+    sm: async_sessionmaker[AsyncSession], run_id: str, new_status: str, actor: str, message: str
+) -> bool:
+    """Finish a run that waits for a person (shipped, rejected, cancelled); False if it was not waiting."""
+    async with sm.begin() as session:
+        result = await session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status.in_((status.WAITING, *status.ACTIVE)))
+            .values(
+                status=new_status, updated_at=utcnow(), error=message if new_status == status.FAILED else None
+            )
+        )
+        await add_activity(session, run_id, actor, new_status, message)
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]

@@ -1,0 +1,78 @@
+"""The clients a worker builds once in on_startup: GitLab, Jira, the git workspace, the agent's endpoint."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clients.gitlab import GitLabClient
+from bot.clients.jira import JiraClient, client_from_settings
+from bot.git.workspace import GitAuthor, Workspace
+from bot.store.effects import StoreEffectLedger
+from config.projects import ProjectMap, load_projects
+from config.settings import Settings
+
+ANTHROPIC_API = "https://api.anthropic.com"
+
+
+@dataclass(frozen=True)
+class AgentEndpoint:
+    base_url: str
+    api_key: SecretStr
+    model: str | None
+    timeout_s: float
+    environ: dict[str, str]  # PATH/LANG/TZ source for the agent (nothing else reaches it)
+
+
+@dataclass(frozen=True)
+class Clients:
+    gitlab: GitLabClient
+    jira: JiraClient
+    workspace: Workspace
+    ledger: StoreEffectLedger
+    projects: ProjectMap
+    agent: AgentEndpoint
+    gitlab_token: SecretStr
+
+    def close(self) -> None:
+        self.gitlab.close()
+
+
+def build_clients(settings: Settings, sm: async_sessionmaker[AsyncSession]) -> Clients:
+    """All external clients, or a clear error naming what is missing."""
+    missing = [
+        name
+        for name, value in (
+            ("BATON_GITLAB_URL", settings.gitlab_url),
+            ("BATON_GITLAB_TOKEN", settings.gitlab_token),
+            ("BATON_JIRA_URL", settings.jira_url),
+            ("BATON_JIRA_TOKEN", settings.jira_token),
+            ("BATON_ANTHROPIC_API_KEY", settings.anthropic_api_key),
+        )
+        if not value
+    ]
+    if missing:
+        raise RuntimeError(f"the worker needs {', '.join(missing)}")
+    assert settings.gitlab_token is not None and settings.anthropic_api_key is not None
+    ledger = StoreEffectLedger(sm)
+    author = GitAuthor(settings.git_author_name, settings.git_author_email)
+    projects_path = settings.projects_path
+    return Clients(
+        gitlab=GitLabClient.from_settings(settings, ledger),
+        jira=client_from_settings(settings, ledger),
+        workspace=Workspace(Path(settings.state_dir) / "workspace", author),
+        ledger=ledger,
+        projects=load_projects(projects_path.read_text()),
+        agent=AgentEndpoint(
+            base_url=settings.anthropic_base_url or ANTHROPIC_API,
+            api_key=settings.anthropic_api_key,
+            model=settings.agent_model,
+            timeout_s=settings.agent_timeout_s,
+            environ={k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")},
+        ),
+        gitlab_token=settings.gitlab_token,
+    )

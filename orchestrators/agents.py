@@ -1,0 +1,60 @@
+"""Calling the agent from a phase: the endpoint from the worker's clients, errors raised, usage kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from bot.agent.profiles import ProfileName
+from bot.agent.result import AgentRequest, AgentResult
+from bot.agent.runner import run_agent
+from bot.worker_context import WorkerContext
+
+
+class AgentFailed(RuntimeError):
+    """The agent call ended in an error (API error, timeout, max turns, a reviewer that changed files)."""
+
+
+async def call(
+    wctx: WorkerContext,
+    profile: ProfileName,
+    prompt: str,
+    worktree: Path,
+    *,
+    output_model: type[BaseModel] | None = None,
+    declared: tuple[str, ...] = (),
+) -> AgentResult:
+    endpoint = wctx.need_clients().agent
+    request = AgentRequest(
+        profile=profile,
+        prompt=prompt,
+        worktree=worktree,
+        base_url=endpoint.base_url,
+        api_key=endpoint.api_key,
+        timeout_s=endpoint.timeout_s,
+        output_model=output_model,
+        declared_commands=declared,
+        environ=endpoint.environ,
+        model=endpoint.model,
+    )
+    result = await run_agent(request)
+    if result.is_error:
+        raise AgentFailed(f"the {profile} agent failed: {result.error or result.subtype or 'unknown error'}")
+    if profile != "implementer" and result.worktree_changed:
+        raise AgentFailed(f"the {profile} changed the worktree; its answer is discarded (fails closed)")
+    return result
+
+
+def usage(result: AgentResult) -> dict[str, Any]:
+    """The PhaseResult keyword arguments that record this call's tokens and cost."""
+    return {
+        "input_tokens": result.usage.input_tokens + result.usage.cache_read_input_tokens,
+        "output_tokens": result.usage.output_tokens,
+        "cost_usd": result.total_cost_usd,
+    }
+
+
+def denials(result: AgentResult) -> list[dict[str, str]]:
+    return [{"tool": d.tool, "reason": d.reason, "source": d.source} for d in result.denials]

@@ -1,0 +1,310 @@
+"""The `implement` workflow: triage → assemble → implement → validate → review → propose."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.git.branch import branch_name
+from bot.git.errors import NothingToCommit
+from bot.repo_config import RepoConfig, glob_matches, parse_repo_config, touched_protected
+from bot.store import proposals, runs, status
+from bot.store.runs import RunRow
+from bot.store.tables import Phase
+from bot.wiring import Clients
+from bot.worker_context import WorkerContext
+from orchestrators import Outcome, agents, progress, prompts
+from orchestrators.brief import build_brief
+from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, PhaseState, Workflow, execute, states
+from orchestrators.proposal import FileChange, ProposalView, block, render_failure, render_proposal
+from orchestrators.status_comment import Ending
+from orchestrators.ticket import comments, linked, project_for, ticket_info
+from orchestrators.validate import CommandResult, run_commands, specs_from, summarize_failure
+from orchestrators.verdicts import Triage, Verdict
+
+CI_FILES = (".gitlab-ci.yml", ".github/**")
+DIFF_FOR_REVIEW = 60_000
+
+
+def _clients(ctx: PhaseContext) -> Clients:
+    return ctx.wctx.need_clients()
+
+
+def _repo(ctx: PhaseContext) -> tuple[Mapping[str, Any], Path, RepoConfig]:
+    assembled = ctx.outputs["assemble"]
+    worktree = Path(assembled["worktree"])
+    if not worktree.is_dir():
+        raise FileNotFoundError(f"the run's worktree is gone ({worktree}); reply /retry assemble")
+    return assembled, worktree, parse_repo_config(assembled["repo_config"])
+
+
+async def _scratch_repo(path: Path) -> Path:
+    """An empty git repository for the planner (read-only agents fingerprint their directory with git)."""
+    path.mkdir(parents=True, exist_ok=True)
+    process = await asyncio.create_subprocess_exec(
+        "git",
+        "init",
+        "--quiet",
+        "--",
+        str(path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"git init failed: {err.decode(errors='replace')[:200]}")
+    return path
+
+
+async def triage(ctx: PhaseContext) -> PhaseResult:
+    """Is the ticket specific enough? If not, ask concrete questions on it and stop in needs-info."""
+    clients, run, key = _clients(ctx), ctx.run, progress.issue_key(ctx.run)
+    issue = await clients.jira.issue(key)
+    project_for(clients, issue)
+    brief = build_brief(
+        ticket_info(issue, clients.jira.config.url),
+        linked(issue),
+        comments(issue),
+        [],
+        parse_repo_config(None),
+    )
+    scratch = await _scratch_repo(Path(ctx.wctx.settings.state_dir) / "scratch" / run.id)
+    result = await agents.call(
+        ctx.wctx, "planner", prompts.triage(key, brief.markdown), scratch, output_model=Triage
+    )
+    answer = result.output(Triage)
+    output = {"ready": answer.ready, "summary": answer.summary, "questions": list(answer.questions)}
+    if answer.ready:
+        return PhaseResult(output, **agents.usage(result))
+    questions = (
+        "\n".join(f"# {q}" for q in answer.questions)
+        or "# What exactly should change, and how do we know it is done?"
+    )
+    text = (
+        f"Before I start on {key} I need a few answers:\n{questions}\n\n"
+        "Edit the ticket (or answer in a comment), then reply /retry to continue."
+    )
+    await clients.jira.add_comment(key, text, f"run:{run.id}:questions:{ctx.attempt}", run_id=run.id)
+    stop = Outcome(status.WAITING, f"needs-info: {len(answer.questions)} question(s) posted on {key}")
+    return PhaseResult(output, stop=stop, **agents.usage(result))
+
+
+async def assemble(ctx: PhaseContext) -> PhaseResult:
+    """Python only: ticket, links, comments, repo config, mirror fetch, worktree and branch, the brief."""
+    clients, run, key = _clients(ctx), ctx.run, progress.issue_key(ctx.run)
+    issue = await clients.jira.issue(key)
+    mapping = project_for(clients, issue)
+    project = await clients.gitlab.project(mapping.gitlab_project)
+    target = mapping.target_branch or project.default_branch
+    repo_id = project.path_with_namespace
+    await clients.workspace.ensure_mirror(repo_id, project.http_url_to_repo, clients.gitlab_token)
+    branch = branch_name(issue.key, issue.summary)
+    worktree = await clients.workspace.create_worktree(repo_id, run.id, target, branch)
+    config_file = worktree / ".baton.yml"
+    config_text = config_file.read_text() if config_file.is_file() else None
+    repo = parse_repo_config(config_text)
+    brief = build_brief(ticket_info(issue, clients.jira.config.url), linked(issue), comments(issue), [], repo)
+    return PhaseResult(
+        {
+            "worktree": str(worktree), "branch": branch, "base_sha": await clients.workspace.head(worktree),
+            "target_branch": target, "project_id": project.id, "project_path": repo_id,
+            "remote_url": project.http_url_to_repo, "repo_config": config_text, "brief": brief.markdown,
+            "brief_tokens": brief.tokens, "summary": issue.summary,
+        }
+    )  # fmt: skip
+
+
+def _feedback(ctx: PhaseContext) -> list[str]:
+    notes = [str(ctx.previous.get(name, {}).get("feedback") or "") for name in ("validate", "review")]
+    notes += [
+        f"A person asked for this change (/revise): {text}" for text in ctx.run.input.get("revisions", [])
+    ]
+    return [note for note in notes if note]
+
+
+async def implement(ctx: PhaseContext) -> PhaseResult:
+    _assembled, worktree, repo = _repo(ctx)
+    key = progress.issue_key(ctx.run)
+    prompt = prompts.implement(key, ctx.outputs["assemble"]["brief"], _feedback(ctx))
+    result = await agents.call(ctx.wctx, "implementer", prompt, worktree, declared=repo.declared_commands)
+    output = {
+        "summary": (result.text or "")[:4000],
+        "turns": result.num_turns,
+        "denials": agents.denials(result),
+    }
+    return PhaseResult(output, **agents.usage(result))
+
+
+def _split_protected(changed: list[str], repo: RepoConfig) -> tuple[list[str], list[str]]:
+    """(changes the agent must revert, CI-file changes flagged for the human)."""
+    hits = touched_protected(changed, repo)
+    ci = [p for p in hits if any(glob_matches(pattern, p) for pattern in CI_FILES)]
+    return [p for p in hits if p not in ci], ci
+
+
+async def validate(ctx: PhaseContext) -> PhaseResult:
+    """The repository's format, lint and test commands; failures go back to implement with the output."""
+    assembled, worktree, repo = _repo(ctx)
+    workspace = _clients(ctx).workspace
+    changed = [f.path for f in (await workspace.diffstat(worktree, assembled["base_sha"])).files]
+    blocked, ci = _split_protected(changed, repo)
+    environ = ctx.wctx.need_clients().agent.environ
+    results = await run_commands(worktree, specs_from(repo), environ=environ, timeout_s=repo.timeout_s)
+    problems = [summarize_failure(results)]
+    if not changed:
+        problems.append("No file was changed. Implement the ticket.")
+    if blocked:
+        problems.append(f"These paths are protected and must not change; revert them: {', '.join(blocked)}")
+    feedback = "\n\n".join(p for p in problems if p)
+    checks = [
+        {"stage": r.stage, "command": r.command, "status": r.status, "exit_code": r.exit_code}
+        for r in results
+    ]
+    output = {
+        "passed": not feedback,
+        "feedback": feedback,
+        "checks": checks,
+        "ci_changes": ci,
+        "changed": changed,
+    }
+    return PhaseResult(output, goto="implement" if feedback else None)
+
+
+async def review(ctx: PhaseContext) -> PhaseResult:
+    """A read-only reviewer in a separate context returns a typed verdict; blockers go back to implement."""
+    assembled, worktree, _repo_cfg = _repo(ctx)
+    key = progress.issue_key(ctx.run)
+    diff = (await _clients(ctx).workspace.diff(worktree, assembled["base_sha"]))[:DIFF_FOR_REVIEW]
+    checks = "\n".join(
+        f"{c['stage']}: {c['command']} → {c['status']}" for c in ctx.outputs["validate"]["checks"]
+    )
+    prompt = prompts.review(key, assembled["brief"], diff, checks)
+    result = await agents.call(ctx.wctx, "reviewer", prompt, worktree, output_model=Verdict)
+    verdict = result.output(Verdict)
+    feedback = ""
+    if not verdict.passes:
+        items = verdict.blockers or []
+        feedback = "The reviewer found blockers:\n" + "\n".join(
+            f"- {b.file or ''}:{b.line or ''} {b.text}" for b in items
+        )
+    output = {"verdict": verdict.model_dump(), "feedback": feedback}
+    return PhaseResult(output, goto="implement" if feedback else None, **agents.usage(result))
+
+
+async def _commit(ctx: PhaseContext, worktree: Path, message: str) -> str:
+    workspace = _clients(ctx).workspace
+    try:
+        return str(await workspace.commit_all(worktree, message))
+    except NothingToCommit:  # committed before a crash: the proposal is HEAD
+        return str(await workspace.head(worktree))
+
+
+async def propose(ctx: PhaseContext) -> PhaseResult:
+    """Commit locally, record the proposal (bound to its SHA) and post it on the ticket; the run waits."""
+    clients, run, key = _clients(ctx), ctx.run, progress.issue_key(ctx.run)
+    assembled, worktree, _repo_cfg = _repo(ctx)
+    sha = await _commit(ctx, worktree, f"[{key}] {assembled['summary']}\n\nProposed by Baton run {run.id}.")
+    stat = await clients.workspace.diffstat(worktree, assembled["base_sha"])
+    diff = await clients.workspace.diff(worktree, assembled["base_sha"])
+    target = {"kind": "jira", "issue_key": key, "worktree": str(worktree)}
+    target |= {
+        k: assembled[k] for k in ("branch", "project_path", "target_branch", "remote_url", "project_id")
+    }
+    proposal = await proposals.create(
+        ctx.wctx.sm, run.id, run.subject, sha, hashlib.sha256(diff.encode()).hexdigest(), target
+    )
+    spent = await _spent(ctx)
+    view = ProposalView(
+        proposal_id=proposal.id, summary=str(ctx.outputs["implement"].get("summary") or assembled["summary"]),
+        commit_sha=sha, files=tuple(FileChange(f.path, f.added, f.deleted) for f in stat.files),
+        checks=tuple(_check_results(ctx)), verdict=Verdict.model_validate(ctx.outputs["review"]["verdict"]),
+        protected_changes=tuple(ctx.outputs["validate"].get("ci_changes", [])), diff=diff, **spent,
+    )  # fmt: skip
+    await clients.jira.add_comment(
+        key, render_proposal(view, flavor="jira"), f"run:{run.id}:proposal:{sha[:12]}", run_id=run.id
+    )
+    stop = Outcome(
+        status.WAITING, f"proposal {proposal.id} ({sha[:12]}) posted on {key}; waiting for /approve"
+    )
+    return PhaseResult({"proposal_id": proposal.id, "sha": sha}, stop=stop)
+
+
+async def _spent(ctx: PhaseContext) -> dict[str, Any]:
+    phases = await states(ctx.wctx.sm, WORKFLOW, ctx.run.id)
+    return {
+        "input_tokens": sum(p.input_tokens for p in phases),
+        "output_tokens": sum(p.output_tokens for p in phases),
+        "cost_usd": sum(p.cost_usd for p in phases),
+    }
+
+
+def _check_results(ctx: PhaseContext) -> list[CommandResult]:
+    return [
+        CommandResult(c["stage"], c["command"], c["status"], c["exit_code"])
+        for c in ctx.outputs["validate"]["checks"]
+    ]
+
+
+async def observe(wctx: WorkerContext, run: RunRow, phases: list[PhaseState]) -> None:
+    await progress.update_status(wctx, run, phases)
+
+
+WORKFLOW = Workflow(
+    "implement",
+    (("triage", triage), ("assemble", assemble), ("implement", implement), ("validate", validate),
+     ("review", review), ("propose", propose)),
+    max_rounds=3,
+    observer=observe,
+)  # fmt: skip
+
+
+async def _finish(wctx: WorkerContext, run: RunRow, outcome: Outcome) -> Outcome:
+    ok = outcome.status == status.WAITING and not outcome.message.startswith(("needs-", "refused"))
+    await progress.update_status(
+        wctx, run, await states(wctx.sm, WORKFLOW, run.id), Ending(ok, outcome.message)
+    )
+    if outcome.message.startswith("needs-human"):
+        evidence = await _evidence(wctx, run)
+        text = render_failure(
+            outcome.message, "Reply /retry to try again, or /revise <what to change>.", flavor="jira"
+        )
+        await wctx.need_clients().jira.add_comment(
+            progress.issue_key(run), f"{text}\n\n{evidence}", f"run:{run.id}:needs-human", run_id=run.id
+        )
+    return outcome
+
+
+async def _evidence(wctx: WorkerContext, run: RunRow) -> str:
+    """The last round's failing checks and review blockers, for the person who takes over."""
+    async with wctx.sm() as session:
+        query = select(Phase).where(Phase.run_id == run.id, Phase.name.in_(("validate", "review")))
+        rows = list((await session.execute(query)).scalars())
+    text = "\n\n".join(str((p.output or {}).get("feedback") or "") for p in rows).strip()[:6000]
+    return block(text, "jira") if text else ""
+
+
+async def run_implement(wctx: WorkerContext, run: RunRow) -> Outcome:
+    """The orchestrator: one active run per ticket, pickup acknowledgement, the phases, the final status."""
+    others = await runs.others_open(wctx.sm, run)
+    if others:
+        text = f"Baton is already working on this ticket (run {others[0][:12]}); this request joins it."
+        await wctx.need_clients().jira.add_comment(
+            progress.issue_key(run), text, f"run:{run.id}:joined", run_id=run.id
+        )
+        return Outcome(status.CANCELLED, f"joined run {others[0]}")
+    await progress.acknowledge(wctx, run)
+    try:
+        outcome = await execute(WORKFLOW, wctx, run)
+    except PhaseFailed as exc:
+        await _finish(wctx, run, Outcome(status.FAILED, str(exc)))
+        text = render_failure(str(exc)[:500], "Reply /retry to run the failed phase again.", flavor="jira")
+        await wctx.need_clients().jira.add_comment(
+            progress.issue_key(run), text, f"run:{run.id}:failed", run_id=run.id
+        )
+        return Outcome(status.FAILED, str(exc))
+    return await _finish(wctx, run, outcome)

@@ -1,0 +1,135 @@
+"""`/approve`: check the approver and that the proposal is current, then push, open the MR, link it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bot.git.errors import HeadMoved
+from bot.store import proposals, runs, status
+from bot.store.proposals import ProposalRow
+from bot.store.runs import RunRow
+from bot.wiring import Clients
+from bot.worker_context import WorkerContext
+from orchestrators import Outcome, approval, progress
+from orchestrators.proposal import Person, render_refusal
+
+SHIPPED_BY = "baton"
+
+
+def person(who: Mapping[str, Any]) -> Person:
+    return Person(
+        display_name=str(who.get("display_name") or who.get("name") or "there"),
+        jira_account_id=who.get("account_id"),
+        jira_name=who.get("name"),
+    )
+
+
+async def reply(wctx: WorkerContext, run: RunRow, text: str) -> None:
+    await wctx.need_clients().jira.add_comment(
+        progress.issue_key(run), text, f"run:{run.id}:reply", run_id=run.id
+    )
+
+
+async def refuse(
+    wctx: WorkerContext, run: RunRow, command: str, reason: str, what_next: str | None = None
+) -> Outcome:
+    who = person(run.input.get("author") or {})
+    await reply(wctx, run, render_refusal(who, command, reason, flavor="jira", what_next=what_next))
+    return Outcome(status.SUCCEEDED, f"refused: {reason}")
+
+
+def _named(proposal: ProposalRow, args: str) -> bool:
+    """`/approve` alone means the latest proposal; `/approve <id|sha>` must name it."""
+    ref = args.strip().split(maxsplit=1)[0].lower() if args.strip() else ""
+    return not ref or proposal.id == ref or (len(ref) >= 7 and proposal.sha.startswith(ref))
+
+
+async def _check(wctx: WorkerContext, run: RunRow, proposal: ProposalRow | None) -> str | None:
+    """Why this /approve cannot ship now (None: it can)."""
+    if proposal is None:
+        return "there is no proposal on this ticket yet."
+    if not _named(proposal, str(run.input.get("args") or "")):
+        return f"that is not the latest proposal (the latest is {proposal.id} at {proposal.sha[:12]})."
+    resuming = proposal.status == proposals.APPROVED and proposal.target.get("approved_by_run") == run.id
+    if proposal.status != proposals.PROPOSED and not resuming:
+        return f"proposal {proposal.id} is already {proposal.status}."
+    clients = wctx.need_clients()
+    implement_run = await runs.by_id(wctx.sm, proposal.run_id)
+    requester = (implement_run.input.get("actor") if implement_run else None) or {}
+    mapping = clients.projects.for_gitlab(proposal.target["project_path"])
+    if mapping is None:
+        return f"{proposal.target['project_path']} is no longer in the project mapping."
+    refused = await approval.refusal(
+        clients.jira, wctx.settings, mapping, run.input.get("author") or {}, requester
+    )
+    if refused:
+        return refused
+    return await _stale(clients, proposal)
+
+
+async def _stale(clients: Clients, proposal: ProposalRow) -> str | None:
+    """The proposal is stale if its worktree moved or someone pushed to its branch since."""
+    worktree = Path(proposal.target["worktree"])
+    if not worktree.is_dir() or await clients.workspace.head(worktree) != proposal.sha:
+        return (
+            f"proposal {proposal.id} is stale: its commit {proposal.sha[:12]} is no longer what was proposed."
+        )
+    remote = await clients.gitlab.branch_head(proposal.target["project_path"], proposal.target["branch"])
+    if remote is not None and remote != proposal.sha:
+        return f"proposal {proposal.id} is stale: branch {proposal.target['branch']} moved to {remote[:12]}."
+    return None
+
+
+def _description(proposal: ProposalRow, key: str, jira_url: str, approver: Person) -> str:
+    return (
+        f"Implements [{key}]({jira_url.rstrip('/')}/browse/{key}).\n\n"
+        f"Proposed by Baton (proposal `{proposal.id}`, commit `{proposal.sha[:12]}`), reviewed by Baton's "
+        f"read-only reviewer, and approved by {approver.display_name} with `/approve` on the ticket.\n\n"
+        "The full proposal (diffstat, checks, review verdict, cost) is on the ticket."
+    )
+
+
+async def _ship(wctx: WorkerContext, run: RunRow, proposal: ProposalRow) -> str:
+    clients, target, key = wctx.need_clients(), proposal.target, progress.issue_key(run)
+    approver = person(run.input.get("author") or {})
+    await clients.workspace.push(
+        Path(target["worktree"]), target["remote_url"], target["branch"], clients.gitlab_token, proposal.sha
+    )
+    implement_run = await runs.by_id(wctx.sm, proposal.run_id)
+    summary = str((implement_run.input if implement_run else {}).get("summary") or key)
+    mr = await clients.gitlab.create_merge_request(
+        target["project_path"], target["branch"], target["target_branch"], f"[{key}] {summary}",
+        _description(proposal, key, clients.jira.config.url, approver), ["baton"], False,
+        f"proposal:{proposal.id}:mr", run_id=run.id,
+    )  # fmt: skip
+    branch = target["branch"]
+    text = f"✅ Shipped: merge request [!{mr.iid}|{mr.web_url}] opens branch {{{{{branch}}}}} for review."
+    await clients.jira.add_comment(key, text, f"proposal:{proposal.id}:mr-link", run_id=run.id)
+    await proposals.move(wctx.sm, proposal.id, proposals.APPROVED, proposals.SHIPPED)
+    await runs.settle(
+        wctx.sm, proposal.run_id, status.SUCCEEDED, SHIPPED_BY, f"shipped as !{mr.iid} {mr.web_url}"
+    )
+    await clients.workspace.remove_worktree(proposal.run_id, keep_branch=True)
+    return mr.web_url
+
+
+async def run_approve(wctx: WorkerContext, run: RunRow) -> Outcome:
+    """The `approve` run: every check at execution time, compare-and-set, then the external writes once."""
+    proposal = await proposals.latest(wctx.sm, run.subject)
+    refused = await _check(wctx, run, proposal)
+    if refused or proposal is None:
+        return await refuse(
+            wctx, run, "/approve", refused or "no proposal", "Reply /retry to get a fresh proposal."
+        )
+    if not await proposals.approve(wctx.sm, proposal.id, run.id):
+        return await refuse(
+            wctx, run, "/approve", f"proposal {proposal.id} was approved by someone else just now."
+        )
+    try:
+        url = await _ship(wctx, run, proposal)
+    except HeadMoved as exc:
+        await proposals.move(wctx.sm, proposal.id, proposals.APPROVED, proposals.STALE)
+        return await refuse(wctx, run, "/approve", f"the proposal went stale: {exc}", "Reply /retry.")
+    return Outcome(status.SUCCEEDED, f"shipped proposal {proposal.id}: {url}")
