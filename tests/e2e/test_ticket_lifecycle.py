@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.effects import find_jira_marker
 from tests.support.processes import cli_json
@@ -35,7 +36,14 @@ def test_label_to_proposal_to_approve_to_one_merge_request(sandbox: Running) -> 
     (run,) = [r for r in cli_json(sandbox.env, "runs") if r["kind"] == "implement"]
     detail = cli_json(sandbox.env, "show", run["id"])
     assert detail["status"] == "waiting"
-    assert [p["name"] for p in detail["phases"]] == ["triage", "assemble", "implement", "validate", "review", "propose"]
+    assert [p["name"] for p in detail["phases"]] == [
+        "triage",
+        "assemble",
+        "implement",
+        "validate",
+        "review",
+        "propose",
+    ]
     assert all(p["status"] == "done" for p in detail["phases"])
     assert detail["phases"][2]["input_tokens"] > 0 and detail["phases"][2]["cost_usd"] > 0
     # The reviewer was read-only and saw the diff.
@@ -49,10 +57,15 @@ def test_label_to_proposal_to_approve_to_one_merge_request(sandbox: Running) -> 
     assert f"!{mrs[0].iid}" in link
     bare = sandbox.stack.demo.project.repo_path
     pushed = subprocess.run(
-        ["git", "--git-dir", str(bare), "rev-parse", mrs[0].source_branch], capture_output=True, text=True, check=True
+        ["git", "--git-dir", str(bare), "rev-parse", mrs[0].source_branch],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     shown = subprocess.run(
-        ["git", "--git-dir", str(bare), "show", "--stat", "--format=%s", pushed], capture_output=True, text=True
+        ["git", "--git-dir", str(bare), "show", "--stat", "--format=%s", pushed],
+        capture_output=True,
+        text=True,
     ).stdout
     assert "calculator.py" in shown and "tests/test_multiply.py" in shown
     assert pushed[:12] in proposal  # the MR's commit is the proposed commit
@@ -62,7 +75,9 @@ def test_label_to_proposal_to_approve_to_one_merge_request(sandbox: Running) -> 
 
 def test_vague_ticket_gets_questions_and_nothing_is_implemented(sandbox: Running) -> None:
     sandbox.label("dan", "DEMO-2")
-    questions = wait(lambda: marked(sandbox, "DEMO-2", "questions"), 120, "the questions", sandbox.worker.logs)[0]
+    questions = wait(
+        lambda: marked(sandbox, "DEMO-2", "questions"), 120, "the questions", sandbox.worker.logs
+    )[0]
     assert "Which part of the calculator" in questions and "/retry" in questions
     (run,) = cli_json(sandbox.env, "runs")
     detail = cli_json(sandbox.env, "show", run["id"])
@@ -70,3 +85,69 @@ def test_vague_ticket_gets_questions_and_nothing_is_implemented(sandbox: Running
     assert [p["status"] for p in detail["phases"]][:2] == ["done", "pending"]
     assert not any("[baton:implement]" in str(r.body) for r in sandbox.stack.model.log.all())
     assert sandbox.stack.gitlab_state.merge_requests_of(sandbox.stack.demo.project) == []
+
+
+WRONG = "def multiply(a: float, b: float) -> float:\n    return a + b\n"
+RIGHT = "def multiply(a: float, b: float) -> float:\n    return a * b\n"
+
+
+def scenario_variant(tmp_path: Path, *, fix_in_round_two: bool) -> Path:
+    """lifecycle.yaml whose first implementation is wrong; optionally a round-two script fixes it."""
+    data = yaml.safe_load(SCENARIO.read_text())
+    scripts = data["model"]["scripts"]
+    implement = next(s for s in scripts if s["match"] == "[baton:implement] DEMO-1")
+    edit = implement["turns"][1]["tool_use"]["input"]
+    edit["new_string"] = edit["new_string"].replace(RIGHT, WRONG)
+    if fix_in_round_two:
+        fix = {
+            "match": "What the previous round left to fix",
+            "turns": [
+                {"tool_use": {"name": "Read", "input": {"file_path": "{cwd}/calculator.py"}}},
+                {"tool_use": {"name": "Edit", "input": {"file_path": "{cwd}/calculator.py", "old_string": WRONG, "new_string": RIGHT}}},
+                {"tool_use": {"name": "Bash", "input": {"command": "python -m pytest -q"}}},
+                {"text": "Fixed multiply: it added instead of multiplying."},
+            ],
+        }  # fmt: skip
+        scripts.insert(scripts.index(implement), fix)
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def implement_requests(running: Running) -> list[str]:
+    return [str(r.body) for r in running.stack.model.log.all() if "[baton:implement] DEMO-1" in str(r.body)]
+
+
+def test_failing_tests_go_back_to_the_agent_with_the_output(tmp_path: Path) -> None:
+    scenario = scenario_variant(tmp_path, fix_in_round_two=True)
+    with running_sandbox(tmp_path, f"sqlite:///{tmp_path / 'baton.db'}", scenario) as sandbox:
+        sandbox.label("dan", "DEMO-1")
+        proposal = wait(
+            lambda: marked(sandbox, "DEMO-1", "proposal"), 100, "the proposal", sandbox.worker.logs
+        )[0]
+        round_two = [
+            body for body in implement_requests(sandbox) if "What the previous round left to fix" in body
+        ]
+        assert round_two, "the second implement round never reached the model"
+        assert "assert 1 == -6" in round_two[0]  # pytest's failure, as the repository printed it
+        assert "FAILED tests/test_multiply.py::test_multiply" in round_two[0]
+        (run,) = cli_json(sandbox.env, "runs")
+        phases = {p["name"]: p for p in cli_json(sandbox.env, "show", run["id"])["phases"]}
+        assert phases["implement"]["attempts"] == 2 and phases["validate"]["attempts"] == 2
+        assert "a * b" in proposal
+
+
+def test_a_change_that_never_passes_stops_for_a_human_after_three_rounds(tmp_path: Path) -> None:
+    scenario = scenario_variant(tmp_path, fix_in_round_two=False)
+    with running_sandbox(tmp_path, f"sqlite:///{tmp_path / 'baton.db'}", scenario) as sandbox:
+        sandbox.label("dan", "DEMO-1")
+        note = wait(
+            lambda: marked(sandbox, "DEMO-1", "needs-human"), 150, "needs-human", sandbox.worker.logs
+        )[0]
+        assert "3 rounds" in note and "/retry" in note and "-6" in note  # the evidence is posted
+        assert marked(sandbox, "DEMO-1", "proposal") == []
+        (run,) = cli_json(sandbox.env, "runs")
+        detail = cli_json(sandbox.env, "show", run["id"])
+        assert detail["status"] == "waiting"
+        assert {p["name"]: p["attempts"] for p in detail["phases"]}["implement"] == 3
+        assert sandbox.stack.gitlab_state.merge_requests_of(sandbox.stack.demo.project) == []
