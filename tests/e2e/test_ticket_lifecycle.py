@@ -1,4 +1,4 @@
-"""The ticket lifecycle end to end: sandbox simulators, real Claude Code CLI, scripted model, real processes."""
+"""The ticket lifecycle end to end: simulators, the real Claude Code CLI, a scripted model, real processes."""
 
 from __future__ import annotations
 
@@ -103,7 +103,8 @@ def scenario_variant(tmp_path: Path, *, fix_in_round_two: bool) -> Path:
             "match": "What the previous round left to fix",
             "turns": [
                 {"tool_use": {"name": "Read", "input": {"file_path": "{cwd}/calculator.py"}}},
-                {"tool_use": {"name": "Edit", "input": {"file_path": "{cwd}/calculator.py", "old_string": WRONG, "new_string": RIGHT}}},
+                {"tool_use": {"name": "Edit", "input": {"file_path": "{cwd}/calculator.py",
+                                                        "old_string": WRONG, "new_string": RIGHT}}},
                 {"tool_use": {"name": "Bash", "input": {"command": "python -m pytest -q"}}},
                 {"text": "Fixed multiply: it added instead of multiplying."},
             ],
