@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from bot.effects import find_jira_marker
+from bot.git.branch import branch_name
+from bot.sandbox.gitlab_sim import repo
 from tests.support.processes import cli_json
 from tests.support.sandbox import Running, running_sandbox, wait
 
@@ -71,6 +73,47 @@ def test_label_to_proposal_to_approve_to_one_merge_request(sandbox: Running) -> 
     assert pushed[:12] in proposal  # the MR's commit is the proposed commit
     final = cli_json(sandbox.env, "show", run["id"])
     assert final["status"] == "succeeded"
+
+    sandbox.as_person("alice", "DEMO-1", "/approve")  # a second /approve after shipping
+    again = wait(lambda: replies(sandbox, "DEMO-1"), 60, "the refusal", logs)
+    assert "already shipped" in again[-1] and "/approve" in again[-1]
+    assert len(sandbox.stack.gitlab_state.merge_requests_of(sandbox.stack.demo.project)) == 1
+
+
+def replies(running: Running, key: str) -> list[str]:
+    return marked(running, key, "reply")
+
+
+def test_approvals_that_must_not_ship_get_a_reply_and_ship_nothing(sandbox: Running) -> None:
+    logs = sandbox.worker.logs
+    sandbox.stack.jira_state.add_user("Mallory", name="mallory")
+    sandbox.label("dan", "DEMO-1")
+    proposal = wait(lambda: marked(sandbox, "DEMO-1", "proposal"), 100, "the proposal", logs)[0]
+
+    sandbox.as_person("dan", "DEMO-1", "/approve")  # the requester
+    first = wait(lambda: replies(sandbox, "DEMO-1"), 60, "the requester refusal", logs)
+    assert "cannot approve" in first[-1] and "requester" in first[-1]
+    assert first[-1].startswith("[~accountid:5d1c0ffee0ba7000b0770003]")  # names the person
+
+    sandbox.as_person("mallory", "DEMO-1", "/approve")  # not an approver
+    second = wait(lambda: replies(sandbox, "DEMO-1")[1:], 60, "the rights refusal", logs)
+    assert "only these may approve" in second[-1] and "baton-approvers" in second[-1]
+
+    sandbox.as_person("baton-bot", "DEMO-1", "/approve")  # the bot itself: ignored, never a run
+    # A person pushes to the proposal's branch: the proposal is stale.
+    bare, branch = (
+        sandbox.stack.demo.project.repo_path,
+        branch_name("DEMO-1", "Add a multiply function to the calculator"),
+    )
+    repo.commit_files(bare, branch, {"NOTES.md": "hand edit\n"}, "A human push", start_from="main")
+    sandbox.as_person("alice", "DEMO-1", "/approve")
+    third = wait(lambda: replies(sandbox, "DEMO-1")[2:], 60, "the stale refusal", logs)
+    assert "stale" in third[-1] and "moved" in third[-1] and "/retry" in third[-1]
+
+    assert sandbox.stack.gitlab_state.merge_requests_of(sandbox.stack.demo.project) == []
+    kinds = [(r["kind"], r["status"]) for r in cli_json(sandbox.env, "runs")]
+    assert kinds.count(("approve", "succeeded")) == 3  # three refusals handled; the bot started none
+    assert "/approve" in proposal
 
 
 def test_vague_ticket_gets_questions_and_nothing_is_implemented(sandbox: Running) -> None:
