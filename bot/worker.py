@@ -28,7 +28,6 @@ from orchestrators import ORCHESTRATORS, Orchestrator, registry
 
 log = logging.getLogger("baton.worker")
 registry.register()
-HEARTBEAT_S = 10.0
 LEASE = timedelta(seconds=60)
 
 
@@ -38,7 +37,7 @@ def worker_name() -> str:
 
 async def _heartbeat(wctx: WorkerContext, run_id: str) -> None:
     while True:
-        await asyncio.sleep(HEARTBEAT_S)
+        await asyncio.sleep(max(wctx.settings.run_lease_s / 4, 0.5))
         await runs.touch(wctx.sm, run_id)
 
 
@@ -97,7 +96,11 @@ async def sweep_once(sm: Any, queue: Queue, grace: timedelta, lease: timedelta =
 
 async def sweep(ctx: dict[str, Any]) -> int:
     wctx: WorkerContext = ctx["baton"]
-    count = await sweep_once(wctx.sm, wctx.queue, timedelta(seconds=wctx.settings.sweep_grace_s))
+    grace, lease = (
+        timedelta(seconds=wctx.settings.sweep_grace_s),
+        timedelta(seconds=wctx.settings.run_lease_s),
+    )
+    count = await sweep_once(wctx.sm, wctx.queue, grace, lease)
     if count:
         log.info("sweeper recovered %d run(s)", count)
     return count

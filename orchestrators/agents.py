@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from bot.agent.process import kill_stragglers
 from bot.agent.profiles import ProfileName
 from bot.agent.result import AgentRequest, AgentResult
 from bot.agent.runner import run_agent
 from bot.worker_context import WorkerContext
+
+
+def agent_root(run_id: str) -> Path:
+    """Where a run's agent calls keep their private dirs (short: the CLI puts a socket in there)."""
+    root = Path(tempfile.gettempdir()) / "baton-agent" / run_id[:16]
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return root
+
+
+log = logging.getLogger("baton.agents")
 
 
 class AgentFailed(RuntimeError):
@@ -25,8 +38,13 @@ async def call(
     *,
     output_model: type[BaseModel] | None = None,
     declared: tuple[str, ...] = (),
+    run_id: str,
 ) -> AgentResult:
     endpoint = wctx.need_clients().agent
+    run_root = agent_root(run_id)
+    orphans = await kill_stragglers(run_root)
+    if orphans:
+        log.warning("ended %d agent process(es) left by an earlier attempt", len(orphans))
     request = AgentRequest(
         profile=profile,
         prompt=prompt,
@@ -38,6 +56,7 @@ async def call(
         declared_commands=declared,
         environ=endpoint.environ,
         model=endpoint.model,
+        run_root=run_root,
     )
     result = await run_agent(request)
     if result.is_error:

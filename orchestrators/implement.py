@@ -74,9 +74,8 @@ async def triage(ctx: PhaseContext) -> PhaseResult:
         parse_repo_config(None),
     )
     scratch = await _scratch_repo(Path(ctx.wctx.settings.state_dir) / "scratch" / run.id)
-    result = await agents.call(
-        ctx.wctx, "planner", prompts.triage(key, brief.markdown), scratch, output_model=Triage
-    )
+    prompt = prompts.triage(key, brief.markdown)
+    result = await agents.call(ctx.wctx, "planner", prompt, scratch, output_model=Triage, run_id=run.id)
     answer = result.output(Triage)
     output = {"ready": answer.ready, "summary": answer.summary, "questions": list(answer.questions)}
     if answer.ready:
@@ -131,7 +130,9 @@ async def implement(ctx: PhaseContext) -> PhaseResult:
     _assembled, worktree, repo = _repo(ctx)
     key = progress.issue_key(ctx.run)
     prompt = prompts.implement(key, ctx.outputs["assemble"]["brief"], _feedback(ctx))
-    result = await agents.call(ctx.wctx, "implementer", prompt, worktree, declared=repo.declared_commands)
+    result = await agents.call(
+        ctx.wctx, "implementer", prompt, worktree, declared=repo.declared_commands, run_id=ctx.run.id
+    )
     output = {
         "summary": (result.text or "")[:4000],
         "turns": result.num_turns,
@@ -184,7 +185,9 @@ async def review(ctx: PhaseContext) -> PhaseResult:
         f"{c['stage']}: {c['command']} → {c['status']}" for c in ctx.outputs["validate"]["checks"]
     )
     prompt = prompts.review(key, assembled["brief"], diff, checks)
-    result = await agents.call(ctx.wctx, "reviewer", prompt, worktree, output_model=Verdict)
+    result = await agents.call(
+        ctx.wctx, "reviewer", prompt, worktree, output_model=Verdict, run_id=ctx.run.id
+    )
     verdict = result.output(Verdict)
     feedback = ""
     if not verdict.passes:

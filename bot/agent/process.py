@@ -61,15 +61,16 @@ def family(roots: set[int], table: list[ProcInfo]) -> set[int]:
     return members
 
 
-def marked(marker: bytes, table: list[ProcInfo], proc: Path = PROC) -> set[int]:
-    """Processes whose environment holds the exact entry `marker` (`NAME=value`), even if re-parented."""
+def marked(marker: bytes, table: list[ProcInfo], proc: Path = PROC, *, prefix: bool = False) -> set[int]:
+    """Processes whose environment holds the entry `marker` (`NAME=value`; with `prefix`, an entry
+    starting with it), even if re-parented."""
     found: set[int] = set()
     for p in table:
         try:
             entries = (proc / str(p.pid) / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if marker in entries:
+        if any(e.startswith(marker) for e in entries) if prefix else marker in entries:
             found.add(p.pid)
     return found
 
@@ -133,3 +134,16 @@ async def kill_run(root: int | None, marker: bytes | None = None, grace_s: float
             return set()
         targets = alive(targets) | run_processes(root, marker)
     return alive(targets)
+
+
+async def kill_stragglers(run_root: Path, grace_s: float = 2.0) -> set[int]:
+    """End agent processes left by an earlier worker for the runs under `run_root` (it crashed or was
+    killed mid-call); returns the pids that were found."""
+    table = process_table()
+    found = family(marked(f"TMPDIR={run_root}/".encode(), table, prefix=True), table) - _ourselves(table)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        _signal_groups(found, sig)
+        _signal_all(found, sig)
+        if not await wait_gone(found, grace_s):
+            break
+    return found

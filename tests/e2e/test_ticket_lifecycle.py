@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bot.agent.process import marked as agent_processes
+from bot.agent.process import process_table
 from bot.effects import find_jira_marker
 from bot.git.branch import branch_name
 from bot.sandbox.gitlab_sim import repo
+from orchestrators.agents import agent_root
 from tests.support.processes import cli_json
 from tests.support.sandbox import Running, running_sandbox, wait
 
@@ -195,3 +198,43 @@ def test_a_change_that_never_passes_stops_for_a_human_after_three_rounds(tmp_pat
         assert detail["status"] == "waiting"
         assert {p["name"]: p["attempts"] for p in detail["phases"]}["implement"] == 3
         assert sandbox.stack.gitlab_state.merge_requests_of(sandbox.stack.demo.project) == []
+
+
+def test_a_worker_killed_during_implement_is_resumed_by_the_next_one(tmp_path: Path) -> None:
+    data = yaml.safe_load(SCENARIO.read_text())
+    implement = next(s for s in data["model"]["scripts"] if s["match"] == "[baton:implement] DEMO-1")
+    implement["delay_s"] = 1.5  # each model answer takes a while: time to crash mid-implement
+    scenario = tmp_path / "slow.yaml"
+    scenario.write_text(yaml.safe_dump(data, sort_keys=False))
+    with running_sandbox(
+        tmp_path, f"sqlite:///{tmp_path / 'baton.db'}", scenario, run_lease_s="3"
+    ) as sandbox:
+        sandbox.label("dan", "DEMO-1")
+
+        def implementing() -> str | None:
+            runs = cli_json(sandbox.env, "runs")
+            for run in runs:
+                phases = {p["name"]: p["status"] for p in cli_json(sandbox.env, "show", run["id"])["phases"]}
+                if phases.get("implement") == "running":
+                    return str(run["id"])
+            return None
+
+        run_id = wait(implementing, 60, "the implement phase", sandbox.worker.logs)
+        sandbox.kill_worker()
+        sandbox.start_worker()
+        proposal = wait(
+            lambda: marked(sandbox, "DEMO-1", "proposal"), 120, "the resumed proposal", sandbox.worker.logs
+        )
+        assert len(proposal) == 1
+        detail = cli_json(sandbox.env, "show", run_id)
+        assert detail["attempts"] == 2
+        phases = {p["name"]: p for p in detail["phases"]}
+        assert (
+            phases["triage"]["attempts"] == 1 and phases["assemble"]["attempts"] == 1
+        )  # resumed, not restarted
+        assert phases["implement"]["attempts"] == 2
+        table = process_table()  # nothing of the killed worker's agent is still running
+        assert not agent_processes(f"TMPDIR={agent_root(run_id)}/".encode(), table, prefix=True)
+        sandbox.as_person("alice", "DEMO-1", "/approve")
+        wait(lambda: marked(sandbox, "DEMO-1", "mr-link"), 60, "the MR", sandbox.worker.logs)
+        assert len(sandbox.stack.gitlab_state.merge_requests_of(sandbox.stack.demo.project)) == 1

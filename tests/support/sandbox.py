@@ -26,19 +26,33 @@ class Running:
     port: int
     worker: BatonProcess
     server: BatonProcess
+    log_dir: Path
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker, as a crash would (no cleanup, no requeue)."""
+        self.worker.process.kill()
+        self.worker.process.wait(10)
+
+    def start_worker(self) -> BatonProcess:
+        self.worker = BatonProcess("worker", self.env, self.log_dir)
+        return self.worker
 
     def comments(self, key: str) -> list[str]:
         return [c.body for c in self.stack.jira_state.issue(key).comments]
 
     def as_person(self, user: str, key: str, body: str) -> None:
         answer = httpx.post(
-            f"{self.config['jira']['url']}/_sandbox/comments", json={"user": user, "issue": key, "body": body}, timeout=10
+            f"{self.config['jira']['url']}/_sandbox/comments",
+            json={"user": user, "issue": key, "body": body},
+            timeout=10,
         )
         assert answer.status_code < 300, answer.text
 
     def label(self, user: str, key: str, label: str = "ai-implement") -> None:
         answer = httpx.post(
-            f"{self.config['jira']['url']}/_sandbox/labels", json={"user": user, "issue": key, "add": [label]}, timeout=10
+            f"{self.config['jira']['url']}/_sandbox/labels",
+            json={"user": user, "issue": key, "add": [label]},
+            timeout=10,
         )
         assert answer.status_code < 300, answer.text
 
@@ -54,7 +68,7 @@ def wait(predicate: Callable[[], T | None], timeout_s: float, what: str, logs: C
 
 
 @contextmanager
-def running_sandbox(tmp_path: Path, db_url: str, scenario: Path) -> Iterator[Running]:
+def running_sandbox(tmp_path: Path, db_url: str, scenario: Path, **extra_env: str) -> Iterator[Running]:
     """Sandbox (simulators + scripted model) → Baton serve + worker, wired like `baton up` does."""
     redis = RedisServer(tmp_path / "redis").start()
     port = free_port()
@@ -63,14 +77,16 @@ def running_sandbox(tmp_path: Path, db_url: str, scenario: Path) -> Iterator[Run
     env = baton_env(tmp_path / "state", db_url, redis.url, port)
     env.update(baton_environment(config))
     env["BATON_AGENT_TIMEOUT_S"] = "120"
+    env.update({f"BATON_{k.upper()}": v for k, v in extra_env.items()})
     assert cli(env, "migrate").returncode == 0
     server = BatonProcess("serve", env, tmp_path / "logs")
     worker = BatonProcess("worker", env, tmp_path / "logs")
     try:
         server.wait_http(f"http://127.0.0.1:{port}/healthz")
-        yield Running(stack, config, env, port, worker, server)
+        running = Running(stack, config, env, port, worker, server, tmp_path / "logs")
+        yield running
     finally:
-        worker.stop(30)
+        running.worker.stop(30) if "running" in locals() else worker.stop(30)
         server.stop()
         stack.stop()
         redis.stop()
