@@ -1,4 +1,4 @@
-"""The `baton` command line: up, serve, worker, migrate, runs, show."""
+"""The `baton` command line: up, serve, worker, migrate, runs, show, demo."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -210,6 +211,50 @@ def list_runs(
 
 
 @app.command()
+def retry(
+    run: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
+    phase: Annotated[
+        str | None, typer.Option(help="Re-run from this phase (default: the first unfinished).")
+    ] = None,
+) -> None:
+    """Put a failed or waiting run back in the queue, from its failed phase or from --phase."""
+    from redis.exceptions import RedisError
+
+    from bot.queue import Queue, connect
+    from bot.services import default_redis_url
+    from orchestrators.engine import reset_from
+    from orchestrators.implement import WORKFLOW
+
+    settings = settings_or_exit(check=False)
+
+    async def body(sm: Any) -> str:
+        run_id = await run_queries.resolve_id(sm, run)
+        detail = await run_queries.detail(sm, run_id)
+        start = phase or next(
+            (p["name"] for p in detail["phases"] if p["status"] != "done"), WORKFLOW.names[0]
+        )
+        await reset_from(sm, WORKFLOW, run_id, start)
+        if not await run_queries.reopen(sm, run_id, "cli", f"baton retry from {start}"):
+            raise run_queries.RunNotFound(
+                f"run {run_id[:12]} is {detail['status']}; only a stopped run can be retried"
+            )
+        queue = Queue(connect(default_redis_url(settings)))
+        try:
+            await queue.enqueue_run(run_id)
+        except (OSError, RedisError):
+            console.print("Redis is unreachable; the sweeper will enqueue the run when it is back.")
+        finally:
+            await queue.close()
+        return f"run {run_id[:12]} queued again from {start}"
+
+    try:
+        console.print(Text(with_store(settings, body)))
+    except ValueError as exc:
+        err.print(Text(str(exc)))
+        raise typer.Exit(1) from None
+
+
+@app.command()
 def show(
     run: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -250,6 +295,25 @@ def _print_detail(detail: dict[str, Any]) -> None:
     for a in detail["activity"]:
         activity.add_row(*(Text(a[key]) for key in ("at", "actor", "action", "message")))
     console.print(activity)
+
+
+@app.command()
+def demo(
+    scenario: Annotated[
+        Path | None,
+        typer.Option("--scenario", help="Scenario file (docs/scenarios.md); default: the multiply demo."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds the whole demo may take before it fails.")
+    ] = 300.0,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep everything running after the last step, until Ctrl-C.")
+    ] = False,
+) -> None:
+    """Play a ticket end to end in the sandbox: label, status, proposal, /approve, MR; exit 1 on a miss."""
+    from bot.demo import run_demo
+
+    raise typer.Exit(run_demo(scenario, timeout, Console(soft_wrap=True), keep=keep))
 
 
 def main() -> None:

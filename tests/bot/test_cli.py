@@ -95,3 +95,48 @@ def test_unmigrated_store_says_what_to_do(tmp_path: Path) -> None:
 def test_bad_configuration_names_the_variable(tmp_path: Path) -> None:
     result = runner.invoke(app, ["runs"], env={"BATON_DATABASE_URL": "mysql://x/y"})
     assert result.exit_code == 2 and "BATON_DATABASE_URL" in result.output
+
+
+@pytest.fixture
+async def failed_at_validate(services: Services) -> str:
+    from sqlalchemy import update
+
+    from bot.store import status
+    from bot.store.tables import Phase
+    from orchestrators.engine import prepare
+    from orchestrators.implement import WORKFLOW
+
+    (run_id,) = await seed(services, 1)
+    await runs.claim(services.sm, run_id, "worker-a")
+    await prepare(services.sm, WORKFLOW, run_id)
+    async with services.sm.begin() as session:
+        done = ("triage", "assemble", "implement")
+        await session.execute(
+            update(Phase).where(Phase.run_id == run_id, Phase.name.in_(done)).values(status="done")
+        )
+        await session.execute(
+            update(Phase).where(Phase.run_id == run_id, Phase.name == "validate").values(status="failed")
+        )
+    await runs.finish(services.sm, run_id, status.FAILED, "worker-a", "validate failed")
+    return run_id
+
+
+def test_retry_requeues_a_failed_run_from_its_failed_phase(
+    services: Services, failed_at_validate: str
+) -> None:
+    env = {**env_for(services), "BATON_REDIS_URL": services.settings.redis_url or ""}
+    result = runner.invoke(app, ["retry", failed_at_validate[:8]], env=env)
+    assert result.exit_code == 0, result.output
+    assert "queued again from validate" in result.stdout
+    again = runner.invoke(app, ["retry", failed_at_validate], env=env)
+    assert again.exit_code == 1 and "only a stopped run can be retried" in again.output
+    detail = json.loads(runner.invoke(app, ["show", failed_at_validate, "--json"], env=env).stdout)
+    assert detail["status"] == "queued"
+    assert [p["status"] for p in detail["phases"]] == [
+        "done",
+        "done",
+        "done",
+        "pending",
+        "pending",
+        "pending",
+    ]
