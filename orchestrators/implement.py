@@ -78,6 +78,7 @@ async def triage(ctx: PhaseContext) -> PhaseResult:
     result = await agents.call(ctx.wctx, "planner", prompt, scratch, output_model=Triage, run_id=run.id)
     answer = result.output(Triage)
     output = {"ready": answer.ready, "summary": answer.summary, "questions": list(answer.questions)}
+    output["agent_ms"] = result.duration_ms
     if answer.ready:
         return PhaseResult(output, **agents.usage(result))
     questions = (
@@ -195,7 +196,7 @@ async def review(ctx: PhaseContext) -> PhaseResult:
         feedback = "The reviewer found blockers:\n" + "\n".join(
             f"- {b.file or ''}:{b.line or ''} {b.text}" for b in items
         )
-    output = {"verdict": verdict.model_dump(), "feedback": feedback}
+    output = {"verdict": verdict.model_dump(), "feedback": feedback, "agent_ms": result.duration_ms}
     return PhaseResult(output, goto="implement" if feedback else None, **agents.usage(result))
 
 

@@ -183,11 +183,17 @@ def _phase(phase: Phase) -> dict[str, Any]:
     started = as_utc(phase.started_at) if phase.started_at else None
     finished = as_utc(phase.finished_at) if phase.finished_at else None
     duration = (finished - started).total_seconds() if started and finished else None
+    output = phase.output or {}
+    agent_s = output.get("agent_ms", 0) / 1000 if isinstance(output.get("agent_ms"), int | float) else 0.0
+    checks = output.get("checks") if isinstance(output.get("checks"), list) else []
+    commands_s = sum(float(c.get("duration_s") or 0) for c in checks if isinstance(c, dict))
     return {
         "name": phase.name,
         "status": phase.status,
         "attempts": phase.attempts,
         "duration_s": duration,
+        "agent_s": round(agent_s, 3),
+        "commands_s": round(commands_s, 3),
         "input_tokens": phase.input_tokens,
         "output_tokens": phase.output_tokens,
         "cost_usd": phase.cost_usd,
