@@ -185,8 +185,8 @@ def _phase(phase: Phase) -> dict[str, Any]:
     duration = (finished - started).total_seconds() if started and finished else None
     output = phase.output or {}
     agent_s = output.get("agent_ms", 0) / 1000 if isinstance(output.get("agent_ms"), int | float) else 0.0
-    checks = output.get("checks") if isinstance(output.get("checks"), list) else []
-    commands_s = sum(float(c.get("duration_s") or 0) for c in checks if isinstance(c, dict))
+    checks: list[Any] = output["checks"] if isinstance(output.get("checks"), list) else []
+    commands_s = sum((float(c.get("duration_s") or 0) for c in checks if isinstance(c, dict)), 0.0)
     return {
         "name": phase.name,
         "status": phase.status,
