@@ -8,16 +8,23 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from bot import redis_local
+from bot.demo_scenario import ScenarioError
 from bot.sandbox.stack import SandboxPorts, SandboxStack, baton_environment
 from bot.store.engine import create_engine
 from bot.store.migrate import upgrade
 from config.settings import Settings, SettingsError, check_secrets
+
+ROLES = ("serve", "worker")
 
 
 async def _migrate(settings: Settings) -> None:
@@ -28,8 +35,13 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
-def _child_env(settings: Settings, redis_url: str, sandbox: dict[str, Any] | None) -> dict[str, str]:
-    env = dict(os.environ)
+def _child_env(
+    settings: Settings,
+    redis_url: str,
+    sandbox: dict[str, Any] | None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    env = dict(os.environ if environ is None else environ)
     env["BATON_REDIS_URL"] = redis_url
     env["BATON_STATE_DIR"] = str(settings.state_dir)
     if sandbox is not None:
@@ -85,6 +97,71 @@ def _banner(console: Console, settings: Settings) -> None:
     console.print("  Ctrl-C stops everything")
 
 
+@dataclass
+class Started:
+    """What `start_all` started: redis-server (if its own), the sandbox, and the `serve`/`worker` children."""
+
+    children: list[subprocess.Popen[bytes]]
+    redis_process: subprocess.Popen[bytes] | None = None
+    stack: SandboxStack | None = None
+    sandbox: dict[str, Any] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def stop(self, wait_s: float) -> None:
+        """Stop the children (SIGTERM, then SIGKILL after `wait_s`), then Redis, then the sandbox."""
+        _stop(self.children, wait_s)
+        if self.redis_process is not None:
+            _stop([self.redis_process], 5)
+        if self.stack is not None:
+            self.stack.stop()
+
+    def exited(self) -> list[tuple[str, int]]:
+        """The children that are no longer running, as `(role, exit code)`."""
+        pairs = zip(ROLES, self.children, strict=False)
+        return [(role, child.returncode) for role, child in pairs if child.poll() is not None]
+
+
+def _spawn(role: str, env: dict[str, str], log_dir: Path | None) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "bot.cli", role]
+    if log_dir is None:
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with (log_dir / f"{role}.log").open("ab") as log:
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+
+def start_all(
+    settings: Settings,
+    console: Console,
+    *,
+    environ: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
+) -> Started:
+    """Migrate, start Redis (unless configured) and the sandbox (in sandbox mode), then `serve` + `worker`.
+
+    The children get `environ` (default: this process's environment) plus what was started; with
+    `log_dir` their output goes to `<log_dir>/serve.log` and `worker.log` instead of this terminal.
+    Whatever started is stopped again if a later part fails.
+    """
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(_migrate(settings))
+    started = Started(children=[])
+    try:
+        redis_url = settings.redis_url
+        if redis_url is None:
+            started.redis_process, redis_url = redis_local.start(settings.state_dir / "redis")
+            console.print(f"started redis-server at {redis_url} (data in {settings.state_dir / 'redis'})")
+        if settings.sandbox_mode:
+            started.stack, started.sandbox = start_sandbox(settings, console)
+        started.env = _child_env(settings, redis_url, started.sandbox, environ)
+        for role in ROLES:
+            started.children.append(_spawn(role, started.env, log_dir))
+    except BaseException:
+        started.stop(5)
+        raise
+    return started
+
+
 def run_up(settings: Settings, console: Console) -> int:
     """Start everything and supervise it until Ctrl-C/SIGTERM or a child exits; returns an exit code."""
     try:
@@ -92,19 +169,12 @@ def run_up(settings: Settings, console: Console) -> int:
     except SettingsError as exc:
         console.print(f"[red]configuration error:[/red] {exc}")
         return 2
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_migrate(settings))
-    redis_process = None
-    redis_url = settings.redis_url
-    if redis_url is None:
-        redis_process, redis_url = redis_local.start(settings.state_dir / "redis")
-        console.print(f"started redis-server at {redis_url} (data in {settings.state_dir / 'redis'})")
-    stack, sandbox = start_sandbox(settings, console) if settings.sandbox_mode else (None, None)
-    env = _child_env(settings, redis_url, sandbox)
-    children = [
-        subprocess.Popen([sys.executable, "-m", "bot.cli", role], env=env, stdin=subprocess.DEVNULL)
-        for role in ("serve", "worker")
-    ]
+    try:
+        started = start_all(settings, console)
+    except ScenarioError as exc:
+        console.print(Text(f"sandbox scenario error: {exc}", style="red"))
+        return 2
+    children = started.children
     _banner(console, settings)
     stopping = False
 
@@ -118,10 +188,6 @@ def run_up(settings: Settings, console: Console) -> int:
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.2)
     finally:
-        _stop(children, settings.shutdown_wait_s + 5)
-        if redis_process is not None:
-            _stop([redis_process], 5)
-        if stack is not None:
-            stack.stop()
+        started.stop(settings.shutdown_wait_s + 5)
     failed = [child.returncode for child in children if child.returncode not in (0, -signal.SIGTERM, None)]
     return 0 if stopping or not failed else 1

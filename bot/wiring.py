@@ -72,7 +72,10 @@ def build_clients(settings: Settings, sm: async_sessionmaker[AsyncSession]) -> C
             api_key=settings.anthropic_api_key,
             model=settings.agent_model,
             timeout_s=settings.agent_timeout_s,
-            environ={k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")},
+            environ={
+                **{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")},
+                "PYTHONDONTWRITEBYTECODE": "1",  # the repo's checks leave no bytecode in the worktree
+            },
         ),
         gitlab_token=settings.gitlab_token,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +11,7 @@ from sqlalchemy import select
 
 from bot.git.branch import branch_name
 from bot.git.errors import NothingToCommit
+from bot.git.runner import GitRunner
 from bot.repo_config import RepoConfig, glob_matches, parse_repo_config, touched_protected
 from bot.store import proposals, runs, status
 from bot.store.runs import RunRow
@@ -46,18 +46,7 @@ def _repo(ctx: PhaseContext) -> tuple[Mapping[str, Any], Path, RepoConfig]:
 async def _scratch_repo(path: Path) -> Path:
     """An empty git repository for the planner (read-only agents fingerprint their directory with git)."""
     path.mkdir(parents=True, exist_ok=True)
-    process = await asyncio.create_subprocess_exec(
-        "git",
-        "init",
-        "--quiet",
-        "--",
-        str(path),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _out, err = await process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"git init failed: {err.decode(errors='replace')[:200]}")
+    await GitRunner().run(["init", "--quiet", "--end-of-options", str(path)], time_limit=30)
     return path
 
 

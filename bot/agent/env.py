@@ -25,6 +25,7 @@ FIXED = {
     "CLAUDE_CODE_DISABLE_BACKGROUND_TASKS": "1",
     "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1",
     "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in the worktree, so none in the proposed commit
 }
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.demo_scenario import TICKET_KEY, DemoScenario, Ticket, load_demo_scenario
 from bot.sandbox import gitlab_sim, jira_sim
+from bot.sandbox.gitlab_sim import repo
 from bot.sandbox.jira_sim.demo import DEMO_APPROVER_TOKEN, DEMO_DEVELOPER_TOKEN
 from bot.sandbox.model_server import ModelServer
-from bot.sandbox.scenario import load_scenario
 from bot.sandbox.serve import ServerThread
 
 SECRET_NAMES = (
@@ -122,8 +123,29 @@ def baton_environment(config: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def seed_repository(repo_path: Path, files: dict[str, str]) -> str:
+    """Make `files` the only commit of the bare repository's `main` (replacing what was there)."""
+    shutil.rmtree(repo_path, ignore_errors=True)
+    repo.init_bare(repo_path)
+    author = ("Mia Maintainer", "maintainer@example.com")
+    return repo.commit_files(repo_path, "main", files, "Initial commit", author=author)
+
+
+def seed_ticket(state: jira_sim.JiraState, ticket: Ticket) -> None:
+    """Give the scenario's ticket to the demo's first issue (summary, description, labels)."""
+    issue = state.issue(TICKET_KEY)
+    with state.lock:
+        issue.summary = ticket.summary
+        issue.description = ticket.description
+        issue.labels = list(ticket.labels)
+
+
 class SandboxStack:
-    """Seeds the demo world and serves the three simulators until `stop()`."""
+    """Seeds the demo world from a scenario file and serves the three simulators until `stop()`.
+
+    The scenario (default `scenarios/demo.yaml`, format in docs/scenarios.md) is read when the stack is
+    built, so a bad file fails with `ScenarioError` before anything starts.
+    """
 
     def __init__(
         self, state_dir: Path, baton_url: str, ports: SandboxPorts, scenario: Path | None = None
@@ -133,6 +155,7 @@ class SandboxStack:
         self.baton_url = baton_url
         self.ports = ports
         self.scenario = scenario or DEFAULT_SCENARIO
+        self.world: DemoScenario = load_demo_scenario(self.scenario)
         self.gitlab_state = gitlab_sim.GitLabState()
         self.jira_state = jira_sim.JiraState()
         self._servers: list[ServerThread] = []
@@ -140,6 +163,7 @@ class SandboxStack:
     def _seed(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)  # simulators keep state in memory: start clean
         demo = gitlab_sim.seed_demo(self.gitlab_state, self.root)
+        seed_repository(demo.project.repo_path, self.world.repository.files)
         for role in ("bot", "maintainer", "developer", "reporter", "guest"):
             getattr(demo, role).token = self.values[f"GITLAB_{role.upper()}_TOKEN"]
         events = {"note_events": True, "merge_requests_events": True, "push_events": False}
@@ -148,6 +172,7 @@ class SandboxStack:
             demo.project, hook_url, token=self.values["GITLAB_WEBHOOK_SECRET"], events=events
         )
         jira_sim.seed_demo(self.jira_state, bot_token=self.values["JIRA_BOT_TOKEN"])
+        seed_ticket(self.jira_state, self.world.ticket)
         self.jira_state.register_webhook(
             "baton",
             f"{self.baton_url}/webhooks/jira",
@@ -165,9 +190,7 @@ class SandboxStack:
             git_token=self.values["GITLAB_BOT_TOKEN"],
         )
         jira = ServerThread(jira_sim.create_jira_app(self.jira_state), port=self.ports.jira)
-        model = ModelServer(
-            load_scenario(self.scenario), api_key=self.values["MODEL_API_KEY"], port=self.ports.model
-        )
+        model = ModelServer(self.world.model, api_key=self.values["MODEL_API_KEY"], port=self.ports.model)
         for server in (gitlab, jira, model):
             self._servers.append(server.start())
         self.model = model

@@ -233,6 +233,16 @@ def test_baton_demo_plays_the_whole_loop(tmp_path: Path) -> None:
     assert mr and branch and tokens, out
     assert int(tokens.group(1).replace(",", "")) > 0 and float(tokens.group(3)) > 0
     assert "demo passed" in out
+    status_id = re.search(r"status comment (\d+) \(edited in place as the run goes\)", out)
+    assert status_id and f"status comment {status_id.group(1)}, edited in place, now reads:" in out
+    final = out[out.index("edited in place, now reads:") :]
+    assert all(f"* ✅ {phase}" in final for phase in ("triage", "implement", "validate", "review", "propose"))
+    bare = tmp_path / "state" / "demo" / "sandbox" / "repos" / "demo" / "calculator.git"
+    changed = subprocess.run(
+        ["git", f"--git-dir={bare}", "diff", "--name-only", "main", branch.group(1)],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert changed == ["calculator.py", "tests/test_calculator.py"]  # pushed, and no bytecode in it
     runs = cli_json(demo_store(tmp_path), "runs")
     implement = next(r for r in runs if r["kind"] == "implement")
     assert implement["subject"] == "jira:DEMO-1" and implement["status"] == "succeeded"
@@ -260,3 +270,23 @@ def test_baton_demo_with_a_vague_ticket_waits_for_answers(tmp_path: Path) -> Non
     (run,) = cli_json(demo_store(tmp_path), "runs")
     assert run["status"] == "waiting"
     assert_everything_stopped(tmp_path, out)
+
+
+@pytest.mark.timeout(240)
+def test_the_documented_example_plays(tmp_path: Path) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "scenarios.md").read_text()
+    example = next(b for b in re.findall(r"```yaml\n(.*?)```", docs, re.DOTALL) if b.startswith("ticket:"))
+    scenario = tmp_path / "divide.yaml"
+    scenario.write_text(example)
+    done = demo(demo_env(tmp_path), "--scenario", str(scenario), "--timeout", "180", timeout=220)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Add a divide function that refuses division by zero" in done.stdout
+    assert "demo passed" in done.stdout
+    bare = tmp_path / "state" / "demo" / "sandbox" / "repos" / "demo" / "calculator.git"
+    branch = re.search(r"branch (baton/DEMO-1-[a-z0-9-]+)\n", done.stdout)
+    assert branch, done.stdout
+    changed = subprocess.run(
+        ["git", f"--git-dir={bare}", "diff", "--name-only", "main", branch.group(1)],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert changed == ["calculator.py", "tests/test_divide.py"]

@@ -17,7 +17,7 @@ from orchestrators.agents import agent_root
 from tests.support.processes import cli_json
 from tests.support.sandbox import Running, running_sandbox, wait
 
-SCENARIO = Path(__file__).resolve().parent.parent / "fixtures" / "scenarios" / "lifecycle.yaml"
+SCENARIO = Path(__file__).resolve().parent.parent / "fixtures" / "demo" / "lifecycle.yaml"
 
 
 @pytest.fixture
