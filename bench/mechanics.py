@@ -1,10 +1,12 @@
 """Git mechanics benchmark: per-job mirror fetch + worktree + cleanup versus a plain clone of Django.
 
-Run: `python -m bench.mechanics [--runs N] [--package django==5.1]`
+Run: `python -m bench.mechanics [--runs N] [--package django==5.1] [--lifecycle-runs N]`
 
 The remote is a bare repository made once from the package's sdist (cached under `.baton/bench/`) and served
 over smart HTTP by the sandbox's git server on 127.0.0.1, with the token going through askpass as in
-production. Figures go to stdout and to `bench/results/mechanics.json`.
+production. Figures go to stdout and to `bench/results/mechanics.json`. Then, unless `--lifecycle-runs 0`,
+the end-to-end overhead figure (label webhook to proposal, on the demo and on this repository) from
+`bench.lifecycle`, into `bench/results/lifecycle.json`.
 """
 
 from __future__ import annotations
@@ -164,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--package", default="django==5.1")
     parser.add_argument("--scratch", type=Path, default=CACHE, help="where the workspace and clones go")
+    parser.add_argument(
+        "--lifecycle-runs", type=int, default=3, help="tickets per repository for bench.lifecycle; 0 skips it"
+    )
     args = parser.parse_args(argv)
     CACHE.mkdir(parents=True, exist_ok=True)
     bare = build_remote(args.package)
@@ -188,7 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report(figures), flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "mechanics.json").write_text(json.dumps(asdict(figures), indent=2) + "\n")
-    return 0
+    if not args.lifecycle_runs:
+        return 0
+    from bench import lifecycle  # here, not at the top: bench.lifecycle imports this module
+
+    lifecycle_args = ["--runs", str(args.lifecycle_runs), "--package", args.package]
+    return lifecycle.main([*lifecycle_args, "--scratch", str(args.scratch)])
 
 
 if __name__ == "__main__":

@@ -127,6 +127,7 @@ async def implement(ctx: PhaseContext) -> PhaseResult:
         "summary": (result.text or "")[:4000],
         "turns": result.num_turns,
         "denials": agents.denials(result),
+        "agent_ms": result.duration_ms,
     }
     return PhaseResult(output, **agents.usage(result))
 
@@ -153,7 +154,13 @@ async def validate(ctx: PhaseContext) -> PhaseResult:
         problems.append(f"These paths are protected and must not change; revert them: {', '.join(blocked)}")
     feedback = "\n\n".join(p for p in problems if p)
     checks = [
-        {"stage": r.stage, "command": r.command, "status": r.status, "exit_code": r.exit_code}
+        {
+            "stage": r.stage,
+            "command": r.command,
+            "status": r.status,
+            "exit_code": r.exit_code,
+            "duration_s": r.duration_s,
+        }
         for r in results
     ]
     output = {

@@ -51,6 +51,7 @@ def test_label_to_proposal_to_approve_to_one_merge_request(sandbox: Running) -> 
     ]
     assert all(p["status"] == "done" for p in detail["phases"])
     assert detail["phases"][2]["input_tokens"] > 0 and detail["phases"][2]["cost_usd"] > 0
+    assert detail["phases"][2]["agent_s"] > 0 and detail["phases"][3]["commands_s"] > 0
     # The reviewer was read-only and saw the diff.
     reviews = [r for r in sandbox.stack.model.log.all() if "[baton:review] DEMO-1" in str(r.body)]
     assert reviews and "def multiply" in str(reviews[0].body)
