@@ -13,9 +13,10 @@ from typing import Any
 
 from arq import cron
 from arq.connections import RedisSettings
-from arq.worker import Worker, func
+from arq.worker import Retry, Worker, func
 
 from bot import services as services_module
+from bot.clients.retry import RetryableError
 from bot.logs import bind
 from bot.queue import RUN_JOB, Queue
 from bot.store import runs, status
@@ -25,10 +26,13 @@ from bot.wiring import build_clients
 from bot.worker_context import WorkerContext
 from config.settings import Settings
 from orchestrators import ORCHESTRATORS, Orchestrator, registry
+from orchestrators.engine import Deferred
 
 log = logging.getLogger("baton.worker")
 registry.register()
 LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 12  # deferrals (GitLab/Jira outages) before a run is given up
+MAX_DEFER_S = 300.0
 
 
 def worker_name() -> str:
@@ -41,10 +45,26 @@ async def _heartbeat(wctx: WorkerContext, run_id: str) -> None:
         await runs.touch(wctx.sm, run_id)
 
 
+def _backoff(run: runs.RunRow, hint: float | None) -> float:
+    """Seconds until a deferred run is tried again: the server's hint, else exponential up to 5 min."""
+    if hint is not None and hint > 0:
+        return min(hint, MAX_DEFER_S)
+    return float(min(5 * 2 ** max(run.attempts - 1, 0), MAX_DEFER_S))
+
+
 async def _execute(wctx: WorkerContext, orchestrator: Orchestrator, run: runs.RunRow) -> None:
     beat = asyncio.create_task(_heartbeat(wctx, run.id))
     try:
         outcome = await orchestrator(wctx, run)
+    except (Deferred, RetryableError) as exc:
+        if run.attempts >= MAX_ATTEMPTS:
+            await runs.finish(
+                wctx.sm, run.id, status.FAILED, wctx.name, f"gave up after {run.attempts} tries: {exc}"
+            )
+            return
+        delay = _backoff(run, exc.retry_after)
+        await runs.requeue(wctx.sm, run.id, wctx.name, f"{exc}; trying again in {delay:.0f} s")
+        raise Retry(defer=delay) from exc
     except asyncio.CancelledError:
         await asyncio.shield(
             runs.requeue(wctx.sm, run.id, wctx.name, "worker stopping; run handed back to the queue")

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.clients.retry import RetryableError
 from bot.store import status
 from bot.store.engine import as_utc, utcnow
 from bot.store.runs import RunRow, add_activity
@@ -72,6 +73,17 @@ Observer = Callable[[WorkerContext, RunRow, list[PhaseState]], Awaitable[None]]
 
 class PhaseFailed(RuntimeError):
     """A phase raised; the run fails at that phase and can be retried from it."""
+
+
+class Deferred(RuntimeError):
+    """A phase hit a transient outage (GitLab/Jira 5xx, 429, timeout): try the run again later.
+
+    The phase goes back to pending, so the retried job resumes exactly there.
+    """
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -175,6 +187,13 @@ async def _finish(
         phase.cost_usd += result.cost_usd
 
 
+async def _defer(sm: async_sessionmaker[AsyncSession], run_id: str, name: str, reason: str) -> None:
+    async with sm.begin() as session:
+        phase = (await _rows(session, run_id))[name]
+        phase.status, phase.error, phase.finished_at = PENDING, f"deferred: {reason}"[:2000], utcnow()
+        await add_activity(session, run_id, "baton", "phase-deferred", f"{name} deferred: {reason}"[:500])
+
+
 async def _attempts(sm: async_sessionmaker[AsyncSession], run_id: str, name: str) -> int:
     async with sm() as session:
         return (await _rows(session, run_id))[name].attempts
@@ -207,6 +226,10 @@ async def execute(workflow: Workflow, wctx: WorkerContext, run: RunRow) -> Outco
         await _notify(workflow, wctx, run)
         try:
             result = await functions[name](PhaseContext(wctx, run, outputs, attempt, previous))
+        except RetryableError as exc:
+            await _defer(wctx.sm, run.id, name, str(exc))
+            await _notify(workflow, wctx, run)
+            raise Deferred(f"phase {name} deferred: {exc}", exc.retry_after) from exc
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"[:2000]
             await _finish(wctx.sm, run.id, name, None, reason)

@@ -184,3 +184,24 @@ async def test_sigterm_lets_a_short_run_finish(
     await asyncio.wait_for(started.wait(), 15)
     worker.handle_sig_wait_for_completion(signal.SIGTERM)
     await wait_status(services, run_id, status.SUCCEEDED, timeout_s=10)
+
+
+async def test_a_transient_outage_defers_the_run_instead_of_failing_it(
+    services: Services, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.clients.retry import RetryableError
+
+    calls: list[int] = []
+
+    async def flaky(wctx: WorkerContext, run: runs.RunRow) -> Outcome:
+        calls.append(run.attempts)
+        if len(calls) == 1:
+            raise RetryableError("GitLab answered 503", retry_after=0.5)
+        return Outcome(status.SUCCEEDED, "done after the outage")
+
+    register(monkeypatch, "probe", flaky)
+    run_id = await new_run(services)
+    row = await wait_status(services, run_id, status.SUCCEEDED, timeout_s=20)
+    assert calls == [1, 2] and row.attempts == 2
+    actions = [a["action"] for a in (await runs.detail(services.sm, run_id))["activity"]]
+    assert actions == ["received", "claimed", "requeued", "claimed", "succeeded"]
