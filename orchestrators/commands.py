@@ -5,10 +5,12 @@ from __future__ import annotations
 from bot.store import proposals, runs, status
 from bot.store.runs import RunRow
 from bot.worker_context import WorkerContext
-from orchestrators import Outcome
-from orchestrators.engine import reset_from
+from handlers.commands import help_lines
+from orchestrators import Outcome, progress
+from orchestrators.engine import reset_from, states
 from orchestrators.implement import WORKFLOW
 from orchestrators.ship import refuse, reply
+from orchestrators.status_comment import render_status
 
 IMPLEMENT = "implement"
 
@@ -104,3 +106,24 @@ async def run_reply(wctx: WorkerContext, run: RunRow) -> Outcome:
     else:
         return Outcome(status.FAILED, f"unknown reply target {target.get('kind')!r}")
     return Outcome(status.SUCCEEDED, "replied")
+
+
+async def run_help(wctx: WorkerContext, run: RunRow) -> Outcome:
+    """`/help`: the commands, generated from the same table the parser uses."""
+    lines = "\n".join(f"* {line}" for line in help_lines())
+    await reply(wctx, run, f"Baton understands these replies (at the start of a line):\n{lines}")
+    return Outcome(status.SUCCEEDED, "help posted")
+
+
+async def run_status(wctx: WorkerContext, run: RunRow) -> Outcome:
+    """`/status`: the latest run's phase checklist on this ticket."""
+    target = await _latest_implement(wctx, run.subject)
+    if target is None:
+        await reply(
+            wctx, run, "There is no Baton run on this ticket yet; add the trigger label to start one."
+        )
+        return Outcome(status.SUCCEEDED, "no run")
+    phases = await states(wctx.sm, WORKFLOW, target.id)
+    view = progress.view(target, phases, None)
+    await reply(wctx, run, f"Run {target.id[:12]} is {target.status}.\n\n{render_status(view, 'jira')}")
+    return Outcome(status.SUCCEEDED, f"status of {target.id}")

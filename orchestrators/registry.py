@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrators import ORCHESTRATORS, Orchestrator
-from orchestrators.commands import run_reject, run_reply, run_retry, run_revise
+from orchestrators.commands import run_help, run_reject, run_reply, run_retry, run_revise, run_status
 from orchestrators.implement import run_implement
 from orchestrators.ship import run_approve
 
@@ -14,6 +14,8 @@ WORKFLOWS: dict[str, Orchestrator] = {
     "revise": run_revise,
     "retry": run_retry,
     "reply": run_reply,
+    "help": run_help,
+    "status": run_status,
 }
 
 

@@ -132,6 +132,12 @@ def test_vague_ticket_gets_questions_and_nothing_is_implemented(sandbox: Running
     assert [p["status"] for p in detail["phases"]][:2] == ["done", "pending"]
     assert not any("[baton:implement]" in str(r.body) for r in sandbox.stack.model.log.all())
     assert sandbox.stack.gitlab_state.merge_requests_of(sandbox.stack.demo.project) == []
+    sandbox.as_person("dan", "DEMO-2", "/status")
+    status = wait(lambda: replies(sandbox, "DEMO-2"), 60, "the /status reply", sandbox.worker.logs)[0]
+    assert f"Run {run['id'][:12]} is waiting" in status and "triage" in status
+    sandbox.as_person("dan", "DEMO-2", "/help")
+    shown = wait(lambda: replies(sandbox, "DEMO-2")[1:], 60, "the /help reply", sandbox.worker.logs)[0]
+    assert "/approve" in shown and "/revise" in shown and "/retry" in shown
 
 
 WRONG = "def multiply(a: float, b: float) -> float:\n    return a + b\n"
