@@ -24,8 +24,8 @@ from config.settings import Settings, SettingsError, load_settings
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Baton: tickets to Claude Code, with approval."
 )
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)  # URLs and ids stay on one line when the output is not a terminal
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 

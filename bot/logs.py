@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("baton_log_context", default={})  # noqa: B039
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
 MASK = "***"
 
 
@@ -64,4 +64,5 @@ def configure(level: str = "INFO", secrets: Sequence[str] = ()) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     # arq logs every job start and end (the sweeper's too) at INFO; Baton logs what matters per run.
-    logging.getLogger("arq.worker").setLevel(max(root.level, logging.WARNING))
+    for chatty in ("arq.worker", "alembic"):
+        logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))

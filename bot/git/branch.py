@@ -28,7 +28,10 @@ def slugify(text: str, max_len: int = SLUG_MAX) -> str:
     """Lowercase ASCII words joined by single dashes, at most `max_len` characters, never empty."""
     ascii_text = unicodedata.normalize("NFKD", text[: max_len * 8]).encode("ascii", "ignore").decode()
     slug = _NOT_SLUG.sub("-", ascii_text.lower()).strip("-")
-    slug = slug[:max_len].rstrip("-")
+    if len(slug) > max_len:  # cut at a word boundary when one is near, not mid-word
+        cut = slug[: max_len + 1].rfind("-")
+        slug = slug[:cut] if cut >= max_len // 2 else slug[:max_len]
+    slug = slug.rstrip("-")
     return slug or FALLBACK_SLUG
 
 
