@@ -9,22 +9,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from config.skills import SkillManifest, Where, default_skills
+
 Syntax = Literal["markdown", "jira", "any"]
 """Which markup's code and quote blocks to honour; "any" applies both (the strictest)."""
 
-KNOWN_COMMANDS: Mapping[str, str] = MappingProxyType(
-    {
-        "approve": "ship the current proposal exactly as proposed",
-        "reject": "drop the current proposal; nothing is changed",
-        "revise": "`/revise <what to change>` redo the proposal with your feedback",
-        "retry": "run the step that failed again",
-        "status": "show where the run stands",
-        "cancel": "stop the run in progress",
-        "help": "list the commands Baton understands",
-        "remediate": "`/remediate <what>` (alias `/fix`) fix what this thread asks, as a new proposal",
-    }
-)
-ALIASES: Mapping[str, str] = MappingProxyType({"fix": "remediate"})
+# The packaged skill manifest (config/skills.yaml) is the registry; these are its default views.
+KNOWN_COMMANDS: Mapping[str, str] = MappingProxyType({s.name: s.help for s in default_skills().skills})
+ALIASES: Mapping[str, str] = MappingProxyType(dict(default_skills().aliases))
 MAX_COMMANDS = 50
 MAX_ARGS = 2000
 
@@ -128,22 +120,43 @@ class _Scanner:
             self.macros.append(macro)
 
 
-def parse_command(line: str) -> Command | None:
+def _unmention(line: str, mentions: Iterable[str]) -> str:
+    """`@baton-bot fix this` is `/fix this`: a line that starts with the bot's mention."""
+    stripped = line.lstrip()
+    for handle in mentions:
+        if handle and stripped[: len(handle)].lower() == handle.lower():
+            rest = stripped[len(handle) :]
+            if rest[:1] in (" ", "\t", ":", ",") and rest.strip(" \t:,"):
+                word = rest.strip(" \t:,")
+                return word if word.startswith("/") else "/" + word
+    return line
+
+
+def parse_command(
+    line: str, aliases: Mapping[str, str] = ALIASES, mentions: Iterable[str] = ()
+) -> Command | None:
     """The command a single line starts with, if any (ASCII names only, so look-alikes never count)."""
-    match = _COMMAND_RE.fullmatch(line)
+    match = _COMMAND_RE.fullmatch(_unmention(line, mentions))
     if not match or not match.group(1).isascii():
         return None
     name = match.group(1).lower()
     args = _CONTROL_RE.sub("", match.group(2) or "").strip()[:MAX_ARGS]
-    return Command(ALIASES.get(name, name), args)
+    return Command(aliases.get(name, name), args)
 
 
-def parse_commands(text: str, *, syntax: Syntax = "any") -> list[Command]:
-    """Every command in `text`, in order, skipping code blocks, quotes and mid-line slashes."""
+def parse_commands(
+    text: str, *, syntax: Syntax = "any", skills: SkillManifest | None = None, mentions: Iterable[str] = ()
+) -> list[Command]:
+    """Every command in `text`, in order, skipping code blocks, quotes and mid-line slashes.
+
+    `mentions` are the bot's handles (`@baton-bot`, `[~accountid:…]`): a line starting with one
+    followed by a command word counts as that command.
+    """
     scanner = _Scanner(markdown=syntax != "jira", jira=syntax != "markdown")
+    aliases = skills.aliases if skills is not None else ALIASES
     commands: list[Command] = []
     for line in _LINE_BREAK_RE.split(text):
-        command = parse_command(line) if scanner.visible(line) else None
+        command = parse_command(line, aliases, mentions) if scanner.visible(line) else None
         if command:
             commands.append(command)
             if len(commands) >= MAX_COMMANDS:
@@ -151,24 +164,28 @@ def parse_commands(text: str, *, syntax: Syntax = "any") -> list[Command]:
     return commands
 
 
-def first_known(commands: Iterable[Command]) -> Command | None:
-    return next((c for c in commands if c.known), None)
+def first_known(commands: Iterable[Command], skills: SkillManifest | None = None) -> Command | None:
+    known = skills.names if skills is not None else KNOWN_COMMANDS
+    return next((c for c in commands if c.name in known), None)
 
 
-def suggest(name: str) -> str | None:
+def suggest(name: str, skills: SkillManifest | None = None) -> str | None:
     """The known command (or alias) closest to an unknown `name`, if any is close enough."""
-    matches = difflib.get_close_matches(name, [*KNOWN_COMMANDS, *ALIASES], n=1, cutoff=0.6)
+    names = list(skills.names) if skills is not None else [*KNOWN_COMMANDS, *ALIASES]
+    matches = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 
-def help_lines() -> list[str]:
-    """One line per command, generated from KNOWN_COMMANDS."""
-    return [f"/{name} — {text}" for name, text in KNOWN_COMMANDS.items()]
+def help_lines(skills: SkillManifest | None = None, where: Where | None = None) -> list[str]:
+    """One line per command, generated from the skill manifest."""
+    return (skills or default_skills()).help_lines(where)
 
 
-def did_you_mean(who: str, command: Command, *, syntax: Syntax = "markdown") -> str | None:
+def did_you_mean(
+    who: str, command: Command, *, syntax: Syntax = "markdown", skills: SkillManifest | None = None
+) -> str | None:
     """The reply to an unknown command that is close to a known one; None when nothing is close."""
-    suggestion = suggest(command.name)
+    suggestion = suggest(command.name, skills)
     if suggestion is None:
         return None
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from config.skills import SkillManifest, default_skills
+
 
 @dataclass(frozen=True)
 class BotIdentity:
@@ -19,3 +21,4 @@ class BotIdentity:
 class HandlerContext:
     bot: BotIdentity = field(default_factory=BotIdentity)
     trigger_label: str = "ai-implement"
+    skills: SkillManifest = field(default_factory=default_skills)

@@ -66,13 +66,19 @@ def note_posted(event: NoteEvent, ctx: HandlerContext) -> Action:
     reason, mr = skip_reason(event, ctx), event.merge_request
     if reason or mr is None:  # NoteEvent guarantees a merge request on merge request notes
         return Ignore(reason or "note without a merge request")
-    commands = parse_commands(event.object_attributes.note, syntax="markdown")
-    known = first_known(commands)
+    handles = [f"@{ctx.bot.gitlab_username}"] if ctx.bot.gitlab_username else []
+    commands = parse_commands(
+        event.object_attributes.note, syntax="markdown", skills=ctx.skills, mentions=handles
+    )
+    known = first_known(commands, ctx.skills)
     subject = f"gitlab:{event.project.path_with_namespace}!{mr.iid}"
     origin = f"gitlab:note:{event.project.id}:{event.object_attributes.id}"
-    if known:
-        return Enqueue(kind=known.name, subject=subject, origin=origin, input=note_input(event, mr, known))
-    text = did_you_mean(mention(event), commands[0]) if commands else None
+    skill = ctx.skills.lookup(known.name) if known else None
+    if known and skill:
+        return Enqueue(
+            kind=skill.orchestrator, subject=subject, origin=origin, input=note_input(event, mr, known)
+        )
+    text = did_you_mean(mention(event), commands[0], skills=ctx.skills) if commands else None
     if text is None:
         return Ignore("no known command in the note" if commands else "no command in the note")
     target = {

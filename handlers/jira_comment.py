@@ -36,14 +36,21 @@ def new_comment(issue: IssueRef, comment: JiraComment, ctx: HandlerContext) -> A
     """A new comment (from `comment_created` or an `issue_commented` update): run its first command."""
     if by_bot(comment.author, comment.body, ctx):
         return Ignore("the bot's own comment")
-    commands = parse_commands(comment.body, syntax="jira")
-    known = first_known(commands)
+    handles = [f"[~accountid:{ctx.bot.jira_account_id}]"] if ctx.bot.jira_account_id else []
+    handles += [f"[~{ctx.bot.jira_name}]"] if ctx.bot.jira_name else []
+    commands = parse_commands(comment.body, syntax="jira", skills=ctx.skills, mentions=handles)
+    known = first_known(commands, ctx.skills)
     subject, origin = f"jira:{issue.key_or_id}", f"jira:comment:{comment.id}"
-    if known:
+    skill = ctx.skills.lookup(known.name) if known else None
+    if known and skill:
         author = comment.author.identity() if comment.author else {}
         fields = {"issue_key": issue.key, "issue_id": issue.id, "comment_id": comment.id}
-        return Enqueue(known.name, subject, origin, {**fields, "args": known.args, "author": author})
-    text = did_you_mean(mention(comment.author), commands[0], syntax="jira") if commands else None
+        return Enqueue(skill.orchestrator, subject, origin, {**fields, "args": known.args, "author": author})
+    text = (
+        did_you_mean(mention(comment.author), commands[0], syntax="jira", skills=ctx.skills)
+        if commands
+        else None
+    )
     if text is None:
         return Ignore("no known command in the comment" if commands else "no command in the comment")
     target = {"kind": "jira_comment", "issue_key": issue.key_or_id}

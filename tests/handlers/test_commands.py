@@ -179,7 +179,40 @@ def test_help_is_generated_from_the_registry() -> None:
     lines = help_lines()
     assert len(lines) == len(KNOWN_COMMANDS)
     assert all("\n" not in text and text for text in KNOWN_COMMANDS.values())
-    assert [line.split(" ", 1)[0] for line in lines] == [f"/{name}" for name in KNOWN_COMMANDS]
+    assert [line.split(" ", 1)[0].rstrip(":") for line in lines] == [f"/{name}" for name in KNOWN_COMMANDS]
+
+
+def test_changing_the_manifest_changes_parsing_dispatch_and_help() -> None:
+    from config.skills import default_skills, load_skills
+
+    custom = load_skills(
+        """
+skills:
+  - {name: approve, orchestrator: approve, help: ship it, usage: "/approve"}
+  - {name: deploy, aliases: [ship], orchestrator: deploy-preview, help: deploy a preview of the MR}
+"""
+    )
+    assert help_lines(custom) == ["/approve: ship it — `/approve`", "/deploy /ship: deploy a preview of the MR"]
+    assert help_lines(custom) != help_lines(default_skills())
+    assert first_known(parse_commands("/ship now", skills=custom), custom) == Command("deploy", "now")
+    assert first_known(parse_commands("/status", skills=custom), custom) is None  # not in this manifest
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("@baton-bot fix this please", Command("remediate", "this please")),
+        ("@Baton-Bot: /approve", Command("approve")),
+        ("  @baton-bot retry validate", Command("retry", "validate")),
+        ("@baton-bot", None),
+        ("hey @baton-bot fix this", None),  # mid-line
+        ("> @baton-bot approve", None),  # quoted
+        ("@baton-botty approve", None),  # another user
+        ("```\n@baton-bot approve\n```", None),  # in code
+    ],
+)
+def test_mention_form(text: str, expected: Command | None) -> None:
+    assert first_known(parse_commands(text, syntax="markdown", mentions=["@baton-bot"])) == expected
 
 
 def test_first_known_skips_unknown_commands() -> None:
