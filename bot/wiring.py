@@ -15,6 +15,7 @@ from bot.git.workspace import GitAuthor, Workspace
 from bot.store.effects import StoreEffectLedger
 from config.projects import ProjectMap, load_projects
 from config.settings import Settings
+from config.skills import SkillManifest, default_skills, load_skills
 
 ANTHROPIC_API = "https://api.anthropic.com"
 
@@ -37,6 +38,7 @@ class Clients:
     projects: ProjectMap
     agent: AgentEndpoint
     gitlab_token: SecretStr
+    skills: SkillManifest
 
     def close(self) -> None:
         self.gitlab.close()
@@ -78,4 +80,5 @@ def build_clients(settings: Settings, sm: async_sessionmaker[AsyncSession]) -> C
             },
         ),
         gitlab_token=settings.gitlab_token,
+        skills=load_skills(settings.skills_file.read_text()) if settings.skills_file else default_skills(),
     )

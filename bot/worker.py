@@ -25,8 +25,10 @@ from bot.store.migrate import check_current
 from bot.wiring import build_clients
 from bot.worker_context import WorkerContext
 from config.settings import Settings
-from orchestrators import ORCHESTRATORS, Orchestrator, registry
+from config.skills import SkillManifest
+from orchestrators import ORCHESTRATORS, Orchestrator, authorize, registry
 from orchestrators.engine import Deferred
+from orchestrators.ship import refuse
 
 log = logging.getLogger("baton.worker")
 registry.register()
@@ -81,6 +83,17 @@ async def _execute(wctx: WorkerContext, orchestrator: Orchestrator, run: runs.Ru
             await beat
 
 
+async def _refused(wctx: WorkerContext, run: runs.RunRow, skills: SkillManifest) -> bool:
+    """Refuse a command its author may not use here: one reply saying who can, then done."""
+    refused = await authorize.refusal(wctx, run, skills)
+    if refused is None:
+        return False
+    skill, reason = refused
+    outcome = await refuse(wctx, run, f"/{skill.name}", reason)
+    await runs.finish(wctx.sm, run.id, outcome.status, wctx.name, outcome.message)
+    return True
+
+
 async def run_job(ctx: dict[str, Any], run_id: str) -> None:
     """The one job function: claim the run, hand it to its orchestrator, record the outcome."""
     wctx: WorkerContext = ctx["baton"]
@@ -88,6 +101,8 @@ async def run_job(ctx: dict[str, Any], run_id: str) -> None:
         run = await runs.claim(wctx.sm, run_id, wctx.name)
         if run is None:
             log.info("run is not active; nothing to do")
+            return
+        if wctx.clients is not None and await _refused(wctx, run, wctx.clients.skills):
             return
         orchestrator = ORCHESTRATORS.get(run.kind)
         if orchestrator is None:

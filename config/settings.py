@@ -79,6 +79,7 @@ class Settings(BaseSettings):
 
     trigger_label: str = "ai-implement"
     projects_file: Path | None = None  # default: config/projects.yaml (the sandbox: the packaged example)
+    skills_file: Path | None = None  # default: the packaged config/skills.yaml
     public_url: str | None = None  # where GitLab/Jira reach Baton, for `baton hooks install`
 
     anthropic_base_url: str | None = None

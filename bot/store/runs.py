@@ -263,3 +263,11 @@ async def settle(
         )
         await add_activity(session, run_id, actor, new_status, message)
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def recent(sm: async_sessionmaker[AsyncSession], subject: str, window: timedelta) -> list[RunRow]:
+    """The subject's runs created within `window` (for rate limits)."""
+    since = utcnow() - window
+    query = select(Run).where(Run.subject == subject, Run.created_at >= since).limit(500)
+    async with sm() as session:
+        return [_row(run) for run in (await session.execute(query)).scalars()]

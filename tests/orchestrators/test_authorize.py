@@ -1,0 +1,104 @@
+"""Authorization as data: every role × command against the GitLab simulator, plus the rate limit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.sandbox.gitlab_sim import repo
+from bot.sandbox.stack import SandboxPorts, SandboxStack, baton_environment
+from bot.services import Services
+from bot.store import inbox, runs
+from bot.store.engine import utcnow
+from bot.wiring import build_clients
+from bot.worker_context import WorkerContext
+from config.settings import load_settings
+from config.skills import default_skills, load_skills
+from handlers.actions import Enqueue
+from orchestrators.authorize import refusal
+
+ROLES = ("guest", "reporter", "developer", "maintainer", "bot", "author")
+#                 guest  reporter developer maintainer bot   author(developer who opened the MR)
+EXPECTED = {
+    "help": (True, True, True, True, True, True),
+    "status": (False, True, True, True, True, True),
+    "remediate": (False, False, True, True, True, True),
+    "reject": (False, False, True, True, True, True),
+    "approve": (False, False, False, True, False, False),
+}
+
+
+@pytest.fixture
+def world(tmp_path: Path, services: Services) -> Iterator[tuple[WorkerContext, dict[str, Any]]]:
+    stack = SandboxStack(tmp_path / "sandbox-state", "http://127.0.0.1:9", SandboxPorts.from_base(0))
+    config = stack.start()
+    state, demo = stack.gitlab_state, stack.demo
+    author = state.add_user("mr-author", name="Mr Author")
+    state.add_member(demo.project, author, 30)
+    repo.commit_files(demo.project.repo_path, "feature", {"x.txt": "x\n"}, "feature", start_from="main")
+    mr = state.create_merge_request(
+        demo.project, author, {"source_branch": "feature", "target_branch": "main", "title": "Feature"}
+    )
+    environ = {**baton_environment(config), "BATON_DATABASE_URL": services.settings.database_url}
+    settings = load_settings(environ)
+    clients = build_clients(settings, services.sm)
+    people = {role: getattr(demo, role) for role in ROLES[:-1]} | {"author": author}
+    yield WorkerContext(settings, services.sm, services.queue, "test", clients), {"mr": mr, "people": people}
+    clients.close()
+    stack.stop()
+
+
+def run_for(kind: str, user: Any, mr: Any, run_id: str = "r" * 32) -> runs.RunRow:
+    now = utcnow()
+    author = {"id": user.id, "username": user.username}
+    data = {
+        "project_id": mr.project_id,
+        "mr_iid": mr.iid,
+        "discussion_id": "d" * 40,
+        "author": author,
+        "args": "",
+    }
+    return runs.RunRow(run_id, kind, f"gitlab:demo/calculator!{mr.iid}", "running", 1, None, data, now, now)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+async def test_every_role_and_command(world: tuple[WorkerContext, dict[str, Any]], kind: str) -> None:
+    wctx, things = world
+    for role, allowed in zip(ROLES, EXPECTED[kind], strict=True):
+        refused = await refusal(wctx, run_for(kind, things["people"][role], things["mr"]), default_skills())
+        assert (refused is None) == allowed, f"{role} /{kind}: {refused}"
+        if refused is not None:
+            reason = refused[1]
+            assert f"/{kind}" in reason and ("access" in reason or "author" in reason)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_manifest_decides(world: tuple[WorkerContext, dict[str, Any]]) -> None:
+    wctx, things = world
+    strict = load_skills(
+        "skills:\n  - {name: help, orchestrator: help, help: h,\n     gitlab_min_access: owner, gitlab_users: [guest]}\n"
+    )
+    assert await refusal(wctx, run_for("help", things["people"]["guest"], things["mr"]), strict) is None
+    refused = await refusal(wctx, run_for("help", things["people"]["maintainer"], things["mr"]), strict)
+    assert refused is not None and "owner access" in refused[1] and "@guest" in refused[1]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_three_triggers_per_person_per_mr_in_fifteen_minutes(
+    world: tuple[WorkerContext, dict[str, Any]], services: Services
+) -> None:
+    wctx, things = world
+    dev, mr = things["people"]["developer"], things["mr"]
+    subject = f"gitlab:demo/calculator!{mr.iid}"
+    for n in range(3):
+        author = {"id": dev.id, "username": dev.username}
+        action = Enqueue("remediate", subject, f"o{n}", {"author": author, "project_id": mr.project_id})
+        await inbox.record(services.sm, inbox.Incoming("gitlab", f"k{n}", "Note Hook", {}), action)
+    refused = await refusal(wctx, run_for("remediate", dev, mr), default_skills())
+    assert refused is not None and "at most 3" in refused[1]
+    other = await refusal(wctx, run_for("remediate", things["people"]["maintainer"], mr), default_skills())
+    assert other is None  # the limit is per person
