@@ -80,7 +80,8 @@ async def test_every_role_and_command(world: tuple[WorkerContext, dict[str, Any]
 async def test_the_manifest_decides(world: tuple[WorkerContext, dict[str, Any]]) -> None:
     wctx, things = world
     strict = load_skills(
-        "skills:\n  - {name: help, orchestrator: help, help: h,\n     gitlab_min_access: owner, gitlab_users: [guest]}\n"
+        "skills:\n"
+        "  - {name: help, orchestrator: help, help: h, gitlab_min_access: owner, gitlab_users: [guest]}\n"
     )
     assert await refusal(wctx, run_for("help", things["people"]["guest"], things["mr"]), strict) is None
     refused = await refusal(wctx, run_for("help", things["people"]["maintainer"], things["mr"]), strict)
