@@ -193,6 +193,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         keep_result=0,
         job_completion_wait=settings.shutdown_wait_s,
         max_jobs=4,
+        allow_abort_jobs=True,  # /cancel stops a running job
         poll_delay=0.2,
         handle_signals=handle_signals,
     )

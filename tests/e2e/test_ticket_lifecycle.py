@@ -245,3 +245,32 @@ def test_a_worker_killed_during_implement_is_resumed_by_the_next_one(tmp_path: P
         sandbox.as_person("alice", "DEMO-1", "/approve")
         wait(lambda: marked(sandbox, "DEMO-1", "mr-link"), 60, "the MR", sandbox.worker.logs)
         assert len(sandbox.stack.gitlab_state.merge_requests_of(sandbox.stack.demo.project)) == 1
+
+
+def test_cancel_stops_a_running_run_and_says_what_state_it_left(tmp_path: Path) -> None:
+    data = yaml.safe_load(SCENARIO.read_text())
+    implement = next(s for s in data["model"]["scripts"] if s["match"] == "[baton:implement] DEMO-1")
+    implement["delay_s"] = 3.0
+    scenario = tmp_path / "slow.yaml"
+    scenario.write_text(yaml.safe_dump(data, sort_keys=False))
+    with running_sandbox(tmp_path, f"sqlite:///{tmp_path / 'baton.db'}", scenario) as sandbox:
+        sandbox.label("dan", "DEMO-1")
+
+        def implementing() -> str | None:
+            for run in cli_json(sandbox.env, "runs"):
+                phases = {p["name"]: p["status"] for p in cli_json(sandbox.env, "show", run["id"])["phases"]}
+                if phases.get("implement") == "running":
+                    return str(run["id"])
+            return None
+
+        run_id = wait(implementing, 60, "the implement phase", sandbox.worker.logs)
+        sandbox.as_person("dan", "DEMO-1", "/cancel")
+        said = wait(lambda: replies(sandbox, "DEMO-1"), 60, "the /cancel reply", sandbox.worker.logs)[0]
+        assert f"Cancelled run {run_id[:12]}" in said and "implement" in said and "/retry" in said
+        wait(
+            lambda: cli_json(sandbox.env, "show", run_id)["status"] == "cancelled",
+            30, "the run to be cancelled", sandbox.worker.logs,
+        )  # fmt: skip
+        table = process_table()
+        assert not agent_processes(f"TMPDIR={agent_root(run_id)}/".encode(), table, prefix=True)
+        assert marked(sandbox, "DEMO-1", "proposal") == []

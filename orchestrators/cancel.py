@@ -1,0 +1,55 @@
+"""`/cancel`: stop the run in progress on this ticket or MR and say what state it left."""
+
+from __future__ import annotations
+
+from arq.constants import abort_jobs_ss
+from arq.utils import timestamp_ms
+
+from bot.agent.process import kill_stragglers
+from bot.store import runs, status
+from bot.store.runs import RunRow
+from bot.worker_context import WorkerContext
+from orchestrators import Outcome
+from orchestrators.agents import agent_root
+from orchestrators.ship import refuse, reply
+
+CANCELLABLE = (status.QUEUED, status.RUNNING, status.WAITING)
+WORKFLOWS = ("implement", "remediate")
+
+
+async def _target(wctx: WorkerContext, subject: str) -> RunRow | None:
+    for row in await runs.listing(wctx.sm, limit=200):
+        if row.subject == subject and row.kind in WORKFLOWS and row.status in CANCELLABLE:
+            return row
+    return None
+
+
+async def _phase(wctx: WorkerContext, run_id: str) -> str:
+    detail = await runs.detail(wctx.sm, run_id)
+    return next((p["name"] for p in detail["phases"] if p["status"] != "done"), "the end")
+
+
+async def run_cancel(wctx: WorkerContext, run: RunRow) -> Outcome:
+    target = await _target(wctx, run.subject)
+    if target is None:
+        return await refuse(
+            wctx, run, "/cancel", "there is no queued, running or waiting run here to cancel."
+        )
+    who = (run.input.get("author") or {}).get("display_name") or (run.input.get("author") or {}).get(
+        "username"
+    )
+    phase = await _phase(wctx, target.id)
+    if not await runs.settle(
+        wctx.sm, target.id, status.CANCELLED, wctx.name, f"cancelled by {who or 'someone'}"
+    ):
+        return await refuse(
+            wctx, run, "/cancel", f"run {target.id[:12]} finished before it could be cancelled."
+        )
+    # A running job is aborted by its worker (arq's abort set); its agent processes are ended here too.
+    await wctx.queue.redis.zadd(abort_jobs_ss, {target.id: timestamp_ms()})
+    ended = await kill_stragglers(agent_root(target.id))
+    state = f"it was {target.status} at {phase}"
+    agents = f"; {len(ended)} agent process(es) ended" if ended else ""
+    text = f"Cancelled run {target.id[:12]} ({state}{agents}). Nothing was pushed."
+    await reply(wctx, run, f"{text} Reply /retry to resume from {phase}.")
+    return Outcome(status.SUCCEEDED, f"cancelled run {target.id} at {phase}")
