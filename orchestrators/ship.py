@@ -13,30 +13,65 @@ from bot.store.runs import RunRow
 from bot.wiring import Clients
 from bot.worker_context import WorkerContext
 from orchestrators import Outcome, approval, progress
-from orchestrators.proposal import Person, render_refusal
+from orchestrators.proposal import Flavor, Person, mention, render_refusal
+from orchestrators.threads import in_response
 
 SHIPPED_BY = "baton"
 
 
+def is_gitlab(run: RunRow) -> bool:
+    """Runs about a merge request (`gitlab:group/project!iid`) answer in GitLab, the others in Jira."""
+    return run.subject.startswith("gitlab:")
+
+
+def flavor(run: RunRow) -> Flavor:
+    return "gitlab" if is_gitlab(run) else "jira"
+
+
 def person(who: Mapping[str, Any]) -> Person:
+    """A Jira author (`display_name`, `account_id`, `name`) or a GitLab one (`id`, `username`)."""
+    username = who.get("username")
     return Person(
-        display_name=str(who.get("display_name") or who.get("name") or "there"),
+        display_name=str(who.get("display_name") or who.get("name") or username or "there"),
+        gitlab_username=str(username) if username else None,
         jira_account_id=who.get("account_id"),
-        jira_name=who.get("name"),
+        jira_name=who.get("name") if not username else None,
     )
+
+
+def command_text(run: RunRow, name: str) -> str:
+    """The person's command as they typed it (name and arguments), for quoting back."""
+    return f"{name} {str(run.input.get('args') or '').strip()}".strip()
 
 
 async def reply(wctx: WorkerContext, run: RunRow, text: str) -> None:
-    await wctx.need_clients().jira.add_comment(
-        progress.issue_key(run), text, f"run:{run.id}:reply", run_id=run.id
-    )
+    """Answer where the command was given: in its MR discussion, or on the Jira ticket; once per run."""
+    clients, key = wctx.need_clients(), f"run:{run.id}:reply"
+    if not is_gitlab(run):
+        await clients.jira.add_comment(progress.issue_key(run), text, key, run_id=run.id)
+        return
+    project, iid = run.input["project_id"], int(run.input["mr_iid"])
+    discussion = run.input.get("discussion_id")
+    if discussion:
+        await clients.gitlab.reply_in_discussion(project, iid, str(discussion), text, key, run_id=run.id)
+    else:
+        await clients.gitlab.post_note(project, iid, text, key, run_id=run.id)
+
+
+async def respond(wctx: WorkerContext, run: RunRow, command: str, text: str) -> None:
+    """A reply to a command: on GitLab it names the person and quotes the command; Jira as before."""
+    if is_gitlab(run):
+        who = mention(person(run.input.get("author") or {}), "gitlab")
+        text = f"{who}: {text}\n\n{in_response(command_text(run, command))}"
+    await reply(wctx, run, text)
 
 
 async def refuse(
     wctx: WorkerContext, run: RunRow, command: str, reason: str, what_next: str | None = None
 ) -> Outcome:
     who = person(run.input.get("author") or {})
-    await reply(wctx, run, render_refusal(who, command, reason, flavor="jira", what_next=what_next))
+    quoted = command_text(run, command) if is_gitlab(run) else command
+    await reply(wctx, run, render_refusal(who, quoted, reason, flavor=flavor(run), what_next=what_next))
     return Outcome(status.SUCCEEDED, f"refused: {reason}")
 
 

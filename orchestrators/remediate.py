@@ -1,0 +1,541 @@
+"""`/remediate` in an MR thread: the whole thread, its diff position and the MR → a fix proposed there.
+
+Phases: assemble (Python: MR, thread(s), diff, linked ticket, mirror, a worktree of the MR's source
+branch, the brief) → implement (agent) → validate (the repo's checks) → review (read-only agent) →
+propose (commit, record the proposal bound to its SHA and to the branch head it builds on, reply in
+the thread). `/remediate all` on the MR overview addresses every unresolved thread in one proposal,
+one commit per thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import select
+
+from bot.agent.result import AgentResult
+from bot.clients.gitlab import Discussion, MergeRequest, ProjectRef
+from bot.clients.jira import JiraProblem
+from bot.effects import is_bot_text
+from bot.git.branch import is_valid_branch
+from bot.git.errors import NothingToCommit, UnsafeInput
+from bot.git.workspace import UPSTREAM_PREFIX
+from bot.repo_config import RepoConfig, parse_repo_config
+from bot.store import proposals, runs, status
+from bot.store.engine import utcnow
+from bot.store.runs import RunRow
+from bot.store.tables import Phase
+from bot.wiring import Clients
+from bot.worker_context import WorkerContext
+from orchestrators import Outcome, agents, prompts
+from orchestrators.engine import (
+    PhaseContext,
+    PhaseFailed,
+    PhaseResult,
+    PhaseState,
+    Workflow,
+    execute,
+    reset_from,
+    states,
+)
+from orchestrators.implement import validate
+from orchestrators.progress import SHOWN, status_key
+from orchestrators.proposal import FileChange, ProposalView, block, render_failure
+from orchestrators.ship import command_text, person, refuse, respond
+from orchestrators.status_comment import Ending, PhaseView, StatusView, render_status
+from orchestrators.status_comment import PhaseState as Shown
+from orchestrators.threads import (
+    TARGET_KIND,
+    BriefInputs,
+    DiffPosition,
+    LinkedTicket,
+    MergeRequestInfo,
+    Thread,
+    ThreadNote,
+    build_thread_brief,
+    commit_message,
+    excerpt,
+    overview_brief,
+    remediate_prompt,
+    render_thread_proposal,
+    thread_data,
+    thread_from,
+    ticket_keys,
+    unresolved,
+)
+from orchestrators.validate import CommandResult
+from orchestrators.verdicts import Verdict
+
+KIND = "remediate"
+COMMAND = "/remediate"
+DIFF_FOR_REVIEW = 60_000
+MAX_EXCERPT_FILE = 2_000_000
+
+
+# --- what the run is about ----------------------------------------------------------------------
+
+
+def mr_ref(run: RunRow) -> str:
+    """`group/project!iid` from the run's subject `gitlab:group/project!iid`."""
+    return run.subject.removeprefix("gitlab:")
+
+
+def where(run: RunRow) -> tuple[ProjectRef, int, str]:
+    """(project id, MR iid, discussion id) of the note that gave the command."""
+    return run.input["project_id"], int(run.input["mr_iid"]), str(run.input.get("discussion_id") or "")
+
+
+def is_all(run: RunRow) -> bool:
+    """`/remediate all` on the MR overview (a plain note, not in a diff thread) addresses every thread."""
+    words = str(run.input.get("args") or "").split(maxsplit=1)
+    return not run.input.get("note_type") and bool(words) and words[0].lower() == "all"
+
+
+def instructions(run: RunRow) -> str:
+    args = str(run.input.get("args") or "").strip()
+    return args.split(maxsplit=1)[1] if is_all(run) and " " in args else ("" if is_all(run) else args)
+
+
+def to_thread(discussion: Discussion, bot_id: int | None) -> Thread:
+    """A GitLab discussion as the brief needs it (system notes left out; Baton's own notes flagged)."""
+    notes = tuple(
+        ThreadNote(
+            author=(n.author.username if n.author else "unknown"),
+            created=n.created_at,
+            body=n.body,
+            by_bot=is_bot_text(n.body) or (n.author is not None and n.author.id == bot_id),
+        )
+        for n in discussion.notes
+        if not n.system
+    )
+    raw = discussion.position
+    position = (
+        DiffPosition(raw.old_path, raw.new_path, raw.old_line, raw.new_line, raw.head_sha)
+        if raw is not None
+        else None
+    )
+    resolvable = any(n.resolvable for n in discussion.notes)
+    return Thread(discussion.id, notes, position, resolvable, discussion.resolved)
+
+
+# --- assemble -----------------------------------------------------------------------------------
+
+
+def _clients(ctx: PhaseContext) -> Clients:
+    return ctx.wctx.need_clients()
+
+
+def _excerpt(worktree: Path, position: DiffPosition | None) -> str:
+    """The commented lines of the file on the branch (new side only; nothing outside the worktree)."""
+    if position is None or not position.new_path or position.new_line is None:
+        return ""
+    root = worktree.resolve()
+    path = (root / position.new_path).resolve()
+    if not path.is_relative_to(root) or not path.is_file() or path.stat().st_size > MAX_EXCERPT_FILE:
+        return ""
+    return excerpt(path.read_text(errors="replace"), position.new_line)
+
+
+async def _ticket(ctx: PhaseContext, mr: MergeRequest) -> tuple[LinkedTicket | None, str]:
+    """The first Jira ticket the MR names (title, description, branch) that Jira returns; else why not."""
+    keys = ticket_keys(mr.title, mr.description, mr.source_branch)
+    if not keys:
+        return None, ""
+    if not ctx.wctx.settings.jira_url:
+        return None, f"The merge request names {', '.join(keys[:3])}, but Jira is not configured."
+    jira = _clients(ctx).jira
+    for key in keys[:3]:
+        try:
+            issue = await jira.issue(key)
+        except JiraProblem:
+            continue
+        url = f"{jira.config.url.rstrip('/')}/browse/{issue.key}"
+        return LinkedTicket(issue.key, issue.summary, issue.description or "", url), ""
+    return None, f"The merge request names {', '.join(keys[:3])}, but Jira returned none of them."
+
+
+def _chosen(run: RunRow, threads: list[Thread]) -> list[Thread]:
+    _project, _iid, discussion = where(run)
+    if is_all(run):
+        return unresolved(threads, skip=discussion)
+    return [t for t in threads if t.discussion_id == discussion]
+
+
+async def assemble(ctx: PhaseContext) -> PhaseResult:
+    """Python only: the MR, the whole thread(s), its diff, the linked ticket, a worktree of its branch."""
+    clients, run = _clients(ctx), ctx.run
+    project_id, iid, discussion = where(run)
+    mr = await clients.gitlab.merge_request(project_id, iid)
+    if mr.state != "opened":
+        stop = await refuse(
+            ctx.wctx, run, COMMAND, f"this merge request is {mr.state}; there is nothing to fix."
+        )
+        return PhaseResult({"refused": mr.state}, stop=stop)
+    if not is_valid_branch(mr.source_branch):
+        raise UnsafeInput(f"refusing the merge request's source branch name {mr.source_branch[:60]!r}")
+    me = await clients.gitlab.bot_user()
+    chosen = _chosen(run, [to_thread(d, me.id) for d in await clients.gitlab.discussions(project_id, iid)])
+    if not chosen:
+        why = (
+            "there is no unresolved thread on this merge request."
+            if is_all(run)
+            else "I cannot find this thread."
+        )
+        return PhaseResult({"refused": "no thread"}, stop=await refuse(ctx.wctx, run, COMMAND, why))
+    project = await clients.gitlab.project(project_id)
+    repo_id = project.path_with_namespace
+    await clients.workspace.ensure_mirror(repo_id, project.http_url_to_repo, clients.gitlab_token)
+    branch = f"baton/mr-{iid}-{run.id[:12]}"
+    worktree = await clients.workspace.create_worktree(
+        repo_id, run.id, UPSTREAM_PREFIX + mr.source_branch, branch
+    )
+    config_file = worktree / ".baton.yml"
+    config_text = config_file.read_text() if config_file.is_file() else None
+    ticket, ticket_note = await _ticket(ctx, mr)
+    info = MergeRequestInfo(
+        mr_ref(run), mr.title, mr.description, mr.source_branch, mr.target_branch, mr.web_url
+    )
+    inputs = BriefInputs(
+        mr=info, repo=parse_repo_config(config_text), instructions=instructions(run),
+        requester=str((run.input.get("author") or {}).get("username") or ""),
+        mr_diff=(await clients.gitlab.mr_diff(project_id, iid)).patch(), ticket=ticket,
+        ticket_note=ticket_note,
+    )  # fmt: skip
+    head = await clients.workspace.head(worktree)
+    inputs = replace(inputs, branch_head=head)
+    briefs = [build_thread_brief(t, replace(inputs, excerpt=_excerpt(worktree, t.position))) for t in chosen]
+    brief = briefs[0].markdown if not is_all(run) else overview_brief(info.ref, chosen, inputs.repo)
+    return PhaseResult(
+        {
+            "worktree": str(worktree), "branch": branch, "base_sha": head,
+            "source_branch": mr.source_branch, "target_branch": mr.target_branch, "project_id": project.id,
+            "project_path": repo_id, "remote_url": project.http_url_to_repo, "web_url": project.web_url,
+            "repo_config": config_text, "all": is_all(run), "discussion_id": discussion,
+            "threads": [thread_data(t) for t in chosen], "briefs": [b.markdown for b in briefs],
+            "brief": brief, "brief_tokens": sum(b.tokens for b in briefs), "title": mr.title,
+            "ticket": ticket.key if ticket else None,
+        }
+    )  # fmt: skip
+
+
+# --- implement, review, propose ------------------------------------------------------------------
+
+
+def _repo(ctx: PhaseContext) -> tuple[Mapping[str, Any], Path, RepoConfig]:
+    assembled = ctx.outputs["assemble"]
+    worktree = Path(assembled["worktree"])
+    if not worktree.is_dir():
+        raise FileNotFoundError(f"the run's worktree is gone ({worktree}); reply /retry assemble")
+    return assembled, worktree, parse_repo_config(assembled["repo_config"])
+
+
+def _revisions(ctx: PhaseContext) -> list[str]:
+    return [f"A person asked for this change (/revise): {t}" for t in ctx.run.input.get("revisions", [])]
+
+
+def _feedback(ctx: PhaseContext) -> list[str]:
+    notes = [str(ctx.previous.get(name, {}).get("feedback") or "") for name in ("validate", "review")]
+    return [note for note in notes if note] + _revisions(ctx)
+
+
+def _add(total: dict[str, Any], usage: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: total.get(k, 0) + v for k, v in usage.items()}
+
+
+async def _agent(ctx: PhaseContext, prompt: str, worktree: Path, repo: RepoConfig) -> AgentResult:
+    return await agents.call(
+        ctx.wctx, "implementer", prompt, worktree, declared=repo.declared_commands, run_id=ctx.run.id
+    )
+
+
+async def implement(ctx: PhaseContext) -> PhaseResult:
+    """One implementer call for a thread; for `/remediate all`, one call and one commit per thread.
+
+    A later round of `/remediate all` (checks or review failed, or `/revise`) is one more call over
+    all the threads, committed as a fix-up by `propose`.
+    """
+    assembled, worktree, repo = _repo(ctx)
+    ref, feedback = mr_ref(ctx.run), _feedback(ctx)
+    workspace = _clients(ctx).workspace
+    fix_up = bool(feedback) and await workspace.head(worktree) != assembled["base_sha"]
+    if not assembled["all"] or fix_up:
+        result = await _agent(ctx, remediate_prompt(ref, assembled["brief"], feedback), worktree, repo)
+        output = {"summary": (result.text or "")[:4000], "turns": result.num_turns,
+                  "denials": agents.denials(result), "agent_ms": result.duration_ms}  # fmt: skip
+        if assembled["all"]:
+            output["threads"] = ctx.previous.get("implement", {}).get("threads", [])
+        return PhaseResult(output, **agents.usage(result))
+    return await _each_thread(ctx, assembled, worktree, repo)
+
+
+async def _each_thread(
+    ctx: PhaseContext, assembled: Mapping[str, Any], worktree: Path, repo: RepoConfig
+) -> PhaseResult:
+    """A fresh round of `/remediate all`: from the branch head, the implementer and a commit per thread."""
+    workspace, run = _clients(ctx).workspace, ctx.run
+    base = assembled["base_sha"]
+    if await workspace.head(worktree) != base or (await workspace.diffstat(worktree, base)).files:
+        worktree = await workspace.create_worktree(
+            assembled["project_path"], run.id, base, assembled["branch"]
+        )
+    done: list[dict[str, Any]] = []
+    spent: dict[str, Any] = {}
+    summaries: list[str] = []
+    for data, brief in zip(assembled["threads"], assembled["briefs"], strict=True):
+        thread = thread_from(data)
+        result = await _agent(ctx, remediate_prompt(mr_ref(run), brief, _revisions(ctx)), worktree, repo)
+        spent = _add(spent, agents.usage(result))
+        try:
+            sha: str | None = await workspace.commit_all(
+                worktree, commit_message(mr_ref(run), thread, run.id)
+            )
+        except NothingToCommit:
+            sha = None
+        done.append({"id": thread.discussion_id, "sha": sha, "agent_ms": result.duration_ms})
+        summaries.append(f"{thread.title(80)}: {(result.text or 'no summary')[:800]}")
+    output = {"summary": "\n".join(summaries)[:4000], "threads": done,
+              "agent_ms": sum(d["agent_ms"] for d in done)}  # fmt: skip
+    return PhaseResult(output, **spent)
+
+
+async def review(ctx: PhaseContext) -> PhaseResult:
+    """The read-only reviewer on the fix against the thread; blockers go back to implement."""
+    assembled, worktree, _repo_cfg = _repo(ctx)
+    diff = (await _clients(ctx).workspace.diff(worktree, assembled["base_sha"]))[:DIFF_FOR_REVIEW]
+    checks = "\n".join(
+        f"{c['stage']}: {c['command']} → {c['status']}" for c in ctx.outputs["validate"]["checks"]
+    )
+    prompt = prompts.review(mr_ref(ctx.run), assembled["brief"], diff, checks)
+    result = await agents.call(
+        ctx.wctx, "reviewer", prompt, worktree, output_model=Verdict, run_id=ctx.run.id
+    )
+    verdict = result.output(Verdict)
+    feedback = ""
+    if not verdict.passes:
+        feedback = "The reviewer found blockers:\n" + "\n".join(
+            f"- {b.file or ''}:{b.line or ''} {b.text}" for b in verdict.blockers or []
+        )
+    output = {"verdict": verdict.model_dump(), "feedback": feedback, "agent_ms": result.duration_ms}
+    return PhaseResult(output, goto="implement" if feedback else None, **agents.usage(result))
+
+
+async def _commit(ctx: PhaseContext, worktree: Path, message: str) -> str:
+    workspace = _clients(ctx).workspace
+    try:
+        return str(await workspace.commit_all(worktree, message))
+    except NothingToCommit:  # all committed already (per thread, or before a crash): the proposal is HEAD
+        return str(await workspace.head(worktree))
+
+
+def _resolvable(assembled: Mapping[str, Any], implemented: Mapping[str, Any]) -> list[str]:
+    """The threads approving resolves: those a person can resolve and (for `all`) that got a commit."""
+    changed = {t["id"] for t in implemented.get("threads", []) if t.get("sha")}
+    return [
+        t["id"]
+        for t in assembled["threads"]
+        if t.get("resolvable") and (not assembled["all"] or t["id"] in changed)
+    ]
+
+
+async def propose(ctx: PhaseContext) -> PhaseResult:
+    """Commit, record the proposal (SHA + the head it builds on), reply in the thread; the run waits."""
+    clients, run = _clients(ctx), ctx.run
+    assembled, worktree, _repo_cfg = _repo(ctx)
+    threads = [thread_from(t) for t in assembled["threads"]]
+    message = (
+        f"Address checks and review on {mr_ref(run)}\n\nProposed by Baton run {run.id}."
+        if assembled["all"]
+        else commit_message(mr_ref(run), threads[0], run.id)
+    )
+    sha = await _commit(ctx, worktree, message)
+    base = assembled["base_sha"]
+    stat = await clients.workspace.diffstat(worktree, base)
+    diff = await clients.workspace.diff(worktree, base)
+    implemented = ctx.outputs["implement"]
+    target = {
+        "kind": TARGET_KIND, "mr_iid": where(run)[1], "discussion_id": assembled["discussion_id"],
+        "overview": not run.input.get("note_type"), "worktree": str(worktree),
+        "resolve": _resolvable(assembled, implemented),
+        **{k: assembled[k] for k in ("project_id", "project_path", "source_branch", "base_sha", "remote_url",
+                                    "web_url", "branch")},
+    }  # fmt: skip
+    proposal = await proposals.create(
+        ctx.wctx.sm, run.id, run.subject, sha, hashlib.sha256(diff.encode()).hexdigest(), target
+    )
+    if proposal.status == proposals.STALE:  # a /revise that changed nothing proposes the same commit again
+        await proposals.move(ctx.wctx.sm, proposal.id, proposals.STALE, proposals.PROPOSED)
+    view = ProposalView(
+        proposal_id=proposal.id, summary=_summary(assembled, implemented),
+        commit_sha=sha, files=tuple(FileChange(f.path, f.added, f.deleted) for f in stat.files),
+        checks=tuple(CommandResult(c["stage"], c["command"], c["status"], c["exit_code"])
+                     for c in ctx.outputs["validate"]["checks"]),
+        verdict=Verdict.model_validate(ctx.outputs["review"]["verdict"]),
+        protected_changes=tuple(ctx.outputs["validate"].get("ci_changes", [])), diff=diff,
+        **await _spent(ctx),
+    )  # fmt: skip
+    changed = {t["id"]: bool(t.get("sha")) for t in implemented.get("threads", [])}
+    addressed = [(t, changed.get(t.discussion_id, True)) for t in threads] if assembled["all"] else []
+    text = render_thread_proposal(
+        view, person(run.input.get("author") or {}), command_text(run, COMMAND), addressed
+    )
+    project_id, iid, discussion = where(run)
+    await clients.gitlab.reply_in_discussion(
+        project_id,
+        iid,
+        discussion,
+        text,
+        f"run:{run.id}:proposal:{sha[:12]}:r{len(run.input.get('revisions', []))}",
+        run_id=run.id,
+    )
+    stop = Outcome(
+        status.WAITING,
+        f"proposal {proposal.id} ({sha[:12]}) posted in thread {discussion[:12]} of {mr_ref(run)}; "
+        "waiting for /approve",
+    )
+    return PhaseResult({"proposal_id": proposal.id, "sha": sha}, stop=stop)
+
+
+def _summary(assembled: Mapping[str, Any], implemented: Mapping[str, Any]) -> str:
+    if assembled["all"]:
+        return f"{len(assembled['threads'])} review threads addressed, one commit each"
+    return str(implemented.get("summary") or assembled["title"]).split("\n")[0]
+
+
+async def _spent(ctx: PhaseContext) -> dict[str, Any]:
+    phases = await states(ctx.wctx.sm, WORKFLOW, ctx.run.id)
+    return {
+        "input_tokens": sum(p.input_tokens for p in phases),
+        "output_tokens": sum(p.output_tokens for p in phases),
+        "cost_usd": sum(p.cost_usd for p in phases),
+    }
+
+
+# --- progress in the thread ---------------------------------------------------------------------
+
+
+def status_view(run: RunRow, phases: list[PhaseState], ending: Ending | None) -> StatusView:
+    shown = tuple(
+        PhaseView(p.name, cast(Shown, SHOWN.get(p.status, "pending")), p.duration_s, max(p.attempts, 1))
+        for p in phases
+    )
+    return StatusView(
+        run_id=run.id[:12],
+        title=f"Baton: {run.kind} {mr_ref(run)}",
+        phases=shown,
+        elapsed_s=(utcnow() - run.created).total_seconds(),
+        input_tokens=sum(p.input_tokens for p in phases),
+        output_tokens=sum(p.output_tokens for p in phases),
+        cost_usd=sum(p.cost_usd for p in phases),
+        ending=ending,
+    )
+
+
+async def update_status(
+    wctx: WorkerContext, run: RunRow, phases: list[PhaseState], ending: Ending | None = None
+) -> None:
+    """One status reply in the thread, posted once and then edited in place."""
+    clients, key = wctx.need_clients(), status_key(run)
+    project_id, iid, discussion = where(run)
+    body = render_status(status_view(run, phases, ending), "gitlab")
+    record = await clients.ledger.get(key)
+    if record is not None and record.status == "done" and record.external_id:
+        await clients.gitlab.edit_note(project_id, iid, int(record.external_id), body, effect_key=key)
+        return
+    await clients.gitlab.reply_in_discussion(project_id, iid, discussion, body, key, run_id=run.id)
+
+
+async def observe(wctx: WorkerContext, run: RunRow, phases: list[PhaseState]) -> None:
+    await update_status(wctx, run, phases)
+
+
+WORKFLOW = Workflow(
+    KIND,
+    (("assemble", assemble), ("implement", implement), ("validate", validate), ("review", review),
+     ("propose", propose)),
+    max_rounds=3,
+    observer=observe,
+)  # fmt: skip
+
+
+# --- the orchestrator ---------------------------------------------------------------------------
+
+
+async def _award(wctx: WorkerContext, run: RunRow, name: str, suffix: str) -> None:
+    """An award emoji on the command's note (👀 on pickup, ✅/❌ at the end), once per run."""
+    project_id, iid, _ = where(run)
+    note_id = run.input.get("note_id")
+    await wctx.need_clients().gitlab.award_emoji(
+        project_id, iid, int(note_id) if note_id else None, name, f"run:{run.id}:{suffix}", run_id=run.id
+    )
+
+
+async def _evidence(wctx: WorkerContext, run: RunRow) -> str:
+    """The last round's failing checks and review blockers, for the person who takes over."""
+    async with wctx.sm() as session:
+        query = select(Phase).where(Phase.run_id == run.id, Phase.name.in_(("validate", "review")))
+        rows = list((await session.execute(query)).scalars())
+    text = "\n\n".join(str((p.output or {}).get("feedback") or "") for p in rows).strip()[:6000]
+    return block(text, "gitlab") if text else ""
+
+
+async def _finish(wctx: WorkerContext, run: RunRow, outcome: Outcome) -> Outcome:
+    ok = outcome.status == status.WAITING and not outcome.message.startswith(("needs-", "refused"))
+    await update_status(wctx, run, await states(wctx.sm, WORKFLOW, run.id), Ending(ok, outcome.message))
+    if outcome.message.startswith("refused"):  # nothing was gathered: a /retry starts from the top
+        await reset_from(wctx.sm, WORKFLOW, run.id, "assemble")
+    if outcome.message.startswith("needs-human"):
+        text = render_failure(
+            outcome.message, "Reply `/retry` to try again, or `/revise <what to change>`.", flavor="gitlab",
+            who=person(run.input.get("author") or {}), command=command_text(run, COMMAND),
+        )  # fmt: skip
+        evidence = await _evidence(wctx, run)
+        project_id, iid, discussion = where(run)
+        await wctx.need_clients().gitlab.reply_in_discussion(
+            project_id, iid, discussion, f"{text}\n\n{evidence}", f"run:{run.id}:needs-human", run_id=run.id
+        )
+    await _award(wctx, run, "white_check_mark" if ok else "x", "end")
+    return outcome
+
+
+async def _make_way(wctx: WorkerContext, run: RunRow) -> str | None:
+    """One run per thread: join an active one (its id), or cancel waiting ones (superseded)."""
+    for other_id in await runs.others_open(wctx.sm, run):
+        other = await runs.by_id(wctx.sm, other_id)
+        if other is None or other.input.get("discussion_id") != run.input.get("discussion_id"):
+            continue
+        if other.status in status.ACTIVE:
+            return other.id
+        await runs.settle(wctx.sm, other.id, status.CANCELLED, wctx.name, f"superseded by run {run.id}")
+        latest = await proposals.latest(wctx.sm, run.subject)
+        if latest is not None and latest.run_id == other.id:
+            await proposals.move(wctx.sm, latest.id, proposals.PROPOSED, proposals.STALE)
+        await wctx.need_clients().workspace.remove_worktree(other.id)
+    return None
+
+
+async def run_remediate(wctx: WorkerContext, run: RunRow) -> Outcome:
+    """The orchestrator: one run per thread, 👀 on pickup, the phases, a status reply, ✅/❌ at the end."""
+    joined = await _make_way(wctx, run)
+    if joined:
+        text = f"I am already working on this thread (run {joined[:12]}); this request joins it."
+        await respond(wctx, run, COMMAND, text)
+        return Outcome(status.CANCELLED, f"joined run {joined}")
+    await _award(wctx, run, "eyes", "ack")
+    try:
+        outcome = await execute(WORKFLOW, wctx, run)
+    except PhaseFailed as exc:
+        await _finish(wctx, run, Outcome(status.FAILED, str(exc)))
+        text = render_failure(
+            str(exc)[:500], "Reply `/retry` to run the failed phase again.", flavor="gitlab",
+            who=person(run.input.get("author") or {}), command=command_text(run, COMMAND),
+        )  # fmt: skip
+        project_id, iid, discussion = where(run)
+        await wctx.need_clients().gitlab.reply_in_discussion(
+            project_id, iid, discussion, text, f"run:{run.id}:failed", run_id=run.id
+        )
+        return Outcome(status.FAILED, str(exc))
+    return await _finish(wctx, run, outcome)
