@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot import openapi, webhooks
 from bot import services as services_module
-from bot import webhooks
 from bot.services import Services
 from bot.store.engine import ping
 from config.settings import Settings
@@ -74,6 +74,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     if services is not None:

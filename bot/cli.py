@@ -100,12 +100,25 @@ def serve() -> None:
 @app.command()
 def worker() -> None:
     """Run an arq worker that executes runs and sweeps the ones the queue lost."""
+    import logging
+    import time
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
     from bot.worker import create_worker
 
     settings = settings_or_exit()
     logs.configure(settings.log_level, settings.secrets())
     with_store(settings, lambda _sm: asyncio.sleep(0))
-    create_worker(settings).run()
+    while True:  # a Redis restart must not take the worker down: reconnect and carry on
+        try:
+            create_worker(settings).run()
+            return
+        except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+            log = logging.getLogger("baton.worker")
+            log.warning("lost Redis (%s); reconnecting in 2 s", type(exc).__name__)
+            time.sleep(2)
 
 
 @app.command()

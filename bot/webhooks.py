@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from bot import verify
 from bot.body import read_capped
-from bot.dedup import delivery_key
+from bot.dedup import clean, delivery_key
 from bot.errors import BadRequest, BatonError, NotConfigured, StoreUnavailable
 from bot.logs import bind
 from bot.services import Services
@@ -24,6 +24,7 @@ from handlers import PayloadInvalid, route
 
 Source = Literal["gitlab", "jira"]
 log = logging.getLogger("baton.webhooks")
+MAX_DEPTH = 64
 
 
 def _reject_constant(name: str) -> Any:
@@ -37,15 +38,29 @@ def _finite(text: str) -> float:
     return value
 
 
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest (iteratively: a hostile payload cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_json(body: bytes) -> Any:
     """Strict JSON: bad UTF-8, NaN/Infinity, out-of-range numbers and absurd nesting are 400s."""
     try:
-        return json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
+        value = json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
     except RecursionError:
         raise BadRequest("invalid JSON: nested too deeply") from None
     except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise BadRequest(f"invalid JSON: {reason}") from None
+    if _depth(value) > MAX_DEPTH:  # real payloads nest about 8 deep; storing 900 levels would fail later
+        raise BadRequest(f"invalid JSON: nested more than {MAX_DEPTH} levels")
+    return value
 
 
 def _authenticate(services: Services, source: Source, request: Request, body: bytes) -> None:
@@ -69,18 +84,23 @@ def _authenticate(services: Services, source: Source, request: Request, body: by
 
 def _event_name(source: Source, request: Request, payload: dict[str, Any]) -> str:
     if source == "gitlab":
-        return str(request.headers.get("x-gitlab-event") or payload.get("object_kind") or "unknown")
-    return str(payload.get("webhookEvent") or "unknown")
+        name = str(request.headers.get("x-gitlab-event") or payload.get("object_kind") or "unknown")
+    else:
+        name = str(payload.get("webhookEvent") or "unknown")
+    return clean(name)[:64] or "unknown"  # stored text: no NUL, no lone surrogates
 
 
 def _actor(source: Source, payload: dict[str, Any]) -> str:
     user = payload.get("user")
-    if isinstance(user, dict):
-        for field in ("username", "displayName", "accountId", "name"):
-            if isinstance(user.get(field), str):
-                return f"{source}:{user[field]}"
-    if source == "gitlab" and isinstance(payload.get("user_username"), str):
-        return f"gitlab:{payload['user_username']}"
+    names = (
+        [user.get(f) for f in ("username", "displayName", "accountId", "name")]
+        if isinstance(user, dict)
+        else []
+    )
+    names.append(payload.get("user_username") if source == "gitlab" else None)
+    for name in names:
+        if isinstance(name, str) and clean(name):
+            return f"{source}:{clean(name)[:200]}"  # stored text: no NUL, no lone surrogates
     return f"{source}:unknown"
 
 
