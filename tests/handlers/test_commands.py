@@ -277,3 +277,35 @@ def test_any_text_parses_to_well_formed_commands(text: str) -> None:
 def test_nothing_inside_a_fence_ever_counts(text: str) -> None:
     body = "\n".join(line for line in text.splitlines() if "```" not in line and "~~~" not in line)
     assert parse_commands("```\n" + body + "\n```") == []
+
+
+FORMS_ACCEPTED = [
+    ("/{c}", ""),
+    ("/{C}", ""),  # wrong case
+    ("   /{c}   ", ""),  # extra whitespace
+    ("/{c} some words", "some words"),
+    ("thanks!\n/{c}\nmore", ""),  # its own line inside prose
+    ("/{c}\r\n", ""),  # CRLF
+]
+FORMS_IGNORED = [
+    "> /{c}",  # quoted (markdown)
+    "```\n/{c}\n```",  # fenced code
+    "    /{c}",  # indented code block
+    "please /{c} this",  # mid-line
+    "`/{c}`",  # inline code
+    "<!-- /{c} -->",  # HTML comment
+    "/{c}x",  # another word
+]
+
+
+@pytest.mark.parametrize("command", sorted(KNOWN_COMMANDS))
+@pytest.mark.parametrize(("form", "args"), FORMS_ACCEPTED)
+def test_every_command_in_every_accepted_form(command: str, form: str, args: str) -> None:
+    text = form.replace("{c}", command).replace("{C}", command.upper())
+    assert first_known(parse_commands(text, syntax="markdown")) == Command(command, args)
+
+
+@pytest.mark.parametrize("command", sorted(KNOWN_COMMANDS))
+@pytest.mark.parametrize("form", FORMS_IGNORED)
+def test_every_command_in_every_ignored_form(command: str, form: str) -> None:
+    assert first_known(parse_commands(form.replace("{c}", command), syntax="markdown")) is None
