@@ -46,7 +46,8 @@ def world(tmp_path: Path, services: Services) -> Iterator[tuple[WorkerContext, d
     settings = load_settings(environ)
     clients = build_clients(settings, services.sm)
     people = {role: getattr(demo, role) for role in ROLES[:-1]} | {"author": author}
-    yield WorkerContext(settings, services.sm, services.queue, "test", clients), {"mr": mr, "people": people}
+    things = {"mr": mr, "people": people, "gitlab_state": state, "project": demo.project}
+    yield WorkerContext(settings, services.sm, services.queue, "test", clients), things
     clients.close()
     stack.stop()
 
@@ -103,3 +104,36 @@ async def test_three_triggers_per_person_per_mr_in_fifteen_minutes(
     assert refused is not None and "at most 3" in refused[1]
     other = await refusal(wctx, run_for("remediate", things["people"]["maintainer"], mr), default_skills())
     assert other is None  # the limit is per person
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("role", "command"), [("guest", "remediate"), ("developer", "approve"), ("author", "approve")]
+)
+async def test_a_refused_command_gets_one_reply_in_its_thread(
+    world: tuple[WorkerContext, dict[str, Any]], role: str, command: str
+) -> None:
+    from bot.worker import _refused
+
+    wctx, things = world
+    state = wctx.need_clients()  # the clients talk to the simulator; read the simulator's own state below
+    user, mr = things["people"][role], things["mr"]
+    gitlab_state = things["gitlab_state"]
+    note = gitlab_state.add_note(things["project"], mr, user, f"/{command}", thread=True)
+    run = run_for(command, user, mr)
+    run.input["discussion_id"] = note.discussion_id
+    run.input["note_id"] = note.id
+    async with wctx.sm.begin() as session:  # the run must exist for the refusal to be recorded
+        from bot.store.tables import Run
+
+        session.add(Run(id=run.id, kind=run.kind, subject=run.subject, origin=f"o-{role}-{command}",
+                        status="running", input=dict(run.input), attempts=1,
+                        created_at=run.created, updated_at=run.updated))  # fmt: skip
+    assert await _refused(wctx, run, state.skills)
+    replies = [
+        n.body for n in gitlab_state.notes_of(mr) if n.discussion_id == note.discussion_id and n.id != note.id
+    ]
+    assert len(replies) == 1
+    assert f"@{user.username}" in replies[0] and f"/{command}" in replies[0]
+    assert "maintainer" in replies[0] or "author" in replies[0] or "developer" in replies[0]
+    assert (await runs.get(wctx.sm, run.id)).status == "succeeded"
