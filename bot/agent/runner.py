@@ -174,7 +174,11 @@ async def _run_in(run_dir: Path, request: AgentRequest, profile: Profile) -> Age
         return AgentResult(
             profile.name, True, f"cannot fingerprint the worktree {worktree}; refusing a read-only run"
         )
-    outcome = await _drive(request, _options(request, profile, launcher, recorder), recorder, launcher)
+    try:
+        outcome = await _drive(request, _options(request, profile, launcher, recorder), recorder, launcher)
+    except asyncio.CancelledError:  # /cancel or a worker shutdown: the agent must not outlive the job
+        await asyncio.shield(kill_run(launcher.pid(), launcher.marker, request.kill_grace_s))
+        raise
     survivors = await kill_run(launcher.pid(), launcher.marker, request.kill_grace_s)
     if survivors:
         log.error("agent processes survived SIGKILL: %s", sorted(survivors))
