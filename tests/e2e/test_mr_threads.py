@@ -4,6 +4,7 @@ person's push makes a proposal stale; /remediate all, one commit per thread. Rea
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -124,15 +125,32 @@ def test_remediate_a_thread_then_approve_pushes_one_commit_and_resolves_it(sandb
     shown = wait(lambda: bot_notes(sandbox, helped, "reply"), 60, "the /help reply", logs)[0]
     assert shown.startswith("@guest: ") and "/remediate /fix" in shown and "/approve" in shown
 
-    comment(sandbox, "maintainer", "/approve", discussion_id=thread)
+    # Two maintainers approve within the same second: it ships exactly once.
+    state = sandbox.stack.gitlab_state
+    state.add_member(sandbox.stack.demo.project, state.add_user("maya", name="Maya Maintainer"), 40)
+    racers = [
+        threading.Thread(target=comment, args=(sandbox, who, "/approve"), kwargs={"discussion_id": thread})
+        for who in ("maintainer", "maya")
+    ]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(10)
     shipped = wait(lambda: bot_notes(sandbox, thread, "shipped"), 60, "the shipped reply", logs)[0]
+    refused = wait(
+        lambda: [n for n in bot_notes(sandbox, thread, "reply") if "/approve" in n and "did not run" in n],
+        60, "the second approval's refusal", logs,
+    )  # fmt: skip
+    assert len(refused) == 1 and len(bot_notes(sandbox, thread, "shipped")) == 1
     after = git(sandbox, "rev-parse", BRANCH)
     assert git(sandbox, "rev-list", "--count", f"{before}..{after}") == "1"  # exactly one commit, on top
     assert git(sandbox, "rev-parse", f"{after}^") == before
     changed = git(sandbox, "show", "--name-only", "--format=%s", after)
     assert "Address review: multiply should reject None" in changed
     assert "calculator.py" in changed and "tests/test_multiply_none.py" in changed
-    assert shipped.startswith("✅ @maintainer: pushed") and f"/-/commit/{after}" in shipped
+    assert (
+        shipped.startswith(("✅ @maintainer: pushed", "✅ @maya: pushed")) and f"/-/commit/{after}" in shipped
+    )
     assert after[:8] in proposal
     wait(lambda: resolved(sandbox, thread), 10, "the thread resolved", logs)
 
