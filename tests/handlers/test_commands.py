@@ -192,7 +192,10 @@ skills:
   - {name: deploy, aliases: [ship], orchestrator: deploy-preview, help: deploy a preview of the MR}
 """
     )
-    assert help_lines(custom) == ["/approve: ship it — `/approve`", "/deploy /ship: deploy a preview of the MR"]
+    assert help_lines(custom) == [
+        "/approve: ship it — `/approve`",
+        "/deploy /ship: deploy a preview of the MR",
+    ]
     assert help_lines(custom) != help_lines(default_skills())
     assert first_known(parse_commands("/ship now", skills=custom), custom) == Command("deploy", "now")
     assert first_known(parse_commands("/status", skills=custom), custom) is None  # not in this manifest
