@@ -34,14 +34,17 @@ async def acknowledge(wctx: WorkerContext, run: RunRow) -> None:
     await wctx.need_clients().jira.add_comment(issue_key(run), text, f"run:{run.id}:ack", run_id=run.id)
 
 
-def view(run: RunRow, phases: list[PhaseState], ending: Ending | None) -> StatusView:
+def view(
+    run: RunRow, phases: list[PhaseState], ending: Ending | None, title: str | None = None
+) -> StatusView:
+    """What the status comment shows; `title` defaults to the run's kind and ticket."""
     shown = tuple(
         PhaseView(p.name, cast(Shown, SHOWN.get(p.status, "pending")), p.duration_s, max(p.attempts, 1))
         for p in phases
     )
     return StatusView(
         run_id=run.id[:12],
-        title=f"Baton: {run.kind} {issue_key(run)}",
+        title=title or f"Baton: {run.kind} {issue_key(run)}",
         phases=shown,
         elapsed_s=(utcnow() - run.created).total_seconds(),
         input_tokens=sum(p.input_tokens for p in phases),

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import select
 
@@ -26,12 +26,11 @@ from bot.git.errors import NothingToCommit, UnsafeInput
 from bot.git.workspace import UPSTREAM_PREFIX
 from bot.repo_config import RepoConfig, parse_repo_config
 from bot.store import proposals, runs, status
-from bot.store.engine import utcnow
 from bot.store.runs import RunRow
 from bot.store.tables import Phase
 from bot.wiring import Clients
 from bot.worker_context import WorkerContext
-from orchestrators import Outcome, agents, prompts
+from orchestrators import Outcome, agents, progress, prompts
 from orchestrators.engine import (
     PhaseContext,
     PhaseFailed,
@@ -43,11 +42,10 @@ from orchestrators.engine import (
     states,
 )
 from orchestrators.implement import validate
-from orchestrators.progress import SHOWN, status_key
+from orchestrators.progress import status_key
 from orchestrators.proposal import FileChange, ProposalView, block, render_failure
 from orchestrators.ship import command_text, person, refuse, respond
-from orchestrators.status_comment import Ending, PhaseView, StatusView, render_status
-from orchestrators.status_comment import PhaseState as Shown
+from orchestrators.status_comment import Ending, StatusView, render_status
 from orchestrators.threads import (
     TARGET_KIND,
     BriefInputs,
@@ -418,20 +416,7 @@ async def _spent(ctx: PhaseContext) -> dict[str, Any]:
 
 
 def status_view(run: RunRow, phases: list[PhaseState], ending: Ending | None) -> StatusView:
-    shown = tuple(
-        PhaseView(p.name, cast(Shown, SHOWN.get(p.status, "pending")), p.duration_s, max(p.attempts, 1))
-        for p in phases
-    )
-    return StatusView(
-        run_id=run.id[:12],
-        title=f"Baton: {run.kind} {mr_ref(run)}",
-        phases=shown,
-        elapsed_s=(utcnow() - run.created).total_seconds(),
-        input_tokens=sum(p.input_tokens for p in phases),
-        output_tokens=sum(p.output_tokens for p in phases),
-        cost_usd=sum(p.cost_usd for p in phases),
-        ending=ending,
-    )
+    return progress.view(run, phases, ending, title=f"Baton: {run.kind} {mr_ref(run)}")
 
 
 async def update_status(
