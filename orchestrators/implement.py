@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot.agent.result import AgentResult
 from bot.git.branch import branch_name
 from bot.git.errors import NothingToCommit
 from bot.git.runner import GitRunner
@@ -186,17 +187,21 @@ async def review(ctx: PhaseContext) -> PhaseResult:
         ctx.wctx, "reviewer", prompt, worktree, output_model=Verdict, run_id=ctx.run.id
     )
     verdict = result.output(Verdict)
+    return verdict_result(verdict, result)
+
+
+def verdict_result(verdict: Verdict, result: AgentResult) -> PhaseResult:
+    """The review phase's output; blockers send the change back to implement."""
     feedback = ""
     if not verdict.passes:
-        items = verdict.blockers or []
         feedback = "The reviewer found blockers:\n" + "\n".join(
-            f"- {b.file or ''}:{b.line or ''} {b.text}" for b in items
+            f"- {b.file or ''}:{b.line or ''} {b.text}" for b in verdict.blockers or []
         )
     output = {"verdict": verdict.model_dump(), "feedback": feedback, "agent_ms": result.duration_ms}
     return PhaseResult(output, goto="implement" if feedback else None, **agents.usage(result))
 
 
-async def _commit(ctx: PhaseContext, worktree: Path, message: str) -> str:
+async def commit_proposal(ctx: PhaseContext, worktree: Path, message: str) -> str:
     workspace = _clients(ctx).workspace
     try:
         return str(await workspace.commit_all(worktree, message))
@@ -208,7 +213,9 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
     """Commit locally, record the proposal (bound to its SHA) and post it on the ticket; the run waits."""
     clients, run, key = _clients(ctx), ctx.run, progress.issue_key(ctx.run)
     assembled, worktree, _repo_cfg = _repo(ctx)
-    sha = await _commit(ctx, worktree, f"[{key}] {assembled['summary']}\n\nProposed by Baton run {run.id}.")
+    sha = await commit_proposal(
+        ctx, worktree, f"[{key}] {assembled['summary']}\n\nProposed by Baton run {run.id}."
+    )
     stat = await clients.workspace.diffstat(worktree, assembled["base_sha"])
     diff = await clients.workspace.diff(worktree, assembled["base_sha"])
     target = {"kind": "jira", "issue_key": key, "worktree": str(worktree)}

@@ -41,7 +41,7 @@ from orchestrators.engine import (
     reset_from,
     states,
 )
-from orchestrators.implement import validate
+from orchestrators.implement import commit_proposal, validate, verdict_result
 from orchestrators.progress import status_key
 from orchestrators.proposal import FileChange, ProposalView, block, render_failure
 from orchestrators.ship import command_text, person, refuse, respond
@@ -312,21 +312,7 @@ async def review(ctx: PhaseContext) -> PhaseResult:
         ctx.wctx, "reviewer", prompt, worktree, output_model=Verdict, run_id=ctx.run.id
     )
     verdict = result.output(Verdict)
-    feedback = ""
-    if not verdict.passes:
-        feedback = "The reviewer found blockers:\n" + "\n".join(
-            f"- {b.file or ''}:{b.line or ''} {b.text}" for b in verdict.blockers or []
-        )
-    output = {"verdict": verdict.model_dump(), "feedback": feedback, "agent_ms": result.duration_ms}
-    return PhaseResult(output, goto="implement" if feedback else None, **agents.usage(result))
-
-
-async def _commit(ctx: PhaseContext, worktree: Path, message: str) -> str:
-    workspace = _clients(ctx).workspace
-    try:
-        return str(await workspace.commit_all(worktree, message))
-    except NothingToCommit:  # all committed already (per thread, or before a crash): the proposal is HEAD
-        return str(await workspace.head(worktree))
+    return verdict_result(verdict, result)
 
 
 def _resolvable(assembled: Mapping[str, Any], implemented: Mapping[str, Any]) -> list[str]:
@@ -349,7 +335,7 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
         if assembled["all"]
         else commit_message(mr_ref(run), threads[0], run.id)
     )
-    sha = await _commit(ctx, worktree, message)
+    sha = await commit_proposal(ctx, worktree, message)
     base = assembled["base_sha"]
     stat = await clients.workspace.diffstat(worktree, base)
     diff = await clients.workspace.diff(worktree, base)
