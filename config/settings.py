@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     sandbox_scenario: Path | None = None
     git_author_name: str = "Baton"
     git_author_email: str = "baton@localhost"
+    # Containment of what the agent and the repository's commands run (see bot/containment).
+    allow_uncontained: bool = False  # development only: run agent work without the OS sandbox
+    containment_uid: int = 65534  # the unprivileged uid/gid a root worker drops to inside the sandbox
+    containment_gid: int = 65534
+    containment_paths: str = ""  # extra read-only host paths for the sandbox, separated by ':'
 
     @classmethod
     def settings_customise_sources(

@@ -69,8 +69,13 @@ def _parents(
     return out
 
 
-def _outermost(paths: Iterable[str]) -> list[PurePosixPath]:
-    normed = sorted({_norm(p) for p in paths}, key=lambda p: len(p.parts))
+def _ordered(paths: Iterable[str | PurePosixPath]) -> list[PurePosixPath]:
+    """Outer paths first, so a mount never hides one made before it; deterministic."""
+    return sorted({_norm(str(p)) for p in paths}, key=lambda p: (len(p.parts), str(p)))
+
+
+def _outermost(paths: Iterable[str | PurePosixPath]) -> list[PurePosixPath]:
+    normed = _ordered(paths)
     return [p for i, p in enumerate(normed) if not _under(p, normed[:i])]
 
 
@@ -82,22 +87,28 @@ def bwrap_argv(bwrap: str, confinement: Confinement, command: Sequence[str]) -> 
     """
     if not command:
         raise ValueError("no command to confine")
-    read_only = _outermost(confinement.read_only)
-    writable = sorted({_norm(p) for p in confinement.writable}, key=lambda p: len(p.parts))
-    hidden = [h for h in _outermost(confinement.hidden) if _under(h, read_only)]
+    concealed = _outermost(confinement.hidden)
+    asked = [_norm(p) for p in confinement.read_only]
+    read_only = _outermost(p for p in asked if not _under(p, concealed))
+    hidden = [h for h in concealed if _under(h, read_only)]
+    # read-only paths inside a hidden one (a reviewer's worktree in the state dir) go on top of it
+    late = _outermost(p for p in asked if _under(p, hidden))
+    writable = _ordered(confinement.writable)
     argv = [bwrap, *NAMESPACES]
     if confinement.drop is None:
         argv += ["--unshare-user"]
     argv += ["--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
-    argv += ["--perms", "1777", "--tmpfs", "/tmp"]
-    made = {PurePosixPath(p) for p in ("/", "/tmp", "/proc", "/dev")}
+    argv += ["--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108 - a private tmpfs inside the sandbox
+    made = {PurePosixPath(p) for p in ("/", "/tmp", "/proc", "/dev")}  # noqa: S108 - paths inside the sandbox
     argv += _parents(read_only, lambda _: False, made)
     for path in read_only:
         argv += ["--ro-bind-try", str(path), str(path)]
     for path in hidden:
         argv += ["--perms", "0755", "--tmpfs", str(path)]
     made.update(hidden)
-    argv += _parents(writable, lambda p: _under(p, read_only) and not _under(p, hidden), made)
+    argv += _parents([*late, *writable], lambda p: _under(p, read_only) and not _under(p, hidden), made)
+    for path in late:
+        argv += ["--ro-bind", str(path), str(path)]
     for path in writable:
         argv += ["--bind", str(path), str(path)]
     argv += ["--chdir", str(_norm(confinement.cwd))]

@@ -1,0 +1,222 @@
+"""Containment on this host: which paths a sandbox sees, who owns the worktree while it runs, and
+the refusal to run agent work unconfined unless a development setting allows it loudly."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.containment.confine import SETPRIV, Confinement, Drop, bwrap_argv
+
+log = logging.getLogger("baton.containment")
+
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Only what programs need to start and name users; never /etc as a whole (shadow, ssh host keys, …).
+ETC_FILES = (
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "hosts",
+    "localtime",
+    "timezone",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "mime.types",
+    "bash.bashrc",
+    "profile",
+    "inputrc",
+    "python3",
+    "python3.11",
+)
+INSTALL_HINT = (
+    "install the Debian package 'bubblewrap' (apt-get install bubblewrap), "
+    "or set BATON_ALLOW_UNCONTAINED=1 for development only"
+)
+UNCONTAINED_WARNING = (
+    "BATON_ALLOW_UNCONTAINED is set: the agent and the repository's commands run WITHOUT the OS "
+    "sandbox and can read this worker's secrets and reach the network. Development only."
+)
+
+
+PROBE_TIMEOUT_S = 10.0
+
+
+class ContainmentUnavailable(RuntimeError):
+    """The OS sandbox cannot run here, and running unconfined was not allowed."""
+
+
+@dataclass(frozen=True)
+class Containment:
+    """How this worker confines a command. `bwrap` None means unconfined (explicitly allowed)."""
+
+    bwrap: str | None
+    read_only: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
+    drop: Drop | None = None
+    setpriv: str = SETPRIV
+
+    @property
+    def enabled(self) -> bool:
+        return self.bwrap is not None
+
+    def wrap(
+        self,
+        command: Sequence[str],
+        *,
+        cwd: Path,
+        writable: Iterable[Path] = (),
+        read_only: Iterable[Path] = (),
+    ) -> list[str]:
+        """The argv that runs `command` confined (unchanged when containment is off)."""
+        if self.bwrap is None:
+            return list(command)
+        confinement = Confinement(
+            read_only=(*self.read_only, *(str(p) for p in read_only)),
+            writable=tuple(str(p) for p in writable),
+            cwd=str(cwd),
+            hidden=self.hidden,
+            drop=self.drop,
+            setpriv=self.setpriv,
+        )
+        return bwrap_argv(self.bwrap, confinement, command)
+
+    def give(self, *directories: Path) -> None:
+        """Hand private directories (the sandbox's home and temp dir) to the sandbox's uid."""
+        if self.drop is None or self.bwrap is None:
+            return
+        for directory in directories:
+            _chown_tree(directory, self.drop, include_root=True)
+
+    @contextlib.contextmanager
+    def lend(self, worktree: Path) -> Iterator[None]:
+        """Let the sandbox's uid write the worktree for the duration, then reseal its `.git` link.
+
+        The worktree's root directory and its `.git` file stay owned by the worker (git refuses a
+        repository owned by someone else); whatever the sandbox did to `.git` is undone afterwards,
+        before the worker runs git there again.
+        """
+        dotgit = worktree / ".git"
+        sealed = dotgit.read_bytes() if dotgit.is_file() and not dotgit.is_symlink() else None
+        mode = stat.S_IMODE(worktree.stat().st_mode)
+        if self.drop is not None and self.bwrap is not None:
+            _chown_tree(worktree, self.drop, include_root=False, skip=(dotgit,))
+            worktree.chmod(0o777)
+        try:
+            yield
+        finally:
+            if self.drop is not None and self.bwrap is not None:
+                worktree.chmod(mode)
+            if sealed is not None:
+                reseal(dotgit, sealed)
+
+
+def reseal(dotgit: Path, content: bytes) -> None:
+    """Put back the worktree's `.git` file exactly as it was, whatever replaced it meanwhile."""
+    try:
+        info = dotgit.lstat()
+    except FileNotFoundError:
+        info = None
+    intact = (
+        info is not None
+        and stat.S_ISREG(info.st_mode)
+        and info.st_uid == os.geteuid()
+        and info.st_nlink == 1
+        and dotgit.read_bytes() == content
+    )
+    if intact:
+        return
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(dotgit)
+    elif info is not None:
+        dotgit.unlink()
+    fd = os.open(dotgit, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+    log.warning("the sandbox changed %s; restored it", dotgit)
+
+
+def _chown_tree(root: Path, drop: Drop, *, include_root: bool, skip: Sequence[Path] = ()) -> None:
+    """lchown everything under `root` (never following a symlink) to the sandbox's uid."""
+    if include_root:
+        os.chown(root, drop.uid, drop.gid, follow_symlinks=False)
+    skipped = {str(p) for p in skip}
+    for top, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = [d for d in dirs if os.path.join(top, d) not in skipped]
+        for name in (*dirs, *files):
+            path = os.path.join(top, name)
+            if path not in skipped:
+                with contextlib.suppress(FileNotFoundError):
+                    os.chown(path, drop.uid, drop.gid, follow_symlinks=False)
+
+
+def system_paths(environ: Mapping[str, str], extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """What every sandbox sees read-only: system dirs, a few /etc files, the interpreter, PATH."""
+    paths = [*SYSTEM_DIRS, *(f"/etc/{name}" for name in ETC_FILES), sys.prefix, sys.base_prefix]
+    for entry in environ.get("PATH", "").split(os.pathsep):
+        if entry.startswith("/") and ".." not in Path(entry).parts:
+            # a version manager's shims (pyenv, rbenv) need the manager's own tree to run
+            paths.append(str(Path(entry).parent) if Path(entry).name == "shims" else entry)
+    paths += [p for p in extra if p.startswith("/")]
+    return tuple(dict.fromkeys(os.path.normpath(p) for p in paths))
+
+
+def host_containment(
+    *,
+    environ: Mapping[str, str] | None = None,
+    hidden: Iterable[Path] = (),
+    extra_paths: Iterable[str] = (),
+    allow_uncontained: bool = False,
+    uid: int = 65534,
+    gid: int = 65534,
+) -> Containment:
+    """The strict containment for this host; raises ContainmentUnavailable when bubblewrap is
+    missing or does not work. `allow_uncontained` (development only) turns confinement off, loudly."""
+    environ = os.environ if environ is None else environ
+    if allow_uncontained:
+        log.warning(UNCONTAINED_WARNING)
+        return Containment(bwrap=None)
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise ContainmentUnavailable(f"the OS sandbox (bubblewrap) is not installed: {INSTALL_HINT}")
+    drop = Drop(uid, gid) if os.geteuid() == 0 else None
+    setpriv = shutil.which("setpriv") or SETPRIV
+    if drop is not None and not Path(setpriv).exists():
+        raise ContainmentUnavailable("a root worker needs setpriv (package util-linux) to drop to a uid")
+    home = environ.get("HOME")
+    concealed = [str(Path(p).resolve()) for p in hidden] + ([home] if home and home != "/" else [])
+    containment = Containment(
+        bwrap=bwrap,
+        read_only=system_paths(environ, extra_paths),
+        hidden=tuple(dict.fromkeys(concealed)),
+        drop=drop,
+        setpriv=setpriv,
+    )
+    problem = probe(containment)
+    if problem is not None:
+        raise ContainmentUnavailable(f"the OS sandbox does not work here: {problem}; {INSTALL_HINT}")
+    return containment
+
+
+def probe(containment: Containment) -> str | None:
+    """Start one confined `true`; None when it ran, else what went wrong (bwrap's own words)."""
+    argv = containment.wrap(["/bin/true"], cwd=Path("/"))
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=PROBE_TIMEOUT_S, env={}, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot start bubblewrap: {exc}"
+    if done.returncode != 0:
+        return done.stderr.decode(errors="replace").strip()[:300] or f"bwrap exited {done.returncode}"
+    return None
