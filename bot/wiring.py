@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clients.gitlab import GitLabClient
 from bot.clients.jira import JiraClient, client_from_settings
+from bot.containment.host import Containment, ContainmentUnavailable, host_containment
 from bot.git.workspace import GitAuthor, Workspace
 from bot.store.effects import StoreEffectLedger
 from config.projects import ProjectMap, load_projects
@@ -18,6 +20,7 @@ from config.settings import Settings
 from config.skills import SkillManifest, default_skills, load_skills
 
 ANTHROPIC_API = "https://api.anthropic.com"
+log = logging.getLogger("baton.wiring")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class AgentEndpoint:
     model: str | None
     timeout_s: float
     environ: dict[str, str]  # PATH/LANG/TZ source for the agent (nothing else reaches it)
+    containment: Containment  # the OS sandbox every agent call and repository command runs in
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,25 @@ class Clients:
 
     def close(self) -> None:
         self.gitlab.close()
+
+
+def containment_for(settings: Settings) -> Containment:
+    """The OS sandbox for this worker: Baton's state, config and home are hidden from it. When
+    bubblewrap cannot run here, agent work is refused with the reason (logged now, and given as the
+    failure of every run that needs it), unless running unconfined is explicitly allowed."""
+    private = [Path(settings.state_dir), Path(__file__).resolve().parent.parent / "config"]
+    private += [p for p in (settings.projects_file, settings.skills_file) if p is not None]
+    try:
+        return host_containment(
+            hidden=[p.resolve() for p in private],
+            extra_paths=[p for p in settings.containment_paths.split(":") if p],
+            allow_uncontained=settings.allow_uncontained,
+            uid=settings.containment_uid,
+            gid=settings.containment_gid,
+        )
+    except ContainmentUnavailable as exc:
+        log.error("agent work is refused on this worker: %s", exc)
+        return Containment(bwrap=None, refusal=str(exc))
 
 
 def build_clients(settings: Settings, sm: async_sessionmaker[AsyncSession]) -> Clients:
@@ -78,6 +101,7 @@ def build_clients(settings: Settings, sm: async_sessionmaker[AsyncSession]) -> C
                 **{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")},
                 "PYTHONDONTWRITEBYTECODE": "1",  # the repo's checks leave no bytecode in the worktree
             },
+            containment=containment_for(settings),
         ),
         gitlab_token=settings.gitlab_token,
         skills=load_skills(settings.skills_file.read_text()) if settings.skills_file else default_skills(),

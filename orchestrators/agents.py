@@ -57,6 +57,7 @@ async def call(
         environ=endpoint.environ,
         model=endpoint.model,
         run_root=run_root,
+        containment=endpoint.containment,
     )
     result = await run_agent(request)
     if result.is_error:

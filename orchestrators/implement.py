@@ -146,8 +146,14 @@ async def validate(ctx: PhaseContext) -> PhaseResult:
     workspace = _clients(ctx).workspace
     changed = [f.path for f in (await workspace.diffstat(worktree, assembled["base_sha"])).files]
     blocked, ci = _split_protected(changed, repo)
-    environ = ctx.wctx.need_clients().agent.environ
-    results = await run_commands(worktree, specs_from(repo), environ=environ, timeout_s=repo.timeout_s)
+    agent = ctx.wctx.need_clients().agent
+    results = await run_commands(
+        worktree,
+        specs_from(repo),
+        environ=agent.environ,
+        timeout_s=repo.timeout_s,
+        containment=agent.containment,
+    )
     problems = [summarize_failure(results)]
     if not changed:
         problems.append("No file was changed. Implement the ticket.")

@@ -8,16 +8,19 @@ import os
 import re
 import shlex
 import signal
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from bot.agent.process import process_table
+from bot.containment.host import Containment
 from bot.repo_config import STAGES, RepoConfig, Stage
 
 Status = Literal["passed", "failed", "timed_out", "error", "skipped"]
+Confine = Callable[[list[str]], list[str]]  # a command's argv → the argv that runs it in the sandbox
 
 OUTPUT_CAP = 256 * 1024
 HEAD_KEEP = 16 * 1024
@@ -30,6 +33,8 @@ POLL_S = 0.02
 
 _ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# What the sandbox prints when it cannot exec the command (setpriv as root, bwrap otherwise).
+_EXEC_FAILED_RE = re.compile(r"\A(?:setpriv: failed to execute|bwrap: execvp) (.{0,300})")
 _PYTEST_SECTION_RE = re.compile(r"^=+ (?:FAILURES|ERRORS) =+$", re.MULTILINE)
 _PYTEST_SUMMARY_RE = re.compile(r"^=+ short test summary info =+$", re.MULTILINE)
 
@@ -175,15 +180,21 @@ async def _start(argv: list[str], worktree: Path, environ: Mapping[str, str]) ->
 
 
 async def run_one(
-    worktree: Path, spec: CommandSpec, *, environ: Mapping[str, str], timeout_s: float, cap: int = OUTPUT_CAP
+    worktree: Path,
+    spec: CommandSpec,
+    *,
+    environ: Mapping[str, str],
+    timeout_s: float,
+    confine: Confine,
+    cap: int = OUTPUT_CAP,
 ) -> CommandResult:
-    """Run one command (argv from `shlex.split`, never a shell) in its own process group."""
+    """Run one command (argv from `shlex.split`, never a shell) confined, in its own process group."""
     started = time.monotonic()
     try:
         argv = shlex.split(spec.command)
         if not argv:
             raise ValueError("empty command")
-        proc = await _start(argv, worktree, environ)
+        proc = await _start(confine(argv), worktree, environ)
     except (OSError, ValueError) as exc:
         return CommandResult(spec.stage, spec.command, "error", output=f"cannot run the command: {exc}")
     capture = _Capture(cap)
@@ -196,9 +207,13 @@ async def run_one(
     duration = time.monotonic() - started
     status: Status = "timed_out" if timed_out else ("passed" if proc.returncode == 0 else "failed")
     exit_code = None if timed_out else proc.returncode
-    return CommandResult(
-        spec.stage, spec.command, status, exit_code, capture.text(), duration, capture.truncated
-    )
+    output = capture.text()
+    unstarted = _EXEC_FAILED_RE.match(output) if status == "failed" and exit_code in (1, 126, 127) else None
+    if unstarted:
+        return CommandResult(
+            spec.stage, spec.command, "error", output=f"cannot run the command: {unstarted[1]}"
+        )
+    return CommandResult(spec.stage, spec.command, status, exit_code, output, duration, capture.truncated)
 
 
 def _stage_rank(spec: CommandSpec) -> int:
@@ -211,20 +226,43 @@ async def run_commands(
     *,
     environ: Mapping[str, str],
     timeout_s: float,
+    containment: Containment,
     output_cap: int = OUTPUT_CAP,
 ) -> list[CommandResult]:
     """Run the commands format → lint → test, each with `timeout_s`, and report every one.
 
     After a command fails, the rest of its stage still runs (one round shows all lint errors), and
-    every later stage is reported as skipped. `environ` is the whole environment the commands get.
+    every later stage is reported as skipped. `environ` is the whole environment the commands get,
+    plus a private HOME/TMPDIR; they run in `containment`, able to write only the worktree and that.
     """
+    with tempfile.TemporaryDirectory(prefix="baton-checks-") as scratch, containment.lend(worktree):
+        private = Path(scratch)
+        containment.give(private)
+        env = {**environ, "HOME": scratch, "TMPDIR": scratch}
+
+        def confine(argv: list[str]) -> list[str]:
+            return containment.wrap(argv, cwd=worktree, writable=[worktree, private])
+
+        return await _run_stages(worktree, commands, env, timeout_s, confine, output_cap)
+
+
+async def _run_stages(
+    worktree: Path,
+    commands: Sequence[CommandSpec],
+    environ: Mapping[str, str],
+    timeout_s: float,
+    confine: Confine,
+    output_cap: int,
+) -> list[CommandResult]:
     results: list[CommandResult] = []
     failed_stage: Stage | None = None
     for spec in sorted(commands, key=_stage_rank):
         if failed_stage is not None and spec.stage != failed_stage:
             results.append(CommandResult(spec.stage, spec.command, "skipped"))
             continue
-        result = await run_one(worktree, spec, environ=environ, timeout_s=timeout_s, cap=output_cap)
+        result = await run_one(
+            worktree, spec, environ=environ, timeout_s=timeout_s, confine=confine, cap=output_cap
+        )
         results.append(result)
         if result.failed and failed_stage is None:
             failed_stage = spec.stage

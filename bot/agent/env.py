@@ -28,13 +28,17 @@ FIXED = {
     "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in the worktree, so none in the proposed commit
 }
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+# The CLI's requests go over the relay's unix socket; the URL only names the scheme and the path.
+RELAY_BASE_URL = "http://localhost"
 
 
-def build_agent_env(base: Mapping[str, str], *, home: Path, tmpdir: Path, base_url: str) -> dict[str, str]:
-    """The complete environment for the CLI: allowlisted basics, a private HOME, the model endpoint.
+def build_agent_env(
+    base: Mapping[str, str], *, home: Path, tmpdir: Path, socket: Path, token: str
+) -> dict[str, str]:
+    """The complete environment for the CLI: allowlisted basics, a private HOME, the model relay.
 
-    The API key is deliberately absent: the CLI gets it from an `apiKeyHelper` file, so commands the
-    agent runs cannot print it from their environment.
+    The model key is deliberately absent: the CLI reaches the model only through the run's relay
+    (`ANTHROPIC_UNIX_SOCKET`), presenting `token`, a per-run placeholder the relay swaps for the key.
     """
     env = {name: base[name] for name in INHERITED if name in base}
     env.setdefault("PATH", DEFAULT_PATH)
@@ -44,7 +48,9 @@ def build_agent_env(base: Mapping[str, str], *, home: Path, tmpdir: Path, base_u
             "HOME": str(home),
             "CLAUDE_CONFIG_DIR": str(home / ".claude"),
             "TMPDIR": str(tmpdir),
-            "ANTHROPIC_BASE_URL": base_url,
+            "ANTHROPIC_BASE_URL": RELAY_BASE_URL,
+            "ANTHROPIC_UNIX_SOCKET": str(socket),
+            "ANTHROPIC_API_KEY": token,
         }
     )
     return env

@@ -10,6 +10,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, SecretStr
 
 from bot.agent.profiles import ProfileName
+from bot.containment.host import Containment
 
 DenialSource = Literal["policy", "cli", "unavailable"]
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -35,6 +36,7 @@ class AgentRequest:
     cli_path: Path | None = None
     run_root: Path | None = None
     kill_grace_s: float = 2.0
+    containment: Containment = field(kw_only=True)  # how the CLI and its tools are confined
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import tempfile
 from collections.abc import AsyncIterator
@@ -23,6 +23,7 @@ from bot.agent.profiles import Profile, get_profile
 from bot.agent.recorder import Recorder
 from bot.agent.result import AgentRequest, AgentResult, TokenUsage
 from bot.agent.worktree import FingerprintError, fingerprint
+from bot.containment.model_proxy import ModelRelay
 
 log = logging.getLogger(__name__)
 CANCEL_WAIT_S = 10.0
@@ -53,7 +54,6 @@ def _options(
         setting_sources=[],
         skills=[],
         strict_mcp_config=True,
-        settings=json.dumps({"apiKeyHelper": str(launcher.key_helper)}),
         max_turns=request.max_turns,
         max_budget_usd=request.max_budget_usd,
         model=request.model,
@@ -161,19 +161,47 @@ def _guard_worktree(
     return result
 
 
-async def _run_in(run_dir: Path, request: AgentRequest, profile: Profile) -> AgentResult:
-    worktree = request.worktree.resolve()
-    home, tmp = run_dir / "home", run_dir / "tmp"
+def _private_dirs(run_dir: Path) -> tuple[Path, Path, Path]:
+    """The run's HOME and TMPDIR (handed to the sandbox's uid) and the relay's socket dir."""
+    home, tmp, relay = run_dir / "home", run_dir / "tmp", run_dir / "relay"
     for directory in (home / ".claude", tmp):
         directory.mkdir(parents=True, mode=0o700)
-    env = build_agent_env(request.environ, home=home, tmpdir=tmp, base_url=request.base_url)
-    launcher = write_launcher(run_dir, request.cli_path or bundled_cli(), env, request.api_key)
+    relay.mkdir(mode=0o755)
+    return home, tmp, relay
+
+
+async def _run_in(run_dir: Path, request: AgentRequest, profile: Profile) -> AgentResult:
+    worktree = request.worktree.resolve()
+    home, tmp, relay_dir = _private_dirs(run_dir)
+    containment = request.containment
+    containment.give(home, tmp)
+    cli = (request.cli_path or bundled_cli()).resolve()
     recorder = Recorder(profile, worktree, request.declared_commands)
     before = await _state(worktree)
     if before is None and profile.read_only:
         return AgentResult(
             profile.name, True, f"cannot fingerprint the worktree {worktree}; refusing a read-only run"
         )
+    shared = [worktree] if profile.read_only else []
+    argv = containment.wrap(
+        [str(cli)],
+        cwd=worktree,
+        writable=[home, tmp, *([] if profile.read_only else [worktree])],
+        read_only=[cli, relay_dir, *shared],
+    )
+    lent = containment.lend(worktree) if profile.may_edit else contextlib.nullcontext()
+    async with ModelRelay(relay_dir / "model.sock", request.base_url, request.api_key) as relay:
+        env = build_agent_env(request.environ, home=home, tmpdir=tmp, socket=relay.socket, token=relay.token)
+        launcher = write_launcher(run_dir, argv, env)
+        with lent:
+            outcome = await _drive_and_reap(request, profile, launcher, recorder)
+    result = _typed_output(_from_cli(recorder, outcome, profile), request)
+    return _guard_worktree(result, profile, before, await _state(worktree))
+
+
+async def _drive_and_reap(
+    request: AgentRequest, profile: Profile, launcher: Launcher, recorder: Recorder
+) -> _Outcome:
     try:
         outcome = await _drive(request, _options(request, profile, launcher, recorder), recorder, launcher)
     except asyncio.CancelledError:  # /cancel or a worker shutdown: the agent must not outlive the job
@@ -182,8 +210,7 @@ async def _run_in(run_dir: Path, request: AgentRequest, profile: Profile) -> Age
     survivors = await kill_run(launcher.pid(), launcher.marker, request.kill_grace_s)
     if survivors:
         log.error("agent processes survived SIGKILL: %s", sorted(survivors))
-    result = _typed_output(_from_cli(recorder, outcome, profile), request)
-    return _guard_worktree(result, profile, before, await _state(worktree))
+    return outcome
 
 
 async def run_agent(request: AgentRequest) -> AgentResult:

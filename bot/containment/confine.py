@@ -91,8 +91,9 @@ def bwrap_argv(bwrap: str, confinement: Confinement, command: Sequence[str]) -> 
     asked = [_norm(p) for p in confinement.read_only]
     read_only = _outermost(p for p in asked if not _under(p, concealed))
     hidden = [h for h in concealed if _under(h, read_only)]
-    # read-only paths inside a hidden one (a reviewer's worktree in the state dir) go on top of it
-    late = _outermost(p for p in asked if _under(p, hidden))
+    # read-only paths inside a concealed one (a reviewer's worktree in the state dir, a version
+    # manager under the worker's home) go on top of it, after the hiding
+    late = _outermost(p for p in asked if _under(p, concealed))
     writable = _ordered(confinement.writable)
     argv = [bwrap, *NAMESPACES]
     if confinement.drop is None:

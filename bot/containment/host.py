@@ -60,13 +60,15 @@ class ContainmentUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Containment:
-    """How this worker confines a command. `bwrap` None means unconfined (explicitly allowed)."""
+    """How this worker confines a command. `bwrap` None means unconfined (explicitly allowed);
+    `refusal` set means the sandbox cannot run here and every command is refused with that reason."""
 
     bwrap: str | None
     read_only: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
     drop: Drop | None = None
     setpriv: str = SETPRIV
+    refusal: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -81,6 +83,8 @@ class Containment:
         read_only: Iterable[Path] = (),
     ) -> list[str]:
         """The argv that runs `command` confined (unchanged when containment is off)."""
+        if self.refusal is not None:
+            raise ContainmentUnavailable(self.refusal)
         if self.bwrap is None:
             return list(command)
         confinement = Confinement(

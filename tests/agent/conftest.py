@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from pydantic import SecretStr
 
 from bot.agent.profiles import ProfileName
 from bot.agent.result import AgentRequest
+from bot.containment.host import Containment, host_containment
 from bot.sandbox.model_server import ModelServer, RecordedRequest
 from bot.sandbox.scenario import load_scenario
 
@@ -69,6 +71,12 @@ def model_server() -> Iterator[ServerFactory]:
         server.stop()
 
 
+@functools.cache
+def confined() -> Containment:
+    """This machine's real OS sandbox, as the worker builds it (bubblewrap must be installed)."""
+    return host_containment()
+
+
 def make_request(
     profile: ProfileName, prompt: str, worktree: Path, server: ModelServer, **extra: Any
 ) -> AgentRequest:
@@ -80,6 +88,7 @@ def make_request(
         api_key=SecretStr(API_KEY),
         timeout_s=extra.pop("timeout_s", 60.0),
         environ=extra.pop("environ", {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}),
+        containment=extra.pop("containment", None) or confined(),
         **extra,
     )
 

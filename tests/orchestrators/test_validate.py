@@ -7,12 +7,15 @@ import asyncio
 import os
 import shutil
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from bot.agent.process import process_table
+from bot.containment.host import host_containment
 from bot.repo_config import parse_repo_config
 from orchestrators.validate import (
     SUMMARY_CHARS,
@@ -28,20 +31,36 @@ from orchestrators.validate import (
 
 PY = sys.executable
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+CONTAINMENT = host_containment()  # the real OS sandbox, as the worker builds it
 
 
 def py(code: str) -> str:
     return f'{PY} -c "{code}"'
 
 
-def group_alive(pgid: int) -> bool:
-    return any(p.pgid == pgid for p in process_table())
+def running(token: str) -> set[int]:
+    """Live processes whose command line holds `token` (seen from the host, sandboxed or not)."""
+    found: set[int] = set()
+    for info in process_table():
+        try:
+            if token.encode() in Path(f"/proc/{info.pid}/cmdline").read_bytes():
+                found.add(info.pid)
+        except OSError:
+            continue
+    return found
+
+
+def unique_sleep() -> str:
+    """A `sleep` argument no other process has, so the test can find exactly its own sleepers."""
+    return f"30.{uuid.uuid4().int % 10**9:09d}"
 
 
 async def run(
     tmp_path: Path, *specs: CommandSpec, timeout_s: float = 30, cap: int = 256 * 1024
 ) -> list[CommandResult]:
-    return await run_commands(tmp_path, list(specs), environ=ENV, timeout_s=timeout_s, output_cap=cap)
+    return await run_commands(
+        tmp_path, list(specs), environ=ENV, timeout_s=timeout_s, containment=CONTAINMENT, output_cap=cap
+    )
 
 
 @pytest.mark.parametrize(
@@ -50,7 +69,11 @@ async def run(
         ("print('ok')", "passed", 0),
         ("import sys; sys.exit(3)", "failed", 3),
         ("raise SystemExit('boom')", "failed", 1),
-        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "failed", -9),
+        (
+            "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+            "failed",
+            128 + 9,
+        ),  # as the sandbox reports it
     ],
 )
 async def test_exit_status_decides_pass_or_fail(
@@ -75,8 +98,12 @@ async def test_the_command_gets_exactly_the_given_environment(tmp_path: Path) ->
         [CommandSpec("test", env_program)],
         environ={"PATH": "/usr/bin:/bin", "ONLY": "1"},
         timeout_s=10,
+        containment=CONTAINMENT,
     )
-    assert sorted(results[0].output.split()) == ["ONLY=1", "PATH=/usr/bin:/bin"]
+    lines = sorted(results[0].output.split())
+    home = lines[0].removeprefix("HOME=")
+    assert lines == [f"HOME={home}", "ONLY=1", "PATH=/usr/bin:/bin", f"PWD={tmp_path}", f"TMPDIR={home}"]
+    assert home.startswith(f"{tempfile.gettempdir()}/baton-checks-")  # private, made for this run
 
 
 async def test_commands_run_in_the_worktree_without_a_shell(tmp_path: Path) -> None:
@@ -106,38 +133,39 @@ async def test_a_failing_stage_skips_later_stages_but_finishes_its_own(tmp_path:
 
 
 async def test_a_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
-    pidfile = tmp_path / "pg"
-    spec = CommandSpec("lint", f"sh -c 'echo $$ > {pidfile}; sleep 30 & sleep 30 & wait'")
+    nap = unique_sleep()
+    spec = CommandSpec("lint", f"sh -c 'sleep {nap} & sleep {nap} & wait'")
     started = time.monotonic()
     results = await run(tmp_path, spec, CommandSpec("test", py("print('next')")), timeout_s=0.5)
     assert time.monotonic() - started < 5
     assert results[0].status == "timed_out" and results[0].exit_code is None
     assert results[1].status == "skipped"
-    assert not group_alive(int(pidfile.read_text()))
+    assert not running(nap)
 
 
 async def test_a_background_child_cannot_hold_the_run_open(tmp_path: Path) -> None:
-    pidfile = tmp_path / "pg"
-    spec = CommandSpec("test", f"sh -c 'echo $$ > {pidfile}; sleep 30 & echo done'")
+    nap = unique_sleep()
+    spec = CommandSpec("test", f"sh -c 'sleep {nap} & echo done'")
     started = time.monotonic()
     [result] = await run(tmp_path, spec)
     assert time.monotonic() - started < 3
     assert (result.status, result.output) == ("passed", "done\n")
-    assert not group_alive(int(pidfile.read_text()))
+    assert not running(nap)
 
 
 async def test_cancelling_a_run_kills_its_process_group(tmp_path: Path) -> None:
-    pidfile = tmp_path / "pg"
-    spec = CommandSpec("test", f"sh -c 'echo $$ > {pidfile}; exec sleep 30'")
-    task = asyncio.create_task(run_one(tmp_path, spec, environ=ENV, timeout_s=30))
+    nap = unique_sleep()
+    spec = CommandSpec("test", f"sh -c 'exec sleep {nap}'")
+    confine = lambda argv: CONTAINMENT.wrap(argv, cwd=tmp_path, writable=[tmp_path])  # noqa: E731
+    task = asyncio.create_task(run_one(tmp_path, spec, environ=ENV, timeout_s=30, confine=confine))
     for _ in range(200):
-        if pidfile.exists() and pidfile.read_text().strip():
+        if running(nap):
             break
         await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert not group_alive(int(pidfile.read_text()))
+    assert not running(nap)
 
 
 async def test_output_is_capped_keeping_the_start_and_the_end(tmp_path: Path) -> None:
