@@ -70,8 +70,9 @@ def one_of_each(jira: JiraState) -> None:
 
 @pytest.mark.timeout(240)
 def test_worker_killed_during_review_resumes_at_review_and_its_agent_is_ended(tmp_path: Path) -> None:
-    """SIGKILL while the reviewer's model call is in flight: the next worker ends the orphaned CLI,
-    reruns review only (earlier phases are not repeated) and posts one proposal."""
+    """SIGKILL while the reviewer's model call is in flight: the sandbox ends the CLI with its worker
+    (bubblewrap's --die-with-parent), the next worker reruns review only (earlier phases are not
+    repeated) and posts one proposal."""
     db_url = f"sqlite:///{tmp_path / 'baton.db'}"
     scenario = scenario_variant(tmp_path, "review-hangs", review={"hang": True})
     with running_sandbox(tmp_path, db_url, scenario, run_lease_s="3") as sandbox, ending_agents(db_url):
@@ -84,9 +85,7 @@ def test_worker_killed_during_review_resumes_at_review_and_its_agent_is_ended(tm
         assert phases(db_url, run_id)["review"] == ("running", 1)
 
         sandbox.kill_worker()
-        time.sleep(1.0)  # time for the orphaned CLI to end on its own, if it would
-        survivors = alive(orphans)
-        assert survivors, "precondition: the killed worker's agent outlives it (else nothing to prove)"
+        wait_until(lambda: not alive(orphans), 10, "the killed worker's sandboxed agent to end with it", logs)
         set_script(sandbox, "review", hang=False)  # the next reviewer gets its answer
         sandbox.start_worker()
         proposal = wait_until(
@@ -96,9 +95,7 @@ def test_worker_killed_during_review_resumes_at_review_and_its_agent_is_ended(tm
             sandbox.worker.logs,
         )
 
-        assert not alive(survivors), (
-            f"the killed worker's agent processes still run: {sorted(alive(survivors))}"
-        )
+        assert not alive(orphans), f"the killed worker's agent processes still run: {sorted(alive(orphans))}"
         assert not agent_pids(run_id), "a process still carries the run's agent TMPDIR marker"
         assert len(proposal) == 1
         seen = phases(db_url, run_id)

@@ -68,8 +68,11 @@ def wait(predicate: Callable[[], T | None], timeout_s: float, what: str, logs: C
 
 
 @contextmanager
-def running_sandbox(tmp_path: Path, db_url: str, scenario: Path, **extra_env: str) -> Iterator[Running]:
-    """Sandbox (simulators + scripted model) → Baton serve + worker, wired like `baton up` does."""
+def running_sandbox(
+    tmp_path: Path, db_url: str, scenario: Path, home: str | None = None, **extra_env: str
+) -> Iterator[Running]:
+    """Sandbox (simulators + scripted model) → Baton serve + worker, wired like `baton up` does.
+    `extra_env` become BATON_* settings; `home` is the processes' HOME."""
     redis = RedisServer(tmp_path / "redis").start()
     port = free_port()
     stack = SandboxStack(tmp_path / "state", f"http://127.0.0.1:{port}", SandboxPorts.from_base(0), scenario)
@@ -78,6 +81,8 @@ def running_sandbox(tmp_path: Path, db_url: str, scenario: Path, **extra_env: st
     env.update(baton_environment(config))
     env["BATON_AGENT_TIMEOUT_S"] = "120"
     env.update({f"BATON_{k.upper()}": v for k, v in extra_env.items()})
+    if home is not None:
+        env["HOME"] = home
     assert cli(env, "migrate").returncode == 0
     server = BatonProcess("serve", env, tmp_path / "logs")
     worker = BatonProcess("worker", env, tmp_path / "logs")
