@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bot.clients.gitlab import AccessLevel, GitLabClient, GitLabError, GitLabForbidden, GitLabProblem
 from bot.clients.jira import JiraClient, JiraProblem, client_from_settings
+from bot.containment.host import ContainmentUnavailable, describe
 from bot.effects import EffectLedger
 from bot.queue import Queue, connect
 from bot.services import default_redis_url
@@ -22,6 +23,10 @@ from config.settings import Settings
 GITLAB_EVENTS = {"note_events": True, "merge_requests_events": True, "push_events": False}
 JIRA_EVENTS = ["jira:issue_updated", "comment_created", "comment_updated"]
 CHECK_TIMEOUT_S = 15.0
+SANDBOX_FIX = (
+    "install bubblewrap (apt-get install bubblewrap) and allow it to create namespaces; "
+    "unset BATON_ALLOW_UNCONTAINED outside development"
+)
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ async def _guard(name: str, fix: str, body: Callable[[], Awaitable[str]]) -> Che
     """Run one check with a deadline; any failure becomes a failed line (by type, never a secret)."""
     try:
         return Check(name, True, await asyncio.wait_for(body(), CHECK_TIMEOUT_S))
-    except (GitLabProblem, JiraProblem, ProjectConfigError) as exc:
+    except (GitLabProblem, JiraProblem, ProjectConfigError, ContainmentUnavailable) as exc:
         return Check(name, False, str(exc)[:300], fix)
     except Exception as exc:  # reachability: whatever the driver raised, report its kind
         return Check(name, False, f"{type(exc).__name__}", fix)
@@ -110,12 +115,22 @@ async def _jira(client: JiraClient, projects: ProjectMap) -> str:
     return f"bot {me.display_name}; projects {', '.join(p.jira_project for p in projects.projects)}"
 
 
+def _sandbox(settings: Settings) -> str:
+    from bot.wiring import sandbox_for  # the worker's own construction, so doctor checks what runs
+
+    containment = sandbox_for(settings)
+    if not containment.enabled:
+        raise ContainmentUnavailable(describe(containment))
+    return describe(containment)
+
+
 async def doctor(settings: Settings, ledger: EffectLedger) -> list[Check]:
     """Every check, in the order a newcomer should fix them."""
     checks = [
         await _guard("store", "run `baton migrate`; check BATON_DATABASE_URL", lambda: _store(settings)),
         await _guard("redis", "start redis-server or set BATON_REDIS_URL", lambda: _redis(settings)),
         await _guard("agent", "set BATON_ANTHROPIC_API_KEY", lambda: asyncio.to_thread(_agent, settings)),
+        await _guard("sandbox", SANDBOX_FIX, lambda: asyncio.to_thread(_sandbox, settings)),
     ]
     projects_check = await _guard(
         "projects", f"write {settings.projects_path} (see config/projects.example.yaml)",

@@ -48,20 +48,26 @@ class Clients:
         self.gitlab.close()
 
 
-def containment_for(settings: Settings) -> Containment:
-    """The OS sandbox for this worker: Baton's state, config and home are hidden from it. When
-    bubblewrap cannot run here, agent work is refused with the reason (logged now, and given as the
-    failure of every run that needs it), unless running unconfined is explicitly allowed."""
+def sandbox_for(settings: Settings) -> Containment:
+    """The OS sandbox for this worker, with Baton's state, config and home hidden from it; raises
+    ContainmentUnavailable when bubblewrap cannot run here (unless running unconfined is allowed)."""
     private = [Path(settings.state_dir), Path(__file__).resolve().parent.parent / "config"]
     private += [p for p in (settings.projects_file, settings.skills_file) if p is not None]
+    return host_containment(
+        hidden=[p.resolve() for p in private],
+        extra_paths=[p for p in settings.containment_paths.split(":") if p],
+        allow_uncontained=settings.allow_uncontained,
+        uid=settings.containment_uid,
+        gid=settings.containment_gid,
+        bwrap_program=settings.containment_bwrap,
+    )
+
+
+def containment_for(settings: Settings) -> Containment:
+    """`sandbox_for`, or, when bubblewrap cannot run here, a containment that refuses agent work with
+    the reason (logged now, and given as the failure of every run that needs it)."""
     try:
-        return host_containment(
-            hidden=[p.resolve() for p in private],
-            extra_paths=[p for p in settings.containment_paths.split(":") if p],
-            allow_uncontained=settings.allow_uncontained,
-            uid=settings.containment_uid,
-            gid=settings.containment_gid,
-        )
+        return sandbox_for(settings)
     except ContainmentUnavailable as exc:
         log.error("agent work is refused on this worker: %s", exc)
         return Containment(bwrap=None, refusal=str(exc))

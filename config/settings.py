@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     containment_uid: int = 65534  # the unprivileged uid/gid a root worker drops to inside the sandbox
     containment_gid: int = 65534
     containment_paths: str = ""  # extra read-only host paths for the sandbox, separated by ':'
+    containment_bwrap: str = "bwrap"  # the bubblewrap program (a name looked up in PATH, or a path)
 
     @classmethod
     def settings_customise_sources(

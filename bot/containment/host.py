@@ -185,6 +185,7 @@ def host_containment(
     allow_uncontained: bool = False,
     uid: int = 65534,
     gid: int = 65534,
+    bwrap_program: str = "bwrap",
 ) -> Containment:
     """The strict containment for this host; raises ContainmentUnavailable when bubblewrap is
     missing or does not work. `allow_uncontained` (development only) turns confinement off, loudly."""
@@ -192,7 +193,7 @@ def host_containment(
     if allow_uncontained:
         log.warning(UNCONTAINED_WARNING)
         return Containment(bwrap=None)
-    bwrap = shutil.which("bwrap")
+    bwrap = shutil.which(bwrap_program, path=environ.get("PATH", os.defpath))
     if bwrap is None:
         raise ContainmentUnavailable(f"the OS sandbox (bubblewrap) is not installed: {INSTALL_HINT}")
     drop = Drop(uid, gid) if os.geteuid() == 0 else None
@@ -212,6 +213,19 @@ def host_containment(
     if problem is not None:
         raise ContainmentUnavailable(f"the OS sandbox does not work here: {problem}; {INSTALL_HINT}")
     return containment
+
+
+def describe(containment: Containment) -> str:
+    """One line saying how commands run here (for `baton doctor` and the worker's start-up log)."""
+    if containment.refusal is not None:
+        return f"agent work is refused: {containment.refusal}"
+    if containment.bwrap is None:
+        return "OFF: agent work runs without the OS sandbox (BATON_ALLOW_UNCONTAINED, development only)"
+    who = f"uid {containment.drop.uid}" if containment.drop else "the worker's uid in a user namespace"
+    return (
+        f"bubblewrap at {containment.bwrap}: commands run as {who}, with a private /proc, no network, "
+        f"and write access to the worktree and a private temp dir only"
+    )
 
 
 def probe(containment: Containment) -> str | None:

@@ -40,8 +40,10 @@ async def test_doctor_passes_on_a_healthy_sandbox(
 ) -> None:
     settings = settings_for(services, stack[1])
     checks = await doctor(settings, StoreEffectLedger(services.sm))
-    assert [c.name for c in checks] == ["store", "redis", "agent", "projects", "gitlab", "jira"]
+    assert [c.name for c in checks] == ["store", "redis", "agent", "sandbox", "projects", "gitlab", "jira"]
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+    sandbox = next(c for c in checks if c.name == "sandbox")
+    assert "bubblewrap at /" in sandbox.detail and "no network" in sandbox.detail
     gitlab = next(c for c in checks if c.name == "gitlab")
     assert "bot @baton-bot" in gitlab.detail and "demo/calculator" in gitlab.detail
 
@@ -57,6 +59,24 @@ async def test_doctor_says_what_to_fix(
     assert not checks["gitlab"].ok and "BATON_GITLAB_URL/TOKEN" in checks["gitlab"].fix
     assert "glpat-wrong" not in checks["gitlab"].detail
     assert checks["jira"].ok and checks["store"].ok
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ({"BATON_CONTAINMENT_BWRAP": "/nonexistent/bwrap"}, "bubblewrap) is not installed"),
+        ({"BATON_ALLOW_UNCONTAINED": "1"}, "OFF: agent work runs without the OS sandbox"),
+    ],
+)
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_doctor_fails_when_the_sandbox_is_missing_or_off(
+    services: Services, stack: tuple[SandboxStack, dict[str, Any]], setting: dict[str, str], said: str
+) -> None:
+    settings = settings_for(services, stack[1], **setting)
+    checks = {c.name: c for c in await doctor(settings, StoreEffectLedger(services.sm))}
+    assert not checks["sandbox"].ok
+    assert said in checks["sandbox"].detail
+    assert "apt-get install bubblewrap" in checks["sandbox"].fix
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
