@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bot import logs
+from bot.containment.harden import no_dump
 from bot.store import runs as run_queries
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import SchemaOutdated, check_current, upgrade
@@ -86,6 +87,7 @@ def serve() -> None:
 
     settings = settings_or_exit()
     logs.configure(settings.log_level, settings.secrets())
+    no_dump()  # the webhook secrets live in its environment and memory
     with_store(settings, lambda _sm: asyncio.sleep(0))
     uvicorn.run(
         create_app(settings),
@@ -110,6 +112,7 @@ def worker() -> None:
 
     settings = settings_or_exit()
     logs.configure(settings.log_level, settings.secrets())
+    no_dump()  # its environment and memory hold the tokens: closed even to processes of its own uid
     with_store(settings, lambda _sm: asyncio.sleep(0))
     while True:  # a Redis restart must not take the worker down: reconnect and carry on
         try:

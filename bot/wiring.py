@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clients.gitlab import GitLabClient
 from bot.clients.jira import JiraClient, client_from_settings
-from bot.containment.host import Containment, ContainmentUnavailable, host_containment
+from bot.containment.host import Containment, ContainmentUnavailable, describe, host_containment
 from bot.git.workspace import GitAuthor, Workspace
 from bot.store.effects import StoreEffectLedger
 from config.projects import ProjectMap, load_projects
@@ -67,10 +67,12 @@ def containment_for(settings: Settings) -> Containment:
     """`sandbox_for`, or, when bubblewrap cannot run here, a containment that refuses agent work with
     the reason (logged now, and given as the failure of every run that needs it)."""
     try:
-        return sandbox_for(settings)
+        containment = sandbox_for(settings)
     except ContainmentUnavailable as exc:
         log.error("agent work is refused on this worker: %s", exc)
         return Containment(bwrap=None, refusal=str(exc))
+    log.info("sandbox: %s", describe(containment))
+    return containment
 
 
 def build_clients(settings: Settings, sm: async_sessionmaker[AsyncSession]) -> Clients:
