@@ -3,7 +3,23 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint bench clean
+.PHONY: install deps run test lint bench clean
+
+# What Baton runs besides Python: git, redis-server, and bubblewrap (+ setpriv) for the agent's sandbox.
+# As root with apt-get, missing ones are installed; otherwise make says what to install.
+deps:
+	@missing=""; \
+	for pair in git:git redis-server:redis-server bwrap:bubblewrap setpriv:util-linux; do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; \
+	  else \
+	    echo "Baton needs:$$missing  (e.g. sudo apt-get install$$missing)"; exit 1; \
+	  fi; \
+	fi
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Baton needs Python 3.11 or newer")'
@@ -12,7 +28,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-install: $(BIN)/.installed
+install: deps $(BIN)/.installed
 
 run: install
 	$(BIN)/baton up
