@@ -16,6 +16,7 @@ from arq.connections import RedisSettings
 from arq.worker import Retry, Worker, func
 
 from bot import services as services_module
+from bot.clients.gitlab import GitLabNotFound
 from bot.clients.retry import RetryableError
 from bot.logs import bind
 from bot.queue import RUN_JOB, Queue
@@ -26,14 +27,13 @@ from bot.wiring import build_clients
 from bot.worker_context import WorkerContext
 from config.settings import Settings
 from config.skills import SkillManifest
-from orchestrators import ORCHESTRATORS, Orchestrator, authorize, registry
+from orchestrators import ORCHESTRATORS, authorize, registry
 from orchestrators.engine import Deferred
 from orchestrators.ship import refuse
 
 log = logging.getLogger("baton.worker")
 registry.register()
 LEASE = timedelta(seconds=60)
-MAX_ATTEMPTS = 12  # deferrals (GitLab/Jira outages) before a run is given up
 MAX_DEFER_S = 300.0
 
 
@@ -54,14 +54,59 @@ def _backoff(run: runs.RunRow, hint: float | None) -> float:
     return float(min(5 * 2 ** max(run.attempts - 1, 0), MAX_DEFER_S))
 
 
-async def _execute(wctx: WorkerContext, orchestrator: Orchestrator, run: runs.RunRow) -> None:
+def over_cap(attempts: int, cap: int) -> bool:
+    """True when a run was claimed more often than the cap allows: give it up instead of running it.
+
+    Every claim counts (deferrals, crashes, expired leases, jobs that ended without an outcome), so a
+    run can never be picked up forever; a person's /retry or /revise starts the count again.
+    """
+    return attempts > max(cap, 1)
+
+
+def failure_reason(run: runs.RunRow, exc: BaseException) -> str:
+    """Why a run failed, in words a person can act on; a GitLab 404 names the project."""
+    text = f"{type(exc).__name__}: {exc}"
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, GitLabNotFound):
+        seen = seen.__cause__ or seen.__context__
+    if seen is not None:
+        project = run.input.get("project_path") or run.input.get("project_id")
+        where = f" for project {project}" if project else ""
+        text = (
+            f"GitLab answered 404{where}: {exc}. The project (or its merge request) does not exist "
+            "or the bot cannot see it; this is not retried."
+        )
+    return text[:2000]
+
+
+async def _gave_up(wctx: WorkerContext, run: runs.RunRow, cap: int) -> str:
+    """The reason for a run stopped by the attempt cap, with the last thing that happened to it."""
+    activity = (await runs.detail(wctx.sm, run.id))["activity"]
+    last = next((a for a in reversed(activity) if a["action"] != "claimed"), None)
+    tail = f"; last: {last['action']}: {last['message']}" if last else ""
+    return (
+        f"gave up after {run.attempts - 1} attempts without an outcome (BATON_MAX_RUN_ATTEMPTS={cap}){tail}"
+    )[:2000]
+
+
+async def _execute(wctx: WorkerContext, run: runs.RunRow) -> None:
+    """Authorize, run the workflow and record its outcome; whatever happens, the run leaves `running`."""
     beat = asyncio.create_task(_heartbeat(wctx, run.id))
+    cap = max(wctx.settings.max_run_attempts, 1)
     try:
+        if wctx.clients is not None and await _refused(wctx, run, wctx.clients.skills):
+            return
+        orchestrator = ORCHESTRATORS.get(run.kind)
+        if orchestrator is None:
+            message = f"this version of Baton has no '{run.kind}' workflow yet"
+            await runs.finish(wctx.sm, run.id, status.FAILED, wctx.name, message)
+            log.warning(message)
+            return
         outcome = await orchestrator(wctx, run)
     except (Deferred, RetryableError) as exc:
-        if run.attempts >= MAX_ATTEMPTS:
+        if run.attempts >= cap:
             await runs.finish(
-                wctx.sm, run.id, status.FAILED, wctx.name, f"gave up after {run.attempts} tries: {exc}"
+                wctx.sm, run.id, status.FAILED, wctx.name, f"gave up after {run.attempts} tries: {exc}"[:2000]
             )
             return
         delay = _backoff(run, exc.retry_after)
@@ -74,7 +119,7 @@ async def _execute(wctx: WorkerContext, orchestrator: Orchestrator, run: runs.Ru
         raise
     except Exception as exc:
         log.exception("run failed")
-        await runs.finish(wctx.sm, run.id, status.FAILED, wctx.name, f"{type(exc).__name__}: {exc}"[:2000])
+        await runs.finish(wctx.sm, run.id, status.FAILED, wctx.name, failure_reason(run, exc))
     else:
         await runs.finish(wctx.sm, run.id, outcome.status, wctx.name, outcome.message)
     finally:
@@ -102,15 +147,12 @@ async def run_job(ctx: dict[str, Any], run_id: str) -> None:
         if run is None:
             log.info("run is not active; nothing to do")
             return
-        if wctx.clients is not None and await _refused(wctx, run, wctx.clients.skills):
+        if over_cap(run.attempts, wctx.settings.max_run_attempts):
+            reason = await _gave_up(wctx, run, wctx.settings.max_run_attempts)
+            await runs.finish(wctx.sm, run_id, status.FAILED, wctx.name, reason)
+            log.warning(reason)
             return
-        orchestrator = ORCHESTRATORS.get(run.kind)
-        if orchestrator is None:
-            message = f"this version of Baton has no '{run.kind}' workflow yet"
-            await runs.finish(wctx.sm, run_id, status.FAILED, wctx.name, message)
-            log.warning(message)
-            return
-        await _execute(wctx, orchestrator, run)
+        await _execute(wctx, run)
 
 
 async def sweep_once(sm: Any, queue: Queue, grace: timedelta, lease: timedelta = LEASE) -> int:
@@ -176,7 +218,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
     redis.conn_timeout = 2
     redis.conn_retries = 30
     return Worker(
-        functions=[func(run_job, name=RUN_JOB, max_tries=20)],
+        functions=[func(run_job, name=RUN_JOB, max_tries=max(20, settings.max_run_attempts + 1))],
         cron_jobs=[
             cron(
                 sweep,

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     sweep_interval_s: int = 15
     sweep_grace_s: float = 5.0
     run_lease_s: float = 60.0  # a running run whose worker stopped beating this long is taken over
+    max_run_attempts: int = 12  # times a run is picked up (deferrals, crashes) before it is failed
     job_timeout_s: int = 3600
     shutdown_wait_s: int = 30
 

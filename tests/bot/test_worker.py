@@ -12,14 +12,16 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from sqlalchemy import update
 
+from bot.clients.gitlab import GitLabNotFound
 from bot.services import Services
 from bot.store import inbox, runs, status
 from bot.store.engine import utcnow
 from bot.store.tables import Run
-from bot.worker import create_worker, sweep_once
+from bot.worker import create_worker, failure_reason, over_cap, sweep_once
 from bot.worker_context import WorkerContext
 from handlers.actions import Enqueue
 from orchestrators import ORCHESTRATORS, Outcome
+from orchestrators.engine import PhaseFailed
 
 Body = Callable[[WorkerContext, runs.RunRow], Awaitable[Outcome]]
 
@@ -205,3 +207,97 @@ async def test_a_transient_outage_defers_the_run_instead_of_failing_it(
     assert calls == [1, 2] and row.attempts == 2
     actions = [a["action"] for a in (await runs.detail(services.sm, run_id))["activity"]]
     assert actions == ["received", "claimed", "requeued", "claimed", "succeeded"]
+
+
+@pytest.mark.parametrize(
+    ("attempts", "cap", "over"),
+    [
+        (1, 12, False),  # the first pick-up
+        (12, 12, False),  # the last one allowed
+        (13, 12, True),  # one more than the cap: given up, not run
+        (40, 12, True),
+        (1, 1, False),
+        (2, 1, True),
+        (1, 0, False),  # a cap below 1 still lets a run be tried once
+        (2, 0, True),
+    ],
+)
+def test_attempt_cap(attempts: int, cap: int, over: bool) -> None:
+    assert over_cap(attempts, cap) is over
+
+
+def test_a_gitlab_404_names_the_project_even_behind_a_phase_failure() -> None:
+    row = runs.RunRow(
+        "r1", "remediate", "gitlab:ghost/gone!1", status.RUNNING, 1, None,
+        {"project_id": 999, "project_path": "ghost/gone"}, utcnow(), utcnow(),
+    )  # fmt: skip
+    try:
+        try:
+            raise GitLabNotFound("GET merge request: HTTP 404 404 Project Not Found", 404)
+        except GitLabNotFound as inner:
+            raise PhaseFailed("phase assemble failed: GitLabNotFound: ...") from inner
+    except PhaseFailed as exc:
+        reason = failure_reason(row, exc)
+    assert reason.startswith("GitLab answered 404 for project ghost/gone: phase assemble failed")
+    assert "not retried" in reason
+    assert failure_reason(row, RuntimeError("boom")) == "RuntimeError: boom"
+
+
+@pytest.fixture
+async def capped_worker(services: Services) -> AsyncIterator[Worker]:
+    settings = services.settings.model_copy(update={"shutdown_wait_s": 1, "max_run_attempts": 3})
+    w = create_worker(settings, handle_signals=False)
+    task = asyncio.create_task(w.async_run())
+    yield w
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await w.close()
+
+
+async def test_a_run_picked_up_more_often_than_the_cap_is_failed_with_the_reason(
+    services: Services, capped_worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    async def probe(wctx: WorkerContext, run: runs.RunRow) -> Outcome:
+        calls.append(run.id)
+        return Outcome(status.SUCCEEDED, "unreachable")
+
+    register(monkeypatch, "probe", probe)
+    run_id = await new_run(services, enqueue=False)
+    async with services.sm.begin() as session:  # three pick-ups that never reached an outcome
+        await session.execute(update(Run).where(Run.id == run_id).values(attempts=3))
+        await runs.add_activity(session, run_id, "w1", "requeued", "lease expired; worker w1 stopped beating")
+    assert await services.queue.enqueue_run(run_id)
+    row = await wait_status(services, run_id, status.FAILED)
+    assert calls == [] and row.attempts == 4
+    assert row.error is not None and row.error.startswith("gave up after 3 attempts without an outcome")
+    assert "BATON_MAX_RUN_ATTEMPTS=3" in row.error and "lease expired" in row.error
+
+
+async def test_a_run_deferred_again_and_again_fails_at_the_cap(
+    services: Services, capped_worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.clients.retry import RetryableError
+
+    calls: list[int] = []
+
+    async def down(wctx: WorkerContext, run: runs.RunRow) -> Outcome:
+        calls.append(run.attempts)
+        raise RetryableError("GitLab answered 503", retry_after=0.1)
+
+    register(monkeypatch, "probe", down)
+    row = await wait_status(services, await new_run(services), status.FAILED, timeout_s=20)
+    assert calls == [1, 2, 3] and row.attempts == 3
+    assert row.error == "gave up after 3 tries: GitLab answered 503"
+
+
+async def test_a_persons_retry_starts_the_attempt_count_afresh(services: Services) -> None:
+    run_id = await new_run(services, enqueue=False)
+    async with services.sm.begin() as session:
+        await session.execute(
+            update(Run).where(Run.id == run_id).values(status=status.FAILED, attempts=12, error="x")
+        )
+    assert await runs.reopen(services.sm, run_id, "alice", "/retry")
+    row = await runs.get(services.sm, run_id)
+    assert (row.status, row.attempts, row.error) == (status.QUEUED, 0, None)

@@ -3,6 +3,7 @@ person's push makes a proposal stale; /remediate all, one commit per thread. Rea
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 
 from bot.effects import find_marker
 from bot.sandbox.gitlab_sim import repo
-from tests.support.processes import cli_json
+from tests.support.deliveries import fixture, gitlab_headers
+from tests.support.processes import cli, cli_json
 from tests.support.sandbox import Running, running_sandbox, wait
 
 SCENARIO = Path(__file__).resolve().parent.parent / "fixtures" / "demo" / "remediate.yaml"
@@ -201,3 +203,31 @@ def test_a_human_push_makes_the_proposal_stale_and_remediate_all_makes_one_commi
     assert "multiply should reject None" in subjects and "sub needs a docstring" in subjects
     assert "2 threads are resolved" in shipped and head[:8] in fresh
     wait(lambda: resolved(sandbox, first) and resolved(sandbox, second), 10, "both threads resolved", logs)
+
+
+def test_a_note_for_a_project_gitlab_does_not_know_fails_its_run_with_the_reason(sandbox: Running) -> None:
+    """GitLab answers 404 for the note's project: the run fails at once, says why, and is not retried."""
+    note = fixture("gitlab/note_mr_comment.json")
+    ghost = {"id": 987654, "path_with_namespace": "ghost/gone", "name": "gone"}
+    note["project"].update(ghost)
+    note["project_id"] = note["object_attributes"]["project_id"] = ghost["id"]
+    note["object_attributes"]["note"] = note["object_attributes"]["description"] = "/remediate"
+    answer = httpx.post(
+        f"http://127.0.0.1:{sandbox.port}/webhooks/gitlab",
+        content=json.dumps(note).encode(),
+        headers=gitlab_headers(note, token=sandbox.env["BATON_GITLAB_WEBHOOK_SECRET"]),
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text
+    run_id = answer.json()["run"]
+
+    def ended() -> dict[str, Any] | None:
+        detail: dict[str, Any] = cli_json(sandbox.env, "show", run_id)
+        return detail if detail["status"] not in ("queued", "running") else None
+
+    detail = wait(ended, 60, "the run to end", sandbox.worker.logs)
+    assert detail["status"] == "failed" and detail["attempts"] == 1
+    assert detail["error"].startswith("GitLab answered 404 for project ghost/gone: ")
+    shown = cli(sandbox.env, "show", run_id)
+    assert shown.returncode == 0
+    assert "GitLab answered 404 for project ghost/gone" in " ".join(shown.stdout.split())
