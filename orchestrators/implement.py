@@ -93,7 +93,8 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
     target = mapping.target_branch or project.default_branch
     repo_id = project.path_with_namespace
     await clients.workspace.ensure_mirror(repo_id, project.http_url_to_repo, clients.gitlab_token)
-    branch = branch_name(issue.key, issue.summary)
+    later = bool(await runs.earlier(ctx.wctx.sm, run))  # not the ticket's first run: its own branch
+    branch = branch_name(issue.key, issue.summary, run.id if later else None)
     worktree = await clients.workspace.create_worktree(repo_id, run.id, target, branch)
     config_file = worktree / ".baton.yml"
     config_text = config_file.read_text() if config_file.is_file() else None

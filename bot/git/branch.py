@@ -9,8 +9,10 @@ import unicodedata
 PREFIX = "baton/"
 SLUG_MAX = 40
 FALLBACK_SLUG = "change"
+RUN_TAG_LEN = 8
 TICKET_KEY_RE = re.compile(r"[A-Z][A-Z0-9_]{0,30}-[0-9]{1,9}")
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
+_RUN_ID_RE = re.compile(r"[0-9a-f]{8,64}")
 _SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # Characters git forbids anywhere in a ref name, plus control characters (git-check-ref-format(1)).
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
@@ -35,9 +37,22 @@ def slugify(text: str, max_len: int = SLUG_MAX) -> str:
     return slug or FALLBACK_SLUG
 
 
-def branch_name(ticket_key: str, summary: str) -> str:
-    """`baton/<TICKET>-<slug>`: generated from untrusted text, safe for git and for a shell."""
-    return f"{PREFIX}{ticket_part(ticket_key)}-{slugify(summary)}"
+def run_part(run_id: str) -> str:
+    """A short, stable tag for a run: the first characters of its (hex) id, else a hash of it."""
+    if _RUN_ID_RE.fullmatch(run_id):
+        return run_id[:RUN_TAG_LEN]
+    return hashlib.sha256(run_id.encode("utf-8", "surrogatepass")).hexdigest()[:RUN_TAG_LEN]
+
+
+def branch_name(ticket_key: str, summary: str, run_id: str | None = None) -> str:
+    """`baton/<TICKET>-<slug>`, or `baton/<TICKET>-<slug>-<run>` for a ticket's later runs.
+
+    Generated from untrusted text, safe for git and for a shell. A ticket labelled again after its
+    first run shipped gets a run of its own, and that run needs a branch of its own (`run_id`): reusing
+    the first branch, which GitLab already has, would make every new proposal stale at once.
+    """
+    name = f"{PREFIX}{ticket_part(ticket_key)}-{slugify(summary)}"
+    return f"{name}-{run_part(run_id)}" if run_id is not None else name
 
 
 def is_valid_refname(name: str) -> bool:

@@ -229,6 +229,16 @@ async def others_open(sm: async_sessionmaker[AsyncSession], run: RunRow) -> list
         return list((await session.execute(query)).scalars())
 
 
+async def earlier(sm: async_sessionmaker[AsyncSession], run: RunRow) -> list[str]:
+    """Runs of the same kind on the same subject created before this one (whatever their status)."""
+    query = select(Run.id, Run.created_at).where(
+        Run.subject == run.subject, Run.kind == run.kind, Run.id != run.id
+    )
+    async with sm() as session:
+        rows = (await session.execute(query)).tuples()
+        return [rid for rid, created in rows if (as_utc(created), rid) < (run.created, run.id)]
+
+
 async def by_id(sm: async_sessionmaker[AsyncSession], run_id: str) -> RunRow | None:
     async with sm() as session:
         run = (await session.execute(select(Run).where(Run.id == run_id))).scalar_one_or_none()

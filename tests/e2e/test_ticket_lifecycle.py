@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -86,6 +87,48 @@ def test_label_to_proposal_to_approve_to_one_merge_request(sandbox: Running) -> 
 
 def replies(running: Running, key: str) -> list[str]:
     return marked(running, key, "reply")
+
+
+def test_a_shipped_ticket_labelled_again_ships_a_second_proposal_on_its_own_branch(sandbox: Running) -> None:
+    logs, project = sandbox.worker.logs, sandbox.stack.demo.project
+    sandbox.label("dan", "DEMO-1")
+    wait(lambda: marked(sandbox, "DEMO-1", "proposal"), 100, "the first proposal", logs)
+    sandbox.as_person("alice", "DEMO-1", "/approve")
+    wait(lambda: marked(sandbox, "DEMO-1", "mr-link"), 60, "the first MR link", logs)
+    (first,) = sandbox.stack.gitlab_state.merge_requests_of(project)
+
+    answer = httpx.post(  # the label comes off and goes on again: a new delivery, a new run
+        f"{sandbox.config['jira']['url']}/_sandbox/labels",
+        json={"user": "dan", "issue": "DEMO-1", "remove": ["ai-implement"]},
+        timeout=10,
+    )
+    assert answer.status_code < 300, answer.text
+    sandbox.label("dan", "DEMO-1")
+    second_proposal = wait(
+        lambda: marked(sandbox, "DEMO-1", "proposal")[1:], 100, "the second proposal", logs
+    )[0]
+    sandbox.as_person("alice", "DEMO-1", "/approve")
+    link = wait(lambda: marked(sandbox, "DEMO-1", "mr-link")[1:], 60, "the second MR link", logs)[0]
+
+    assert not [r for r in replies(sandbox, "DEMO-1") if "stale" in r]  # never refused as stale
+    mrs = sandbox.stack.gitlab_state.merge_requests_of(project)
+    assert len(mrs) == 2 and f"!{mrs[1].iid}" in link
+    second = mrs[1]
+    assert first.source_branch == branch_name("DEMO-1", "Add a multiply function to the calculator")
+    assert second.source_branch.startswith(first.source_branch + "-")
+    assert second.source_branch != first.source_branch
+    bare = project.repo_path
+    heads = {
+        mr.source_branch: subprocess.run(
+            ["git", "--git-dir", str(bare), "rev-parse", mr.source_branch],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        for mr in mrs
+    }  # fmt: skip
+    assert heads[second.source_branch][:12] in second_proposal  # the second MR ships the second proposal
+    assert heads[first.source_branch] != heads[second.source_branch]  # the first MR was left alone
+    implement_runs = [r for r in cli_json(sandbox.env, "runs") if r["kind"] == "implement"]
+    assert [r["status"] for r in implement_runs] == ["succeeded", "succeeded"]
 
 
 def test_approvals_that_must_not_ship_get_a_reply_and_ship_nothing(sandbox: Running) -> None:

@@ -74,6 +74,25 @@ def test_names_read_well(key: str, summary: str, expected: str) -> None:
     assert branch_name(key, summary) == expected
 
 
+@pytest.mark.parametrize(
+    ("run_id", "expected"),
+    [
+        (None, "baton/PROJ-123-fix-login"),  # a ticket's first run
+        ("1d040c37d8b847be90f9cc4fd755ab90", "baton/PROJ-123-fix-login-1d040c37"),  # a later run
+        ("8de1cd36b4e14536b556c54623f1d196", "baton/PROJ-123-fix-login-8de1cd36"),
+    ],
+)
+def test_a_later_run_on_a_ticket_gets_a_branch_of_its_own(run_id: str | None, expected: str) -> None:
+    assert branch_name("PROJ-123", "Fix login", run_id) == expected
+
+
+@pytest.mark.parametrize("run_id", ["../../x y", "ABCDEF12345", "", "1d040c37\n", "-f"])
+def test_a_run_id_that_is_not_hex_is_hashed_into_the_branch(run_id: str) -> None:
+    name = branch_name("PROJ-1", "x", run_id)
+    assert re.fullmatch(r"baton/PROJ-1-x-[0-9a-f]{8}", name) and is_valid_branch(name)
+    assert branch_name("PROJ-1", "x", run_id) == name  # stable: a retried assemble finds the same branch
+
+
 @pytest.mark.parametrize("text", hostile_texts(MARKER))
 def test_hostile_text_yields_a_safe_branch_git_accepts(text: str) -> None:
     for name in (branch_name(text, text), branch_name("PROJ-1", text)):
