@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bot.agent.process import process_table
+from bot.agent.process import family, process_table, wait_gone
 from bot.containment.host import Containment
 from bot.repo_config import STAGES, RepoConfig, Stage
 
@@ -153,8 +153,15 @@ async def _finish(proc: asyncio.subprocess.Process, reader: asyncio.Task[None]) 
     """End the process group and collect the rest of the output.
 
     A process that escaped the group (setsid) may hold the pipe open: after `DRAIN_S` the pipe is closed.
+    The sandbox's own processes (another session, inside its pid namespace) are ended with it and
+    waited for too, so nothing of the command outlives this call.
     """
+    tree = family({proc.pid}, process_table()) - {os.getpid()}
     await end_group(proc.pid)
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    await wait_gone(tree, GROUP_WAIT_S)
     done, _ = await asyncio.wait({reader}, timeout=DRAIN_S)
     if not done:
         reader.cancel()
