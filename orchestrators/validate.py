@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bot.agent.process import family, process_table, wait_gone
+from bot.agent.process import family, kill_run, process_table, wait_gone
 from bot.containment.host import Containment
 from bot.repo_config import STAGES, RepoConfig, Stage
 
@@ -149,7 +149,14 @@ async def _exited(proc: asyncio.subprocess.Process, timeout_s: float) -> bool:
     return True
 
 
-async def _finish(proc: asyncio.subprocess.Process, reader: asyncio.Task[None]) -> None:
+async def _reap(marker: bytes | None) -> None:
+    """End whatever still carries the command's marker: a sandbox child that bubblewrap started but
+    had not yet tied to its own life (--die-with-parent) when bubblewrap was killed is orphaned."""
+    if marker is not None:
+        await kill_run(None, marker, grace_s=1.0)
+
+
+async def _finish(proc: asyncio.subprocess.Process, reader: asyncio.Task[None], marker: bytes | None) -> None:
     """End the process group and collect the rest of the output.
 
     A process that escaped the group (setsid) may hold the pipe open: after `DRAIN_S` the pipe is closed.
@@ -157,11 +164,12 @@ async def _finish(proc: asyncio.subprocess.Process, reader: asyncio.Task[None]) 
     waited for too, so nothing of the command outlives this call.
     """
     tree = family({proc.pid}, process_table()) - {os.getpid()}
-    await end_group(proc.pid)
-    for pid in tree:
+    for pid in tree:  # at once, before the first await: a cancelled caller does not wait for the rest
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+    await end_group(proc.pid)
     await wait_gone(tree, GROUP_WAIT_S)
+    await _reap(marker)
     done, _ = await asyncio.wait({reader}, timeout=DRAIN_S)
     if not done:
         reader.cancel()
@@ -204,13 +212,16 @@ async def run_one(
         proc = await _start(confine(argv), worktree, environ)
     except (OSError, ValueError) as exc:
         return CommandResult(spec.stage, spec.command, "error", output=f"cannot run the command: {exc}")
+    except asyncio.CancelledError:  # cancelled while starting: asyncio killed bwrap, maybe not its child
+        await asyncio.shield(_reap(_marker(environ)))
+        raise
     capture = _Capture(cap)
     assert proc.stdout is not None
     reader = asyncio.create_task(_pump(proc.stdout, capture))
     try:
         timed_out = not await _exited(proc, timeout_s)
     finally:
-        await asyncio.shield(_finish(proc, reader))
+        await asyncio.shield(_finish(proc, reader, _marker(environ)))
     duration = time.monotonic() - started
     status: Status = "timed_out" if timed_out else ("passed" if proc.returncode == 0 else "failed")
     exit_code = None if timed_out else proc.returncode
@@ -221,6 +232,11 @@ async def run_one(
             spec.stage, spec.command, "error", output=f"cannot run the command: {unstarted[1]}"
         )
     return CommandResult(spec.stage, spec.command, status, exit_code, output, duration, capture.truncated)
+
+
+def _marker(environ: Mapping[str, str]) -> bytes | None:
+    """The environment entry every process of one `run_commands` call carries (its private TMPDIR)."""
+    return f"TMPDIR={environ['TMPDIR']}".encode() if environ.get("TMPDIR") else None
 
 
 def _stage_rank(spec: CommandSpec) -> int:

@@ -157,7 +157,8 @@ async def test_cancelling_a_run_kills_its_process_group(tmp_path: Path) -> None:
     nap = unique_sleep()
     spec = CommandSpec("test", f"sh -c 'exec sleep {nap}'")
     confine = lambda argv: CONTAINMENT.wrap(argv, cwd=tmp_path, writable=[tmp_path])  # noqa: E731
-    task = asyncio.create_task(run_one(tmp_path, spec, environ=ENV, timeout_s=30, confine=confine))
+    env = {**ENV, "TMPDIR": str(tmp_path)}  # as run_commands gives: the mark of the command's processes
+    task = asyncio.create_task(run_one(tmp_path, spec, environ=env, timeout_s=30, confine=confine))
     for _ in range(200):
         if running(nap):
             break
@@ -165,6 +166,11 @@ async def test_cancelling_a_run_kills_its_process_group(tmp_path: Path) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    # the cancelled caller returns at once; the command's processes are already killed and end shortly
+    for _ in range(250):
+        if not running(nap):
+            break
+        await asyncio.sleep(0.02)
     assert not running(nap)
 
 
