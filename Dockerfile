@@ -8,7 +8,7 @@ RUN apt-get update \
     && useradd --create-home --uid 10001 baton
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY bot ./bot
 COPY handlers ./handlers
 COPY orchestrators ./orchestrators
