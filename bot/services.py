@@ -12,6 +12,7 @@ from bot.metrics import Metrics
 from bot.queue import Queue, connect
 from bot.store.engine import create_engine, sessionmaker
 from config.settings import Settings
+from config.skills import skills_from
 from handlers.context import BotIdentity, HandlerContext
 
 
@@ -41,7 +42,9 @@ def handler_context(settings: Settings) -> HandlerContext:
         jira_account_id=settings.jira_bot_account_id,
         jira_name=settings.jira_bot_name,
     )
-    return HandlerContext(bot=bot, trigger_label=settings.trigger_label)
+    return HandlerContext(
+        bot=bot, trigger_label=settings.trigger_label, skills=skills_from(settings.skills_file)
+    )
 
 
 def build(settings: Settings) -> Services:

@@ -17,7 +17,7 @@ from bot.git.workspace import GitAuthor, Workspace
 from bot.store.effects import StoreEffectLedger
 from config.projects import ProjectMap, load_projects
 from config.settings import Settings
-from config.skills import SkillManifest, default_skills, load_skills
+from config.skills import SkillManifest, skills_from
 
 ANTHROPIC_API = "https://api.anthropic.com"
 log = logging.getLogger("baton.wiring")
@@ -112,5 +112,5 @@ def build_clients(settings: Settings, sm: async_sessionmaker[AsyncSession]) -> C
             containment=containment_for(settings),
         ),
         gitlab_token=settings.gitlab_token,
-        skills=load_skills(settings.skills_file.read_text()) if settings.skills_file else default_skills(),
+        skills=skills_from(settings.skills_file),
     )

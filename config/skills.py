@@ -123,3 +123,9 @@ def load_skills(text: str) -> SkillManifest:
 def default_skills() -> SkillManifest:
     """The packaged manifest (what a deployment uses unless BATON_SKILLS_FILE points elsewhere)."""
     return load_skills(PACKAGED.read_text())
+
+
+def skills_from(path: Path | None) -> SkillManifest:
+    """The manifest in force: the file BATON_SKILLS_FILE names, else the packaged one. Ingress and
+    the worker both load it through here, so a team's command is parsed, dispatched and listed alike."""
+    return load_skills(path.read_text()) if path is not None else default_skills()

@@ -113,3 +113,7 @@ def test_help_comes_from_the_skill_manifest(tmp_path: Path) -> None:
         shown = wait(lambda: replies(sandbox, "DEMO-1"), 60, "the /help reply", sandbox.worker.logs)[0]
         assert "/deploy-preview /preview: show a preview of the change" in shown
         assert "/retry" not in shown  # not in this team's manifest
+        # the team's own command is parsed at ingress and dispatched to its workflow (here: help)
+        sandbox.as_person("dan", "DEMO-1", "/preview please")
+        again = wait(lambda: replies(sandbox, "DEMO-1")[1:], 60, "the /preview reply", sandbox.worker.logs)[0]
+        assert "/deploy-preview /preview: show a preview of the change" in again
