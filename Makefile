@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install deps run test lint bench clean
+.PHONY: install deps run test test-fast lint bench clean
 
 # What Baton runs besides Python: git, redis-server, and bubblewrap (+ setpriv) for the agent's sandbox.
 # As root with apt-get, missing ones are installed; otherwise make says what to install.
@@ -40,6 +40,10 @@ lint: install
 
 test: lint
 	$(BIN)/pytest -q
+
+# The fast tier while you work (~30 s): everything but the tests that start real servers or processes.
+test-fast: install
+	$(BIN)/pytest -q -m "not slow"
 
 bench: install
 	$(BIN)/python -m bench

@@ -19,6 +19,19 @@ from tests.support.deliveries import GITLAB_SECRET, JIRA_SECRET
 from tests.support.servers import RedisServer
 
 PG_ADMIN_URL = os.environ.get("BATON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# The fast tier (`make test-fast`, `pytest -m "not slow"`) leaves out what starts real servers or processes.
+SLOW_DIRS = ("e2e", "reliability", "agent", "sandbox", "clients", "containment")
+SLOW_FIXTURES = frozenset({"services", "redis_server", "pg_url", "model_server", "stack", "sandbox"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark as `slow` every test under a real-server folder or using a real-server fixture."""
+    tests = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(tests).parts
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if parts[0] in SLOW_DIRS or fixtures & SLOW_FIXTURES or "postgresql" in item.name:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

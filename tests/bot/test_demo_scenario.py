@@ -110,12 +110,14 @@ def run_tests(root: Path) -> str:
     return done.stdout
 
 
+@pytest.mark.slow  # runs the repository's real test suite
 def test_the_scripted_implementation_reads_before_editing_and_its_tests_pass(tmp_path: Path) -> None:
     files = play_implementation(load_demo_scenario(DEFAULT_SCENARIO), tmp_path)
     assert "3 passed" in run_tests(tmp_path)
     assert "def multiply(a: float, b: float) -> float:" in files["calculator.py"]
 
 
+@pytest.mark.slow
 def test_the_documented_example_is_valid_and_its_implementation_passes(tmp_path: Path) -> None:
     world = parse_demo_scenario(docs_example())
     assert world.ticket.labels == ("calculator",) and world.expect.wants_mr
