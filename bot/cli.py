@@ -17,6 +17,7 @@ from rich.text import Text
 
 from bot import logs
 from bot.containment.harden import no_dump
+from bot.redact import Redactor
 from bot.store import runs as run_queries
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import SchemaOutdated, check_current, upgrade
@@ -42,7 +43,7 @@ def with_store(settings: Settings, body: Callable[[Any], Awaitable[T]]) -> T:
     """Run `body(sessionmaker)` against the configured store, failing cleanly if it is unusable."""
 
     async def main() -> T:
-        engine = create_engine(settings.async_database_url)
+        engine = create_engine(settings.async_database_url, Redactor.from_settings(settings))
         try:
             await check_current(engine)
             return await body(sessionmaker(engine))
@@ -68,7 +69,7 @@ def migrate() -> None:
     settings = settings_or_exit(check=False)
 
     async def main() -> None:
-        engine = create_engine(settings.async_database_url)
+        engine = create_engine(settings.async_database_url, Redactor.from_settings(settings))
         try:
             await upgrade(engine)
         finally:
@@ -167,7 +168,7 @@ def _with_ledger(settings: Settings, body: Callable[[Any], Awaitable[T]]) -> T:
     from bot.store.effects import StoreEffectLedger
 
     async def main() -> T:
-        engine = create_engine(settings.async_database_url)
+        engine = create_engine(settings.async_database_url, Redactor.from_settings(settings))
         try:
             return await body(StoreEffectLedger(sessionmaker(engine)))
         finally:

@@ -11,9 +11,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.redact import Redactor
+
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("baton_log_context", default={})  # noqa: B039
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
-MASK = "***"
 
 
 @contextmanager
@@ -31,12 +32,10 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets: Sequence[str] = ()) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._redactor = Redactor(secrets)
 
     def mask(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return self._redactor.redact(text)
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -49,7 +48,10 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return self.mask(json.dumps(entry, default=str, ensure_ascii=False))
+        # strings are redacted before encoding (a secret split by a line break is still one text then)
+        # and the line after it (whatever `default=str` turned into text)
+        clean = self._redactor.redact_data(entry)
+        return self.mask(json.dumps(clean, default=str, ensure_ascii=False))
 
 
 def configure(level: str = "INFO", secrets: Sequence[str] = ()) -> None:

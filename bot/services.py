@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.metrics import Metrics
 from bot.queue import Queue, connect
+from bot.redact import Redactor
 from bot.store.engine import create_engine, sessionmaker
 from config.settings import Settings
 from config.skills import skills_from
@@ -48,7 +49,7 @@ def handler_context(settings: Settings) -> HandlerContext:
 
 
 def build(settings: Settings) -> Services:
-    engine = create_engine(settings.async_database_url)
+    engine = create_engine(settings.async_database_url, Redactor.from_settings(settings))
     return Services(
         settings=settings,
         engine=engine,

@@ -20,6 +20,7 @@ from bot.clients.gitlab import GitLabNotFound
 from bot.clients.retry import RetryableError
 from bot.logs import bind
 from bot.queue import RUN_JOB, Queue
+from bot.redact import Redactor
 from bot.store import runs, status
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import check_current
@@ -185,7 +186,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
 
 def _startup(settings: Settings) -> Callable[[dict[str, Any]], Awaitable[None]]:
     async def on_startup(ctx: dict[str, Any]) -> None:
-        engine = create_engine(settings.async_database_url)
+        engine = create_engine(settings.async_database_url, Redactor.from_settings(settings))
         await check_current(engine)
         ctx["engine"] = engine
         sm = sessionmaker(engine)

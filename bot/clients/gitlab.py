@@ -20,6 +20,7 @@ import requests
 
 from bot.clients.retry import RetryableError, RetryPolicy, exactly_once, parse_retry_after, retry_async
 from bot.effects import EffectLedger, find_marker, marker, with_marker
+from bot.redact import Redactor
 from config.settings import Settings
 
 T = TypeVar("T")
@@ -371,6 +372,7 @@ class GitLabClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         read_policy: RetryPolicy | None = None,
         search_limit: int = SEARCH_LIMIT,
+        redactor: Redactor | None = None,
     ) -> None:
         session = requests.Session()
         session.hooks["response"].append(_raise_on_rate_limit)
@@ -384,6 +386,7 @@ class GitLabClient:
             user_agent=USER_AGENT,
         )
         self._secret = token
+        self._redact = redactor or Redactor([token])  # every text posted or edited passes through it
         self._ledger = ledger
         self._read_policy = read_policy or RetryPolicy()
         self._search_limit = search_limit
@@ -394,7 +397,8 @@ class GitLabClient:
         """The client for `BATON_GITLAB_URL` / `BATON_GITLAB_TOKEN`."""
         if not settings.gitlab_url or settings.gitlab_token is None:
             raise GitLabError("GitLab is not configured: set BATON_GITLAB_URL and BATON_GITLAB_TOKEN")
-        return cls(settings.gitlab_url, settings.gitlab_token.get_secret_value(), ledger)
+        token = settings.gitlab_token.get_secret_value()
+        return cls(settings.gitlab_url, token, ledger, redactor=Redactor.from_settings(settings))
 
     def close(self) -> None:
         """Release the HTTP connection pool."""
@@ -501,7 +505,7 @@ class GitLabClient:
             listing = notes.list(sort="desc", order_by="created_at", iterator=True)
             return marked((n.attributes for n in listing), effect_key, "body", self._search_limit)
 
-        text = with_marker(body, effect_key)
+        text = with_marker(self._redact(body), effect_key)
         return int(
             await exactly_once(
                 self._ledger,
@@ -531,7 +535,7 @@ class GitLabClient:
 
         def post() -> str:
             thread = discussions.get(discussion_id, lazy=True)
-            return str(thread.notes.create({"body": with_marker(body, effect_key)}).id)
+            return str(thread.notes.create({"body": with_marker(self._redact(body), effect_key)}).id)
 
         return int(
             await exactly_once(
@@ -559,6 +563,7 @@ class GitLabClient:
     ) -> MergeRequest:
         """Open the MR once per `effect_key` (the marker goes in the description); returns it."""
         mrs = self._project(project).mergerequests
+        title, description = self._redact(title), self._redact(description)
         data = {
             "source_branch": source_branch,
             "target_branch": target_branch,
@@ -641,6 +646,7 @@ class GitLabClient:
     ) -> None:
         """Replace a note's text (e.g. the status comment); keeps the marker when `effect_key` is given."""
         notes = self._mr(project, iid).notes
+        body = self._redact(body)
         text = body if effect_key is None else with_marker(body, effect_key)
         await self._call("PUT note", lambda: notes.update(note_id, {"body": text}))
 

@@ -20,6 +20,7 @@ from jira import JIRA, JIRAError
 
 from bot.clients.retry import RetryableError, RetryPolicy, Sleep, exactly_once, parse_retry_after, retry_async
 from bot.effects import EffectLedger, find_jira_marker, is_jira_bot_text, jira_marker, with_jira_marker
+from bot.redact import Redactor
 
 __all__ = ["find_jira_marker", "is_jira_bot_text", "jira_marker", "with_jira_marker"]
 from config.settings import Settings
@@ -201,8 +202,10 @@ class JiraClient:
         *,
         sleep: Sleep = asyncio.sleep,
         factory: Callable[[JiraConfig], JIRA] = connect,
+        redactor: Redactor | None = None,
     ) -> None:
         self.config = config
+        self._redact = redactor or Redactor([config.token])  # every text posted or edited passes through it
         self.ledger = ledger
         self._sleep = sleep
         self._factory = factory
@@ -286,7 +289,7 @@ class JiraClient:
 
     async def add_comment(self, key: str, body: str, effect_key: str, *, run_id: str | None = None) -> str:
         """Post `body` (wiki markup) once per `effect_key`; returns the comment id (recorded or adopted)."""
-        text = with_jira_marker(body, effect_key)
+        text = with_jira_marker(self._redact(body), effect_key)
         return await exactly_once(
             self.ledger,
             effect_key,
@@ -298,6 +301,7 @@ class JiraClient:
 
     async def edit_comment(self, key: str, comment_id: str, body: str) -> None:
         """Replace a comment's text in place, keeping its marker (status comments are edited in place)."""
+        body = self._redact(body)
         current = await self._read(f"read comment {comment_id}", lambda j: j.comment(key, comment_id))
         kept = find_jira_marker(current.body)
         text = with_jira_marker(body, kept) if kept and find_jira_marker(body) is None else body
@@ -342,4 +346,4 @@ def client_from_settings(settings: Settings, ledger: EffectLedger) -> JiraClient
     config = JiraConfig(
         url=settings.jira_url, token=settings.jira_token.get_secret_value(), user=settings.jira_user
     )
-    return JiraClient(config, ledger)
+    return JiraClient(config, ledger, redactor=Redactor.from_settings(settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 
@@ -40,7 +41,17 @@ def test_secrets_are_masked_wherever_they_appear(where: str) -> None:
     else:
         entry = render(formatter, "request", url=f"https://oauth2:{secret}@gitlab.example.com")
     assert secret not in json.dumps(entry)
-    assert "***" in json.dumps(entry)
+    assert "[redacted]" in json.dumps(entry)
+
+
+def test_a_secret_in_base64_or_wrapped_is_masked_in_logs() -> None:
+    secret = "sandbox-jira-bot-token-0123456789"
+    formatter = JsonFormatter([secret])
+    encoded = base64.b64encode(f"user:{secret}".encode()).decode()
+    entry = render(formatter, "auth %s and %s", encoded, secret[:9] + "\n  " + secret[9:])
+    line = json.dumps(entry)
+    assert encoded not in line and secret not in line and secret[9:] not in line
+    assert line.count("[redacted]") == 2
 
 
 def test_exceptions_are_one_json_line() -> None:

@@ -21,6 +21,7 @@ from bot.clients.gitlab import (
 )
 from bot.clients.retry import RetryPolicy
 from bot.effects import find_marker
+from bot.redact import Redactor
 from bot.sandbox.gitlab_sim import Demo, GitLabServer, GitLabState, repo, seed_demo
 from bot.sandbox.gitlab_sim.faults import LoseMode
 from tests.clients.ledger import MemoryLedger
@@ -299,3 +300,24 @@ async def test_errors_are_typed_and_never_contain_the_token(world: World) -> Non
     ]
     assert all(world.demo.guest.token not in t and "glpat-not-a-real-token-123" not in t for t in texts)
     assert "HTTP 401" in str(unauthorized.value) and "HTTP 403" in str(forbidden.value)
+
+
+# -- redaction -------------------------------------------------------------------------------------------
+
+
+async def test_every_posted_or_edited_text_is_redacted(world: World) -> None:
+    canary = "canary-gitlab-secret-7f3e2d1c"
+    client = world.client(redactor=Redactor([canary]))
+    leaky = f"failed: TOKEN={canary} and glpat-AAAAbbbbCCCCdddd1234"
+    mr = await client.create_merge_request(1, FEATURE, "main", f"Add {canary}", leaky, [], False, "run-9:mr")
+    note = await client.post_note(1, mr.iid, leaky, "run-9:note")
+    await client.edit_note(1, mr.iid, note, f"edited {canary}", effect_key="run-9:note")
+    thread = await world.human_note("maintainer", "please look", merge_request_iid=mr.iid)
+    await client.reply_in_discussion(1, mr.iid, thread["discussion_id"], leaky, "run-9:reply")
+
+    (opened,) = [m for m in world.state.merge_requests_of(world.demo.project) if m.iid == mr.iid]
+    stored = [opened.title, opened.description]
+    stored += [n.body for n in world.state.notes.values()]
+    assert not [text for text in stored if canary in text or "glpat-AAAA" in text]
+    assert sum("[redacted]" in text for text in stored) >= 4
+    assert world.notes_marked("run-9:note") == [note]  # the marker survives redaction

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import traceback
 from collections.abc import AsyncIterator, Iterator
@@ -31,6 +32,7 @@ from bot.clients.jira import (
 )
 from bot.clients.retry import RetryableError, RetryPolicy
 from bot.effects import EffectKeyError, EffectRecord, marker
+from bot.redact import Redactor
 from bot.sandbox.jira_sim import (
     DEMO_BOT_TOKEN,
     DemoWorld,
@@ -450,3 +452,19 @@ async def test_comment_read_back_over_rest_is_recognised_as_the_bots(env: Env) -
         response = await http.get(f"{env.url}/rest/api/2/issue/DEMO-1/comment")
     [comment] = response.json()["comments"]
     assert is_jira_bot_text(comment["body"])
+
+
+async def test_every_posted_or_edited_comment_is_redacted(served: tuple[JiraState, DemoWorld, str]) -> None:
+    state, _world, url = served
+    canary = "canary-jira-secret-5b6a4c3d"
+    jira = JiraClient(config(url), MemoryLedger(), redactor=Redactor([canary]))
+    wrapped = f"evidence:\n> {canary[:11]}\n> {canary[11:]}"
+    comment_id = await jira.add_comment("DEMO-1", f"failed with {canary}\n{wrapped}", "run:7:evidence")
+    await jira.edit_comment("DEMO-1", comment_id, f"edited: {base64.b64encode(canary.encode()).decode()}")
+    await jira.add_comment("DEMO-1", "sk-ant-api03-abcdefghijklmnopqrstuvwxyz012345", "run:7:other")
+    await jira.close()
+
+    bodies = [c.body for c in state.issues["DEMO-1"].comments]
+    assert len(bodies) == 2 and all("[redacted]" in body for body in bodies)
+    assert not [b for b in bodies if canary in b or canary[11:] in b or "sk-ant-api03" in b]
+    assert find_jira_marker(bodies[0]) == "run:7:evidence"  # the marker survives redaction
