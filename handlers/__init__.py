@@ -21,18 +21,57 @@ E = TypeVar("E", bound=BaseModel)
 
 MAX_REASON = 200
 _UNSAFE_RE = re.compile(r"[^A-Za-z0-9_:.\-]")
+# A line that could be a command or a mention of the bot (quoted lines never are).
+_COMMAND_RE = re.compile(r"(?m)^[ \t]*(?:/[A-Za-z]|@[A-Za-z0-9_.\-]|\[~)")
 
 
 class PayloadInvalid(ValueError):
     """A payload Baton cannot read; the message is one line (field path and problem, never the value)."""
 
 
+def _at(payload: Mapping[str, Any], *path: str) -> object:
+    """The value at `path` in a raw payload, or None wherever the shape differs."""
+    value: object = payload
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def _never(_payload: Mapping[str, Any]) -> bool:
+    return False
+
+
+def _command_in(*path: str) -> Callable[[Mapping[str, Any]], bool]:
+    def relevant(payload: Mapping[str, Any]) -> bool:
+        text = _at(payload, *path)
+        return isinstance(text, str) and _COMMAND_RE.search(text) is not None
+
+    return relevant
+
+
+def _new_commits(payload: Mapping[str, Any]) -> bool:
+    return _at(payload, "object_attributes", "action") == "update" and bool(
+        _at(payload, "object_attributes", "oldrev")
+    )
+
+
+def _labels_changed(payload: Mapping[str, Any]) -> bool:
+    items = _at(payload, "changelog", "items")
+    return isinstance(items, list) and any(
+        isinstance(i, Mapping) and "labels" in (i.get("field"), i.get("fieldId")) for i in items
+    )
+
+
 @dataclass(frozen=True)
 class Route(Generic[E]):
-    """One event: the model its payload must match and the handler that turns it into an Action."""
+    """One event: the model its payload must match, the handler that turns it into an Action, and
+    `relevant`: whether a payload of this event could be one Baton acts on (a command in a note, a
+    label change, new commits). An unreadable payload is refused (400) only when it could be; any
+    other is ignored (200), since GitLab disables a webhook whose deliveries keep failing."""
 
     model: type[E]
     handle: Callable[[E, HandlerContext], Action]
+    relevant: Callable[[Mapping[str, Any]], bool] = _never
 
     def __call__(self, payload: Mapping[str, Any], ctx: HandlerContext) -> Action:
         return self.handle(parse(self.model, payload), ctx)
@@ -40,16 +79,16 @@ class Route(Generic[E]):
 
 GITLAB_ROUTES: Mapping[str, Route[Any]] = MappingProxyType(
     {
-        "note": Route(NoteEvent, gitlab_note.note_posted),
-        "merge_request": Route(MergeRequestEvent, gitlab_mr.merge_request_changed),
+        "note": Route(NoteEvent, gitlab_note.note_posted, _command_in("object_attributes", "note")),
+        "merge_request": Route(MergeRequestEvent, gitlab_mr.merge_request_changed, _new_commits),
         "push": Route(PushEvent, gitlab_mr.branch_pushed),
         "pipeline": Route(PipelineEvent, gitlab_mr.pipeline_changed),
     }
 )
 JIRA_ROUTES: Mapping[str, Route[Any]] = MappingProxyType(
     {
-        "jira:issue_updated": Route(IssueUpdatedEvent, jira_issue.issue_updated),
-        "comment_created": Route(CommentEvent, jira_comment.comment_created),
+        "jira:issue_updated": Route(IssueUpdatedEvent, jira_issue.issue_updated, _labels_changed),
+        "comment_created": Route(CommentEvent, jira_comment.comment_created, _command_in("comment", "body")),
         "comment_updated": Route(CommentEvent, jira_comment.comment_changed),
         "comment_deleted": Route(CommentEvent, jira_comment.comment_changed),
     }
@@ -83,7 +122,9 @@ def parse(model: type[E], payload: Mapping[str, Any]) -> E:
 
 
 def route(source: Source, payload: object, ctx: HandlerContext) -> Action:
-    """The Action for one delivery; raises PayloadInvalid when a known event has the wrong shape."""
+    """The Action for one delivery. Raises PayloadInvalid for a body that is not a JSON object, or for
+    an event Baton could act on (see `Route.relevant`) whose payload has the wrong shape; any other
+    event, whatever its shape (group and system hooks, missing optional objects), is an Ignore."""
     if source not in _SOURCES:
         raise ValueError(f"unknown source {safe_text(source)!r}")
     label, kind_field, routes = _SOURCES[source]
@@ -91,8 +132,19 @@ def route(source: Source, payload: object, ctx: HandlerContext) -> Action:
         raise PayloadInvalid("payload: expected a JSON object")
     kind = payload.get(kind_field)
     if not isinstance(kind, str):
-        raise PayloadInvalid(f"{kind_field}: missing or not a string")
+        named = payload.get("event_name") if isinstance(payload.get("event_name"), str) else None
+        what = f"{label} {safe_text(named)!r} events" if named else f"{label} events without {kind_field}"
+        return Ignore(f"{what} are not handled")
     handler = routes.get(kind)
     if handler is None:
         return Ignore(f"{label} {safe_text(kind)!r} events are not handled")
-    return handler(payload, ctx)
+    try:
+        return handler(payload, ctx)
+    except PayloadInvalid as exc:
+        if handler.relevant(payload):
+            raise
+        return Ignore(
+            f"{label} {safe_text(kind)!r} event of an unexpected shape ({exc}); nothing to act on"[
+                :MAX_REASON
+            ]
+        )

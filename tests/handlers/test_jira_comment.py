@@ -168,7 +168,9 @@ def test_comment_without_issue_and_unusable_self_is_invalid(
     payload: Payload, ctx: HandlerContext, self_url: str | None
 ) -> None:
     with pytest.raises(PayloadInvalid, match=r"^issue: missing, and comment\.self names no issue$"):
-        route("jira", payload(CREATED, {"issue": ..., "comment.self": self_url}), ctx)
+        route(
+            "jira", payload(CREATED, {"issue": ..., "comment.self": self_url, "comment.body": "/status"}), ctx
+        )
 
 
 def test_comment_carrying_the_jira_marker_is_the_bots_own() -> None:

@@ -1,0 +1,160 @@
+"""Events Baton does not act on get 2xx whatever their shape: GitLab disables a webhook after four
+failed deliveries in a row (older releases for good after a 4xx), so one odd event must not cost a
+team its hook. A malformed payload of an event Baton *would* act on still gets 400.
+
+Shapes come from the recorded fixtures in tests/fixtures (altered as GitLab's group and system hooks
+send them) and, where no recording exists, from GitLab's "System hooks" and "Webhook events" pages and
+Jira's "Webhooks" page (docs.gitlab.com/administration/system_hooks/,
+docs.gitlab.com/user/project/integrations/webhook_events/,
+developer.atlassian.com/cloud/jira/platform/webhooks/), keeping only their documented top-level keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.app import create_app
+from bot.services import Services
+from tests.support.deliveries import fixture, signed
+
+Shape = Callable[[], dict[str, Any]]
+
+
+def altered(name: str, *changes: tuple[str, Any]) -> Shape:
+    """A recorded fixture with dotted paths set (`...` deletes the key)."""
+
+    def make() -> dict[str, Any]:
+        data = copy.deepcopy(fixture(name))
+        for path, value in changes:
+            *parents, last = path.split(".")
+            node = data
+            for key in parents:
+                node = node[key]
+            if value is ...:
+                node.pop(last, None)
+            else:
+                node[last] = value
+        return data
+
+    return make
+
+
+def literal(data: dict[str, Any]) -> Shape:
+    return lambda: copy.deepcopy(data)
+
+
+NOTE = "gitlab/note_mr_comment.json"
+MR = "gitlab/merge_request_open.json"
+GITLAB_SHAPES: dict[str, Shape] = {
+    "group MR hook without project.id": altered(MR, ("project.id", ...)),
+    "group MR hook with a bare project": altered(MR, ("project", {"name": "calc"})),
+    "MR hook without object_attributes.action": altered(MR, ("object_attributes.action", ...)),
+    "MR update without oldrev and changes": altered(
+        MR, ("object_attributes.action", "update"), ("changes", ...), ("object_attributes.oldrev", ...)
+    ),
+    "MR hook with a null user": altered(MR, ("user", None)),
+    "note on an issue (no merge_request)": altered(
+        NOTE, ("object_attributes.noteable_type", "Issue"), ("merge_request", ...)
+    ),
+    "note without project.id": altered(NOTE, ("project.id", ...)),
+    "note without an author": altered(NOTE, ("user", ...), ("object_attributes.author_id", ...)),
+    "pipeline without merge_request": altered("gitlab/pipeline_mr.json", ("merge_request", ...)),
+    "pipeline without builds and project": altered(
+        "gitlab/pipeline_mr.json", ("builds", ...), ("project", ...)
+    ),
+    "push system hook": altered("gitlab/push.json", ("event_name", "push"), ("project.id", ...)),
+    "tag push": altered("gitlab/push.json", ("object_kind", "tag_push"), ("event_name", "tag_push")),
+    "job event": literal({"object_kind": "build", "build_id": 1977, "build_status": "created"}),
+    "deployment event": literal({"object_kind": "deployment", "status": "success", "deployable_id": 796}),
+    "wiki page event": literal({"object_kind": "wiki_page", "object_attributes": {"title": "Home"}}),
+    "release event": literal({"object_kind": "release", "action": "create", "tag": "v1.1"}),
+    "emoji event": literal({"object_kind": "emoji", "event_type": "award", "object_attributes": {}}),
+    "feature flag event": literal({"object_kind": "feature_flag", "object_attributes": {"id": 6}}),
+    "system hook: project_create": literal(
+        {"event_name": "project_create", "name": "StoreCloud", "path": "storecloud", "project_id": 74}
+    ),
+    "system hook: user_add_to_team": literal(
+        {"event_name": "user_add_to_team", "access_level": "Maintainer", "project_id": 74, "user_id": 41}
+    ),
+    "system hook: repository_update": literal(
+        {"event_name": "repository_update", "user_id": 1, "project_id": 1, "changes": [], "refs": []}
+    ),
+    "system hook: group_create": literal({"event_name": "group_create", "group_id": 78, "path": "sf"}),
+}
+LABELS = "jira/issue_updated_labels.json"
+COMMENT = "jira/comment_created_cloud.json"
+JIRA_SHAPES: dict[str, Shape] = {
+    "issue deleted": altered(LABELS, ("webhookEvent", "jira:issue_deleted")),
+    "issue created": altered(LABELS, ("webhookEvent", "jira:issue_created"), ("changelog", ...)),
+    "issue updated without a changelog": altered(LABELS, ("changelog", ...)),
+    "issue updated, summary changed": altered(
+        LABELS, ("changelog.items", [{"field": "summary", "fromString": "a", "toString": "b"}])
+    ),
+    "issue updated without fields.labels": altered(LABELS, ("issue.fields.labels", ...)),
+    "issue updated without a user": altered(LABELS, ("user", ...)),
+    "comment deleted without a comment": altered(
+        COMMENT, ("webhookEvent", "comment_deleted"), ("comment", ...)
+    ),
+    "comment updated without an author": altered(
+        COMMENT, ("webhookEvent", "comment_updated"), ("comment.author", ...)
+    ),
+    "comment created without an issue": altered(COMMENT, ("issue", ...)),
+    "worklog created": literal({"webhookEvent": "worklog_created", "timestamp": 1, "worklog": {"id": "1"}}),
+    "sprint started": literal({"webhookEvent": "sprint_started", "timestamp": 1, "sprint": {"id": 1}}),
+    "board created": literal({"webhookEvent": "board_created", "timestamp": 1, "board": {"id": 1}}),
+    "version released": literal({"webhookEvent": "jira:version_released", "version": {"id": "1"}}),
+    "no webhookEvent at all": literal({"timestamp": 1, "issue": {"key": "DEMO-1"}}),
+}
+CASES = [("gitlab", n, s) for n, s in GITLAB_SHAPES.items()] + [
+    ("jira", n, s) for n, s in JIRA_SHAPES.items()
+]
+
+
+@pytest.fixture
+async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(services.settings, services)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://baton.test"
+    ) as http:
+        yield http
+
+
+async def post(
+    client: httpx.AsyncClient, source: str, payload: dict[str, Any], **headers: str
+) -> httpx.Response:
+    body, signed_headers = signed(source, payload, key=str(uuid.uuid4()))
+    return await client.post(f"/webhooks/{source}", content=body, headers={**signed_headers, **headers})
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("source", "name", "shape"), CASES, ids=[f"{s}: {n}" for s, n, _ in CASES])
+async def test_an_event_baton_does_not_act_on_gets_200_whatever_its_shape(
+    client: httpx.AsyncClient, source: str, name: str, shape: Shape
+) -> None:
+    headers = {"X-Gitlab-Event": "System Hook"} if name.startswith(("system hook", "push system")) else {}
+    answer = await post(client, source, shape(), **headers)
+    assert answer.status_code == 200, (name, answer.text)
+    assert "ignored" in answer.json()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("source", "payload"),
+    [
+        ("gitlab", altered(NOTE, ("object_attributes.note", "/approve"), ("project.id", ...))()),
+        ("gitlab", altered(NOTE, ("object_attributes.note", "/remediate"), ("merge_request", ...))()),
+        ("jira", altered(COMMENT, ("comment.body", "/approve"), ("issue", ...), ("comment.self", "x"))()),
+    ],
+)
+async def test_a_malformed_event_baton_would_act_on_is_still_400(
+    client: httpx.AsyncClient, source: str, payload: dict[str, Any]
+) -> None:
+    answer = await post(client, source, payload)
+    assert answer.status_code == 400, answer.text
+    assert "invalid" in answer.json()["error"]
