@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import create_app
+from bot.body import DRAIN_FACTOR
 from bot.services import Services
 from bot.store.tables import Delivery, Run
 from tests.support.deliveries import all_fixtures, fixture, gitlab_headers, label_added, signed
@@ -145,15 +146,28 @@ class CountingBody:
             yield self.chunk
 
 
-async def test_oversized_chunked_body_is_cut_off_at_the_cap(
+async def test_oversized_chunked_body_is_cut_off_at_the_drain_bound(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     cap = services.settings.max_body_bytes
-    body = CountingBody(b"x" * 65536, chunks=(cap // 65536) * 4)
+    body = CountingBody(b"x" * 65536, chunks=(cap // 65536) * DRAIN_FACTOR * 2)
     headers = {**gitlab_headers({}), "Content-Type": "application/json"}
     response = await client.post("/webhooks/gitlab", content=body, headers=headers)
     assert response.status_code == 413
-    assert body.sent <= cap + 2 * 65536  # stopped reading right after the cap
+    assert body.sent <= cap * DRAIN_FACTOR + 2 * 65536  # stopped reading at the drain bound
+    assert await count(services, Delivery) == 0
+
+
+async def test_a_body_a_little_over_the_cap_is_read_to_its_end_before_the_413(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    cap = services.settings.max_body_bytes
+    chunks = cap // 65536 + 3
+    body = CountingBody(b"x" * 65536, chunks=chunks)
+    headers = {**gitlab_headers({}), "Content-Type": "application/json"}
+    response = await client.post("/webhooks/gitlab", content=body, headers=headers)
+    assert response.status_code == 413
+    assert body.sent == chunks * 65536  # drained, so a real sender is not reset mid-request
     assert await count(services, Delivery) == 0
 
 

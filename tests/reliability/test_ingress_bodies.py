@@ -174,6 +174,33 @@ def test_declared_length_over_the_cap_is_413_before_a_byte_of_body_is_sent(
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_a_sender_still_sending_an_oversized_body_reads_the_413_not_a_reset(
+    capped: tuple[Stack, Server], framing: str
+) -> None:
+    """A sender that writes its whole body before it reads, on a `Connection: close` request: answered
+    at once and closed, it got ECONNRESET/EPIPE instead of the 413 (seen before the fix for both
+    framings). The server now drains an oversized body up to DRAIN_FACTOR times the cap first."""
+    stack, server = capped
+    before = deliveries(stack)
+    body, _ = label_delivery(stack)
+    over = body + b" " * (2 * CAP)  # three times the cap: over it, within what the server drains
+    headers = {**stack.secrets.jira_headers(over), "Connection": "close"}
+    head = "chunked" if framing == "chunked" else f"Content-Length: {len(over)}"
+    with open_request(server.port, "/webhooks/jira", headers, head, sndbuf=16384) as sock:
+        time.sleep(0.5)  # whatever the server does on the head alone, it has done it by now
+        pieces = [over[i : i + 8192] for i in range(0, len(over), 8192)]
+        for piece in pieces:
+            sock.sendall(chunk(piece) if framing == "chunked" else piece)
+        if framing == "chunked":
+            sock.sendall(LAST_CHUNK)
+        answer = read_answer(sock, 10)
+    assert is_error(answer, 413), answer
+    assert deliveries(stack) == before
+    stack.settle_and_check()
+
+
+@pytest.mark.timeout(60)
 def test_a_50_mb_chunked_stream_is_answered_413_at_the_cap_and_never_buffered(
     capped: tuple[Stack, Server],
 ) -> None:
