@@ -10,6 +10,14 @@ from config.projects import Project
 from config.settings import Settings
 
 
+def names_latest(latest_id: str, latest_sha: str, args: str) -> bool:
+    """`/approve` alone means the latest proposal; `/approve <id|sha>` must name it (a full id, or at
+    least 7 characters of its commit SHA). An older proposal's id or SHA is refused, so nobody ships a
+    change they did not look at."""
+    ref = args.strip().split(maxsplit=1)[0].lower() if args.strip() else ""
+    return not ref or latest_id == ref or (len(ref) >= 7 and latest_sha.startswith(ref))
+
+
 def same_person(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Cloud accounts by accountId, Data Center accounts by name or key."""
     return any(a.get(k) and a.get(k) == b.get(k) for k in ("account_id", "name", "key"))

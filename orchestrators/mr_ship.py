@@ -21,7 +21,7 @@ from bot.store.runs import RunRow
 from bot.store.tables import Proposal
 from bot.wiring import Clients
 from bot.worker_context import WorkerContext
-from orchestrators import Outcome
+from orchestrators import Outcome, approval
 from orchestrators.proposal import Person
 from orchestrators.ship import SHIPPED_BY, command_text, person, refuse
 from orchestrators.threads import TARGET_KIND, render_shipped, render_stale_notice
@@ -52,9 +52,7 @@ async def thread_proposal(wctx: WorkerContext, run: RunRow) -> ProposalRow | Non
 
 
 def _named(proposal: ProposalRow, args: str) -> bool:
-    """`/approve` alone means the thread's latest proposal; `/approve <id|sha>` must name it."""
-    ref = args.strip().split(maxsplit=1)[0].lower() if args.strip() else ""
-    return not ref or proposal.id == ref or (len(ref) >= 7 and proposal.sha.startswith(ref))
+    return approval.names_latest(proposal.id, proposal.sha, args)
 
 
 @dataclass(frozen=True)

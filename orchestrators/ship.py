@@ -76,9 +76,7 @@ async def refuse(
 
 
 def _named(proposal: ProposalRow, args: str) -> bool:
-    """`/approve` alone means the latest proposal; `/approve <id|sha>` must name it."""
-    ref = args.strip().split(maxsplit=1)[0].lower() if args.strip() else ""
-    return not ref or proposal.id == ref or (len(ref) >= 7 and proposal.sha.startswith(ref))
+    return approval.names_latest(proposal.id, proposal.sha, args)
 
 
 async def _check(wctx: WorkerContext, run: RunRow, proposal: ProposalRow | None) -> str | None:

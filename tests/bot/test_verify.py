@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hmac
 
 import pytest
 
+from bot import verify
 from bot.errors import Unauthorized
 from bot.verify import header, jira_signature, standard_webhook_signature, verify_gitlab, verify_jira
 
@@ -97,3 +99,29 @@ def test_jira_rejects(headers: dict[str, str]) -> None:
 def test_header_lookup_is_case_insensitive() -> None:
     assert header({"Idempotency-Key": "a"}, "idempotency-key") == "a"
     assert header({"x": "1"}, "y") is None
+
+
+def test_every_credential_check_goes_through_a_constant_time_comparison(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Timing is not measured: the test asserts which comparison decides. With `==` in its place,
+    nothing is recorded and this fails."""
+    seen: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def recording(a: bytes, b: bytes) -> bool:
+        seen.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(verify.hmac, "compare_digest", recording)
+    body = b'{"object_kind": "note"}'
+    verify.verify_gitlab({"x-gitlab-token": "right-token"}, body, "right-token", None, 0.0)
+    with pytest.raises(Unauthorized):
+        verify.verify_gitlab({"x-gitlab-token": "wrong-token"}, body, "right-token", None, 0.0)
+    signature = verify.jira_signature("jira-secret", body)
+    verify.verify_jira({"x-hub-signature": signature}, body, "jira-secret")
+    with pytest.raises(Unauthorized):
+        verify.verify_jira({"x-hub-signature": "sha256=" + "0" * 64}, body, "jira-secret")
+    assert (b"right-token", b"right-token") in seen and (b"wrong-token", b"right-token") in seen
+    assert (signature.encode(), signature.encode()) in seen
+    assert len(seen) == 4

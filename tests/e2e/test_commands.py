@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -45,6 +46,13 @@ def with_revise_script(tmp_path: Path) -> Path:
     return path
 
 
+def proposal_id(text: str) -> str:
+    """The id a proposal comment shows (`*Proposal* {{id}}` in Jira markup)."""
+    found = re.search(r"Proposal\*? \{\{([0-9a-f]+)\}\}", text)
+    assert found, text[:300]
+    return found[1]
+
+
 def proposals(sandbox: Running) -> list[str]:
     return marked(sandbox, "DEMO-1", "proposal")
 
@@ -57,11 +65,20 @@ def test_revise_reject_retry_and_two_racing_approvals(tmp_path: Path) -> None:
         logs = sandbox.worker.logs
         sandbox.stack.jira_state.add_user("Bob Approver", name="bob", groups=["baton-approvers"])
         sandbox.label("dan", "DEMO-1")
-        wait(lambda: proposals(sandbox), 100, "the first proposal", logs)
+        first = wait(lambda: proposals(sandbox), 100, "the first proposal", logs)[0]
 
         sandbox.as_person("alice", "DEMO-1", "/revise add a docstring to multiply")
         second = wait(lambda: proposals(sandbox)[1:], 100, "the revised proposal", logs)[0]
         assert "docstring" in second.lower()
+        # /approve naming the older proposal is refused and ships nothing; the reply names the latest
+        first_id, second_id = (proposal_id(text) for text in (first, second))
+        assert first_id != second_id
+        sandbox.as_person("alice", "DEMO-1", f"/approve {first_id}")
+        old = wait(
+            lambda: [r for r in replies(sandbox, "DEMO-1") if "not the latest" in r], 60, "refusal", logs
+        )
+        assert f"the latest is {second_id}" in old[0]
+        assert sandbox.stack.gitlab_state.merge_requests_of(sandbox.stack.demo.project) == []
         asked = [
             str(r.body)
             for r in sandbox.stack.model.log.all()
@@ -94,6 +111,7 @@ def test_revise_reject_retry_and_two_racing_approvals(tmp_path: Path) -> None:
         assert len(sandbox.stack.gitlab_state.merge_requests_of(sandbox.stack.demo.project)) == 1
         assert len(marked(sandbox, "DEMO-1", "mr-link")) == 1
         refusals = [r for r in replies(sandbox, "DEMO-1") if "/approve" in r and "did not run" in r]
+        refusals = [r for r in refusals if "not the latest" not in r]  # the /approve of the old one
         assert len(refusals) == 1 and ("someone else" in refusals[0] or "already" in refusals[0])
 
 

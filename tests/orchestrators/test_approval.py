@@ -13,7 +13,7 @@ from bot.sandbox.jira_sim.demo import BOT_ACCOUNT_ID, DEMO_BOT_TOKEN
 from bot.sandbox.serve import ServerThread
 from config.projects import load_projects
 from config.settings import load_settings
-from orchestrators.approval import refusal
+from orchestrators.approval import names_latest, refusal
 from tests.clients.ledger import MemoryLedger
 
 PROJECTS = load_projects(
@@ -78,3 +78,28 @@ async def test_approval_rules(
         assert reason is None
     else:
         assert reason is not None and refused_because in reason
+
+
+LATEST_ID, LATEST_SHA = "6eea285241b2", "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    ("args", "ships"),
+    [
+        ("", True),  # `/approve` alone: the latest proposal
+        ("   ", True),
+        (LATEST_ID, True),
+        (LATEST_ID.upper(), True),
+        (f"{LATEST_ID} looks good", True),
+        (LATEST_SHA[:7], True),
+        (LATEST_SHA, True),
+        ("9f00d1e2c3b4", False),  # an older proposal's id
+        ("fedcba9", False),  # another commit's SHA
+        (LATEST_SHA[:6], False),  # too short to name a commit
+        (LATEST_ID[:-1], False),  # a prefix of the id is not the id
+        ("../../etc", False),
+        ("0" * 200, False),
+    ],
+)
+def test_approve_must_name_the_latest_proposal(args: str, ships: bool) -> None:
+    assert names_latest(LATEST_ID, LATEST_SHA, args) is ships
