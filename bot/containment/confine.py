@@ -47,7 +47,7 @@ def _norm(path: str) -> PurePosixPath:
     pure = PurePosixPath(path)
     if not pure.is_absolute() or ".." in pure.parts:
         raise ValueError(f"confinement paths must be absolute without '..': {path[:120]!r}")
-    return pure
+    return PurePosixPath("/", *pure.parts[1:])  # "//x" is /x to the kernel; keep one spelling
 
 
 def _under(path: PurePosixPath, roots: Iterable[PurePosixPath]) -> bool:

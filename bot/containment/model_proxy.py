@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import unquote
 
 import h11
 import httpx
@@ -83,7 +84,8 @@ def check_request(head: Head, token: str) -> list[tuple[str, str]]:
     if head.method not in ("POST", "GET"):
         raise Refused(405, f"method {head.method[:16]!r} is not relayed")
     path = head.target.split("?", 1)[0]
-    if not path.startswith("/v1/") or ".." in path.split("/") or "//" in path or "\\" in path:
+    decoded = unquote(path)  # the upstream decodes %2e%2e, %2f and %5c before it routes
+    if not path.startswith("/v1/") or ".." in decoded.split("/") or "//" in decoded or "\\" in decoded:
         raise Refused(404, "only the model API's /v1/ paths are relayed")
     if not hmac.compare_digest(offered_token(head.headers).encode(), token.encode()):
         raise Refused(401, "wrong or missing relay token")
