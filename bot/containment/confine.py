@@ -93,7 +93,8 @@ def bwrap_argv(bwrap: str, confinement: Confinement, command: Sequence[str]) -> 
     hidden = [h for h in concealed if _under(h, read_only)]
     # read-only paths inside a concealed one (a reviewer's worktree in the state dir, a version
     # manager under the worker's home) go on top of it, after the hiding
-    late = _outermost(p for p in asked if _under(p, concealed))
+    # (a concealed path itself, e.g. a PATH entry that is the worker's home, stays concealed)
+    late = _outermost(p for p in asked if _under(p, concealed) and p not in concealed)
     writable = _ordered(confinement.writable)
     argv = [bwrap, *NAMESPACES]
     if confinement.drop is None:

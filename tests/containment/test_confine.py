@@ -262,3 +262,18 @@ def test_the_same_confinement_in_any_order_gives_the_same_argv() -> None:
         strict=False,
     ):
         assert bwrap_argv(BWRAP, base(read_only=ro, hidden=hid, writable=wr), COMMAND) == expected
+
+
+def test_a_read_only_path_that_is_a_concealed_dir_itself_stays_concealed() -> None:
+    """A PATH entry equal to the worker's home (or `$HOME/shims`, whose parent is the home) must not
+    mount the whole home read-only on top of its hiding."""
+    confinement = Confinement(
+        read_only=("/usr", "/home/worker", "/home/worker/.pyenv"),
+        writable=("/work/tree",),
+        cwd="/work/tree",
+        hidden=("/home/worker",),
+    )
+    argv = bwrap_argv("/usr/bin/bwrap", confinement, ["true"])
+    binds = [argv[i + 1] for i, a in enumerate(argv) if a in ("--ro-bind", "--ro-bind-try", "--bind")]
+    assert "/home/worker" not in binds
+    assert "/home/worker/.pyenv" in binds
