@@ -7,6 +7,8 @@ send them) and, where no recording exists, from GitLab's "System hooks" and "Web
 Jira's "Webhooks" page (docs.gitlab.com/administration/system_hooks/,
 docs.gitlab.com/user/project/integrations/webhook_events/,
 developer.atlassian.com/cloud/jira/platform/webhooks/), keeping only their documented top-level keys.
+RECORDED sends verbatim recordings (tests/fixtures/unusual, sources in tests/fixtures/SOURCES.md) with
+the X-Gitlab-Event header GitLab sends for each.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from bot.app import create_app
 from bot.services import Services
+from bot.store.tables import Run
 from tests.support.deliveries import fixture, signed
 
 Shape = Callable[[], dict[str, Any]]
@@ -87,6 +91,21 @@ GITLAB_SHAPES: dict[str, Shape] = {
     ),
     "system hook: group_create": literal({"event_name": "group_create", "group_id": 78, "path": "sf"}),
 }
+UNUSUAL = "unusual/gitlab/"
+GITLAB_SHAPES |= {
+    "group MR hook (recorded) with a metadata update": altered(
+        UNUSUAL + "group_merge_request.json", ("object_attributes.action", "update")
+    ),
+    "system MR hook (recorded), update without oldrev": altered(
+        UNUSUAL + "system_merge_request.json", ("object_attributes.action", "update")
+    ),
+    "MR open without changes": altered(MR, ("changes", ...)),
+    "note on a merge request without merge_request, no command": altered(NOTE, ("merge_request", ...)),
+    "group note hook on an issue without project.id": altered(
+        UNUSUAL + "note_issue.json", ("project.id", ...)
+    ),
+    "note on a commit without an author id": altered(UNUSUAL + "note_commit.json", ("user", {"name": "x"})),
+}
 LABELS = "jira/issue_updated_labels.json"
 COMMENT = "jira/comment_created_cloud.json"
 JIRA_SHAPES: dict[str, Shape] = {
@@ -105,14 +124,57 @@ JIRA_SHAPES: dict[str, Shape] = {
         COMMENT, ("webhookEvent", "comment_updated"), ("comment.author", ...)
     ),
     "comment created without an issue": altered(COMMENT, ("issue", ...)),
-    "worklog created": literal({"webhookEvent": "worklog_created", "timestamp": 1, "worklog": {"id": "1"}}),
-    "sprint started": literal({"webhookEvent": "sprint_started", "timestamp": 1, "sprint": {"id": 1}}),
-    "board created": literal({"webhookEvent": "board_created", "timestamp": 1, "board": {"id": 1}}),
+    **{
+        f"{kind} {what}": literal({"webhookEvent": f"{kind}_{what}", "timestamp": 1, kind: {"id": 1}})
+        for kind, whats in (
+            ("worklog", ("created", "updated", "deleted")),
+            ("sprint", ("created", "started", "closed", "deleted")),
+            ("board", ("created", "updated", "deleted", "configuration_changed")),
+        )
+        for what in whats
+    },
+    "issue updated (recorded sprint change) without fields.labels": altered(
+        "unusual/jira/issue_updated_sprint.json", ("issue.fields.labels", ...)
+    ),
+    "issue updated (recorded, empty changelog) without a user": altered(
+        "unusual/jira/issue_updated_empty_changelog.json", ("user", ...)
+    ),
+    "comment deleted (recorded Cloud) without its comment body": altered(
+        "unusual/jira/comment_deleted_cloud.json", ("comment.body", ...)
+    ),
     "version released": literal({"webhookEvent": "jira:version_released", "version": {"id": "1"}}),
     "no webhookEvent at all": literal({"timestamp": 1, "issue": {"key": "DEMO-1"}}),
 }
 CASES = [("gitlab", n, s) for n, s in GITLAB_SHAPES.items()] + [
     ("jira", n, s) for n, s in JIRA_SHAPES.items()
+]
+
+
+# Verbatim recordings, sent as they were delivered (the header is the one GitLab sends for each).
+RECORDED: list[tuple[str, str, str | None]] = [
+    ("gitlab", "unusual/gitlab/group_merge_request.json", "Merge Request Hook"),  # no project.id
+    ("gitlab", "unusual/gitlab/system_merge_request.json", "System Hook"),  # no user.id, no action
+    ("gitlab", "unusual/gitlab/system_push.json", "System Hook"),  # event_name, no object_kind
+    ("gitlab", "unusual/gitlab/system_tag_push.json", "System Hook"),
+    ("gitlab", "unusual/gitlab/system_project_create.json", "System Hook"),
+    ("gitlab", "unusual/gitlab/system_user_add_to_team.json", "System Hook"),
+    ("gitlab", "unusual/gitlab/system_repository_update.json", "System Hook"),
+    ("gitlab", "unusual/gitlab/system_group_create.json", "System Hook"),
+    ("gitlab", "unusual/gitlab/member.json", "Member Hook"),
+    ("gitlab", "unusual/gitlab/note_issue.json", "Note Hook"),
+    ("gitlab", "unusual/gitlab/note_commit.json", "Note Hook"),
+    ("gitlab", "unusual/gitlab/job.json", "Job Hook"),
+    ("gitlab", "unusual/gitlab/release.json", "Release Hook"),
+    ("gitlab", "unusual/gitlab/tag_push.json", "Tag Push Hook"),
+    ("gitlab", "unusual/gitlab/wiki_page.json", "Wiki Page Hook"),
+    ("gitlab", "unusual/gitlab/deployment.json", "Deployment Hook"),
+    ("gitlab", "unusual/gitlab/feature_flag.json", "Feature Flag Hook"),
+    ("jira", "unusual/jira/issue_deleted.json", None),
+    ("jira", "unusual/jira/issue_created.json", None),
+    ("jira", "unusual/jira/issue_updated_empty_changelog.json", None),  # changelog {"id", "items": []}
+    ("jira", "unusual/jira/issue_updated_sprint.json", None),
+    ("jira", "unusual/jira/comment_deleted_cloud.json", None),  # no user
+    ("jira", "unusual/jira/comment_deleted_dc.json", None),
 ]
 
 
@@ -158,3 +220,15 @@ async def test_a_malformed_event_baton_would_act_on_is_still_400(
     answer = await post(client, source, payload)
     assert answer.status_code == 400, answer.text
     assert "invalid" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("source", "name", "event"), RECORDED, ids=[n for _, n, _ in RECORDED])
+async def test_a_recorded_event_baton_does_not_act_on_gets_200(
+    client: httpx.AsyncClient, services: Services, source: str, name: str, event: str | None
+) -> None:
+    answer = await post(client, source, fixture(name), **({"X-Gitlab-Event": event} if event else {}))
+    assert answer.status_code == 200, (name, answer.text)
+    assert set(answer.json()) == {"ignored"} and answer.json()["ignored"]
+    async with services.sm() as session:
+        assert await session.scalar(select(func.count()).select_from(Run)) == 0
