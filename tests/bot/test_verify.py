@@ -125,3 +125,30 @@ def test_every_credential_check_goes_through_a_constant_time_comparison(
     assert (b"right-token", b"right-token") in seen and (b"wrong-token", b"right-token") in seen
     assert (signature.encode(), signature.encode()) in seen
     assert len(seen) == 4
+
+
+def test_the_gitlab_signature_check_goes_through_a_constant_time_comparison(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The HMAC `webhook-signature` path too: a `==` between the candidate and the expected signature
+    records nothing and fails this."""
+    seen: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def recording(a: bytes, b: bytes) -> bool:
+        seen.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", recording)
+    body, now, token = (
+        b'{"object_kind": "note"}',
+        1_700_000_000.0,
+        "whsec_" + base64.b64encode(b"k" * 32).decode(),
+    )
+    good = verify.standard_webhook_signature(token, "msg-1", str(int(now)), body)
+    signed = {"webhook-id": "msg-1", "webhook-timestamp": str(int(now))}
+    verify.verify_gitlab({**signed, "webhook-signature": good}, body, None, token, now)
+    bad = "v1," + base64.b64encode(b"\0" * 32).decode()
+    with pytest.raises(Unauthorized):
+        verify.verify_gitlab({**signed, "webhook-signature": bad}, body, None, token, now)
+    assert seen == [(good.encode(), good.encode()), (bad.encode(), good.encode())]
