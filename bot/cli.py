@@ -87,7 +87,7 @@ def serve() -> None:
     from bot.app import create_app
 
     settings = settings_or_exit()
-    logs.configure(settings.log_level, settings.secrets())
+    logs.configure(settings.log_level, redactor=Redactor.from_settings(settings))
     no_dump()  # the webhook secrets live in its environment and memory
     with_store(settings, lambda _sm: asyncio.sleep(0))
     uvicorn.run(
@@ -112,7 +112,7 @@ def worker() -> None:
     from bot.worker import create_worker
 
     settings = settings_or_exit()
-    logs.configure(settings.log_level, settings.secrets())
+    logs.configure(settings.log_level, redactor=Redactor.from_settings(settings))
     no_dump()  # its environment and memory hold the tokens: closed even to processes of its own uid
     with_store(settings, lambda _sm: asyncio.sleep(0))
     while True:  # a Redis restart must not take the worker down: reconnect and carry on

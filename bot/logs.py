@@ -27,12 +27,45 @@ def bind(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
-class JsonFormatter(logging.Formatter):
-    """Formats records as JSON with context fields, masking every configured secret value."""
+class RedactingFilter(logging.Filter):
+    """Rewrites each record before any formatter sees it: its message (format string merged with its
+    arguments), its extra fields, its exception and stack text all pass through the redactor. Installed
+    on the handler (`configure`), so it covers records propagated from every logger, not only the root's.
+    """
 
-    def __init__(self, secrets: Sequence[str] = ()) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         super().__init__()
-        self._redactor = Redactor(secrets)
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: the handler reports it as logging always does
+            return True
+        record.msg, record.args = self.redactor.redact(message), None
+        for key, value in list(vars(record).items()):
+            if (
+                key not in _STANDARD
+                and not key.startswith("_")
+                and isinstance(value, str | dict | list | tuple)
+            ):
+                setattr(record, key, self.redactor.redact_data(value))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redactor.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor.redact(record.stack_info)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats records as JSON with context fields, masking every configured secret value (again: a
+    record that reached it without the filter, or a secret in a bound context field)."""
+
+    def __init__(self, secrets: Sequence[str] = (), *, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self._redactor = redactor or Redactor(secrets)
 
     def mask(self, text: str) -> str:
         return self._redactor.redact(text)
@@ -46,7 +79,9 @@ class JsonFormatter(logging.Formatter):
             **_context.get(),
         }
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
-        if record.exc_info:
+        if record.exc_text:
+            entry["exc"] = record.exc_text
+        elif record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         # strings are redacted before encoding (a secret split by a line break is still one text then)
         # and the line after it (whatever `default=str` turned into text)
@@ -54,10 +89,13 @@ class JsonFormatter(logging.Formatter):
         return self.mask(json.dumps(clean, default=str, ensure_ascii=False))
 
 
-def configure(level: str = "INFO", secrets: Sequence[str] = ()) -> None:
-    """Route every logger (Baton's, uvicorn's, arq's) through the JSON formatter on stderr."""
+def configure(level: str = "INFO", secrets: Sequence[str] = (), *, redactor: Redactor | None = None) -> None:
+    """Route every logger (Baton's, uvicorn's, arq's) through the redacting filter and the JSON formatter
+    on stderr. `redactor` (normally `Redactor.from_settings(settings)`) wins over `secrets`."""
+    redactor = redactor or Redactor(secrets)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(secrets))
+    handler.addFilter(RedactingFilter(redactor))
+    handler.setFormatter(JsonFormatter(redactor=redactor))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import gitlab
 import gitlab.exceptions
@@ -357,6 +357,86 @@ def marked(
     return None
 
 
+# -- the one exit: every write's data passes through the redactor -----------------------------------------
+
+# Fields a write sends a secret in on purpose: the token a project hook is registered with is the webhook
+# secret GitLab sends back with each delivery (`add_project_hook`).
+UNREDACTED_FIELDS = frozenset({"token"})
+WRITE_VERBS = frozenset({"post", "put", "patch"})
+
+
+def redact_posted(redactor: Redactor, text: str) -> str:
+    """`text` redacted, its trailing effect marker kept as it is (a retry finds the post by it)."""
+    key = find_marker(text)
+    tail = marker(key) if key else ""
+    if tail and text.endswith(tail):
+        return redactor.redact(text[: -len(tail)]) + tail
+    return redactor.redact(text)
+
+
+def redact_fields(redactor: Redactor, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Every string in a write's form/JSON data, redacted (lists and nested objects too), but for
+    `UNREDACTED_FIELDS`."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact_posted(redactor, value)
+        if isinstance(value, Mapping):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    return {k: v if k in UNREDACTED_FIELDS else clean(v) for k, v in data.items()}
+
+
+class RedactingGitlab(gitlab.Gitlab):
+    """python-gitlab whose every request goes through `http_request`: there, the data and query of each
+    POST/PUT/PATCH (note and reply bodies, MR titles and descriptions, whatever is added later) pass
+    through the redactor before they leave the process. Nothing Baton writes to GitLab can bypass it."""
+
+    def __init__(self, redactor: Redactor, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.redactor = redactor
+
+    def http_request(
+        self,
+        verb: str,
+        path: str,
+        query_data: dict[str, Any] | None = None,
+        post_data: dict[str, Any] | bytes | BinaryIO | None = None,
+        raw: bool = False,
+        streamed: bool = False,
+        files: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        obey_rate_limit: bool = True,
+        retry_transient_errors: bool | None = None,
+        max_retries: int = 10,
+        extra_headers: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        if verb.lower() in WRITE_VERBS:
+            if isinstance(post_data, Mapping):
+                post_data = redact_fields(self.redactor, post_data)
+            if query_data:
+                query_data = redact_fields(self.redactor, query_data)
+        return super().http_request(
+            verb,
+            path,
+            query_data=query_data,
+            post_data=post_data,
+            raw=raw,
+            streamed=streamed,
+            files=files,
+            timeout=timeout,
+            obey_rate_limit=obey_rate_limit,
+            retry_transient_errors=retry_transient_errors,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+            **kwargs,
+        )
+
+
 # -- the client ----------------------------------------------------------------------------------------
 
 
@@ -376,7 +456,8 @@ class GitLabClient:
     ) -> None:
         session = requests.Session()
         session.hooks["response"].append(_raise_on_rate_limit)
-        self._gl = gitlab.Gitlab(
+        self._gl = RedactingGitlab(
+            redactor or Redactor([token]),
             url,
             private_token=token,
             timeout=timeout_s,
@@ -386,7 +467,6 @@ class GitLabClient:
             user_agent=USER_AGENT,
         )
         self._secret = token
-        self._redact = redactor or Redactor([token])  # every text posted or edited passes through it
         self._ledger = ledger
         self._read_policy = read_policy or RetryPolicy()
         self._search_limit = search_limit
@@ -505,7 +585,7 @@ class GitLabClient:
             listing = notes.list(sort="desc", order_by="created_at", iterator=True)
             return marked((n.attributes for n in listing), effect_key, "body", self._search_limit)
 
-        text = with_marker(self._redact(body), effect_key)
+        text = with_marker(body, effect_key)
         return int(
             await exactly_once(
                 self._ledger,
@@ -535,7 +615,7 @@ class GitLabClient:
 
         def post() -> str:
             thread = discussions.get(discussion_id, lazy=True)
-            return str(thread.notes.create({"body": with_marker(self._redact(body), effect_key)}).id)
+            return str(thread.notes.create({"body": with_marker(body, effect_key)}).id)
 
         return int(
             await exactly_once(
@@ -563,7 +643,6 @@ class GitLabClient:
     ) -> MergeRequest:
         """Open the MR once per `effect_key` (the marker goes in the description); returns it."""
         mrs = self._project(project).mergerequests
-        title, description = self._redact(title), self._redact(description)
         data = {
             "source_branch": source_branch,
             "target_branch": target_branch,
@@ -646,7 +725,6 @@ class GitLabClient:
     ) -> None:
         """Replace a note's text (e.g. the status comment); keeps the marker when `effect_key` is given."""
         notes = self._mr(project, iid).notes
-        body = self._redact(body)
         text = body if effect_key is None else with_marker(body, effect_key)
         await self._call("PUT note", lambda: notes.update(note_id, {"body": text}))
 

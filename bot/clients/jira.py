@@ -11,6 +11,7 @@ ADF round trip. `find_jira_marker` also accepts the generic `<!-- baton:effect=�
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -19,7 +20,14 @@ import requests
 from jira import JIRA, JIRAError
 
 from bot.clients.retry import RetryableError, RetryPolicy, Sleep, exactly_once, parse_retry_after, retry_async
-from bot.effects import EffectLedger, find_jira_marker, is_jira_bot_text, jira_marker, with_jira_marker
+from bot.effects import (
+    EffectLedger,
+    find_jira_marker,
+    is_jira_bot_text,
+    jira_marker,
+    marker,
+    with_jira_marker,
+)
 from bot.redact import Redactor
 
 __all__ = ["find_jira_marker", "is_jira_bot_text", "jira_marker", "with_jira_marker"]
@@ -192,6 +200,58 @@ def connect(config: JiraConfig) -> JIRA:
     return JIRA(server=config.url, timeout=timeout, max_retries=0, get_server_info=True, **auth)
 
 
+# --- the one exit: every write's data passes through the redactor ------------------------------------------
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def redact_posted(redactor: Redactor, text: str) -> str:
+    """`text` redacted, its trailing effect marker (Jira or generic form) kept as it is."""
+    key = find_jira_marker(text)
+    for tail in (jira_marker(key), marker(key)) if key else ():
+        if text.endswith(tail):
+            return redactor.redact(text[: -len(tail)]) + tail
+    return redactor.redact(text)
+
+
+def redact_payload(redactor: Redactor, data: Any) -> Any:
+    """A request body with every string in it redacted: a JSON text is redacted value by value (so it
+    stays valid JSON), any other text as a whole, a dict or list recursively."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data
+    if isinstance(data, str):
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            return redact_posted(redactor, data)
+        return json.dumps(redact_payload(redactor, parsed)) if isinstance(parsed, dict | list | str) else data
+    if isinstance(data, Mapping):
+        return {k: redact_payload(redactor, v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [redact_payload(redactor, v) for v in data]
+    return data
+
+
+def redact_writes(jira: JIRA, redactor: Redactor) -> None:
+    """Route every POST/PUT/PATCH of this `jira` client through the redactor. Every call the `jira` library
+    makes (`JIRA.add_comment`, `Comment.update`, transitions, …) goes through its one session's
+    `request`, so that is where the body (`data=` or `json=`) is redacted; nothing bypasses it."""
+    session = jira._session
+    send = session.request
+
+    def request(method: str, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        if method.upper() in WRITE_METHODS:
+            for name in ("data", "json"):
+                if kwargs.get(name) is not None:
+                    kwargs[name] = redact_payload(redactor, kwargs[name])
+        return send(method, url, *args, **kwargs)
+
+    setattr(session, "request", request)  # noqa: B010 — an instance attribute, seen by session.post/put
+
+
 class JiraClient:
     """Async facade: the sync `jira` client runs in a thread; reads retry, writes go exactly once."""
 
@@ -205,7 +265,7 @@ class JiraClient:
         redactor: Redactor | None = None,
     ) -> None:
         self.config = config
-        self._redact = redactor or Redactor([config.token])  # every text posted or edited passes through it
+        self._redactor = redactor or Redactor([config.token])  # every write's data passes through it
         self.ledger = ledger
         self._sleep = sleep
         self._factory = factory
@@ -221,7 +281,9 @@ class JiraClient:
     async def _connection(self) -> JIRA:
         async with self._lock:
             if self._jira is None:
-                self._jira = await asyncio.to_thread(self._factory, self.config)
+                jira = await asyncio.to_thread(self._factory, self.config)
+                redact_writes(jira, self._redactor)
+                self._jira = jira
             return self._jira
 
     async def _call(self, op: str, fn: Callable[[JIRA], T]) -> T:
@@ -289,7 +351,7 @@ class JiraClient:
 
     async def add_comment(self, key: str, body: str, effect_key: str, *, run_id: str | None = None) -> str:
         """Post `body` (wiki markup) once per `effect_key`; returns the comment id (recorded or adopted)."""
-        text = with_jira_marker(self._redact(body), effect_key)
+        text = with_jira_marker(body, effect_key)
         return await exactly_once(
             self.ledger,
             effect_key,
@@ -301,7 +363,6 @@ class JiraClient:
 
     async def edit_comment(self, key: str, comment_id: str, body: str) -> None:
         """Replace a comment's text in place, keeping its marker (status comments are edited in place)."""
-        body = self._redact(body)
         current = await self._read(f"read comment {comment_id}", lambda j: j.comment(key, comment_id))
         kept = find_jira_marker(current.body)
         text = with_jira_marker(body, kept) if kept and find_jira_marker(body) is None else body

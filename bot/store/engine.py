@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 from bot.redact import Redactor
+from bot.store import redacted
 
 
 def utcnow() -> datetime:
@@ -31,42 +31,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-# What GitLab and Jira sent stays as sent (dedup and replay need it, and it is theirs already); every
-# other stored text — run input and reasons, phase outputs with the repository's command output,
-# activity, effects, proposals — is redacted on its way into the database.
-UNREDACTED_TABLES = frozenset({"deliveries"})
-
-
-def _clean(redactor: Redactor, parameters: Any) -> Any:
-    if isinstance(parameters, dict):
-        return {k: redactor.redact(v) if isinstance(v, str) else v for k, v in parameters.items()}
-    if isinstance(parameters, list | tuple):
-        return type(parameters)(redactor.redact(v) if isinstance(v, str) else v for v in parameters)
-    return parameters
-
-
-def _redacting(redactor: Redactor) -> Callable[..., tuple[str, Any]]:
-    def before_cursor_execute(
-        _conn: Any, _cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
-    ) -> tuple[str, Any]:
-        if not (getattr(context, "isinsert", False) or getattr(context, "isupdate", False)):
-            return statement, parameters
-        table = getattr(getattr(getattr(context, "compiled", None), "statement", None), "table", None)
-        if getattr(table, "name", None) in UNREDACTED_TABLES:
-            return statement, parameters
-        if executemany:
-            return statement, [_clean(redactor, p) for p in parameters]
-        return statement, _clean(redactor, parameters)
-
-    return before_cursor_execute
-
-
 def create_engine(url: str, redactor: Redactor | None = None) -> AsyncEngine:
-    """Build the engine for an async URL (`sqlite+aiosqlite://…` or `postgresql+asyncpg://…`); with a
-    `redactor`, every text written (but webhook deliveries) passes through it first."""
+    """Build the engine for an async URL (`sqlite+aiosqlite://…` or `postgresql+asyncpg://…`). With a
+    `redactor`, the free-text columns (run input and errors, phase input/output/errors, the activity
+    trail) pass through it on every write (see bot/store/redacted.py); without one they are stored as
+    they are."""
     engine = _engine(url)
     if redactor is not None:
-        event.listen(engine.sync_engine, "before_cursor_execute", _redacting(redactor), retval=True)
+        redacted.install(engine.sync_engine.dialect, redactor)
     return engine
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 
-from bot.logs import JsonFormatter, bind
+from bot.logs import JsonFormatter, RedactingFilter, bind, configure
+from bot.redact import Redactor
 
 
 def render(formatter: JsonFormatter, message: str, *args: object, **extra: object) -> dict[str, object]:
@@ -65,3 +68,52 @@ def test_exceptions_are_one_json_line() -> None:
     line = formatter.format(record)
     assert "hunter2-secret" not in line
     assert "ValueError" in json.loads(line)["exc"]
+
+
+CANARY = "canary-log-secret-6d5c4b3a"
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize("filtering", [True, False])
+def test_the_filter_redacts_records_for_any_formatter(filtering: bool) -> None:
+    """The filter rewrites the record itself, so even a plain `%(message)s` formatter prints no secret:
+    message arguments, extra fields, the exception text."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s %(detail)s"))
+    if filtering:
+        handler.addFilter(RedactingFilter(Redactor([CANARY])))
+    logger = logging.getLogger("baton.test.filter")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise RuntimeError(f"git push failed for https://oauth2:{CANARY}@gitlab")
+        except RuntimeError:
+            logger.exception("push %s failed", f"token={CANARY}", extra={"detail": {"env": CANARY}})
+    finally:
+        logger.removeHandler(handler)
+    printed = stream.getvalue()
+    assert (CANARY in printed) is not filtering
+    if filtering:
+        assert printed.count("[redacted]") == 3 and "RuntimeError" in printed
+
+
+def test_configure_installs_the_filter_for_every_logger(
+    root_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure("INFO", redactor=Redactor([CANARY]))
+    (handler,) = logging.getLogger().handlers
+    assert [f for f in handler.filters if isinstance(f, RedactingFilter)]
+    logging.getLogger("uvicorn.error").warning("bad token %s", CANARY)  # propagated to the root's handler
+    logging.getLogger("baton.worker").info("wrapped %s", CANARY[:10] + "\n    " + CANARY[10:])
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [entry["msg"] for entry in lines] == ["bad token [redacted]", "wrapped [redacted]"]

@@ -24,6 +24,7 @@ from bot.effects import find_marker
 from bot.redact import Redactor
 from bot.sandbox.gitlab_sim import Demo, GitLabServer, GitLabState, repo, seed_demo
 from bot.sandbox.gitlab_sim.faults import LoseMode
+from config.settings import Settings, load_settings
 from tests.clients.ledger import MemoryLedger
 
 FEATURE = "feature/mul"
@@ -321,3 +322,69 @@ async def test_every_posted_or_edited_text_is_redacted(world: World) -> None:
     assert not [text for text in stored if canary in text or "glpat-AAAA" in text]
     assert sum("[redacted]" in text for text in stored) >= 4
     assert world.notes_marked("run-9:note") == [note]  # the marker survives redaction
+
+
+def settings_for(world: World, **secrets: str) -> Settings:
+    environ = {"BATON_GITLAB_URL": world.url, "BATON_GITLAB_TOKEN": world.demo.bot.token}
+    environ |= {f"BATON_{name.upper()}": value for name, value in secrets.items()}
+    return load_settings(environ, check=False)
+
+
+async def test_the_client_from_settings_redacts_every_configured_secret(world: World) -> None:
+    """`GitLabClient.from_settings` (what bot/wiring.py calls) masks every secret setting, not only its
+    own token: the model key, the other service's token, the webhook secrets, URL passwords."""
+    settings = settings_for(
+        world,
+        anthropic_api_key="canary-model-key-1a2b3c4d",
+        jira_token="canary-jira-token-5e6f7a8b",
+        gitlab_webhook_secret="canary-hook-secret-9c0d1e2f",
+        database_url="postgresql://baton:canary-db-password-3a4b@db/baton",
+    )
+    client = GitLabClient.from_settings(settings, world.ledger)
+    canaries = ["canary-model-key-1a2b3c4d", "canary-jira-token-5e6f7a8b", "canary-hook-secret-9c0d1e2f"]
+    canaries += ["canary-db-password-3a4b", world.demo.bot.token]
+    mr = await open_mr(client, "run-8:mr")
+    note = await client.post_note(1, mr, "env:\n" + "\n".join(canaries), "run-8:note")
+    client.close()
+
+    body = world.state.notes[note].body
+    assert not [c for c in canaries if c in body]
+    assert body.count("[redacted]") == len(canaries)
+
+
+async def test_a_write_that_bypasses_the_client_methods_is_redacted_too(world: World) -> None:
+    """The redactor sits under python-gitlab (`http_request`), not in each method: a note created with
+    python-gitlab directly, or an MR edited through it, is redacted all the same."""
+    canary = "canary-gitlab-secret-0a9b8c7d"
+    client = world.client(redactor=Redactor([canary]))
+    iid = await open_mr(client, "run-7:mr")
+    mr = client._gl.projects.get(1, lazy=True).mergerequests.get(iid, lazy=True)
+    created = mr.notes.create({"body": f"raw {canary}"})
+    client._gl.http_put(f"/projects/1/merge_requests/{iid}", post_data={"description": f"now {canary}"})
+    client.close()
+
+    (opened,) = [m for m in world.state.merge_requests_of(world.demo.project) if m.iid == iid]
+    assert world.state.notes[created.id].body == "raw [redacted]"
+    assert opened.description == "now [redacted]"
+
+
+async def test_markers_and_hook_tokens_are_not_rewritten(world: World) -> None:
+    """A short secret that occurs in Baton's own marker (`<!-- baton:effect=… -->`) must not break it (a
+    retry finds its earlier post by it), and a hook keeps the webhook secret it is registered with."""
+    hook_secret = "canary-hook-secret-4d5e6f7a"
+    client = world.client(redactor=Redactor(["baton", hook_secret]))
+    iid = await open_mr(client, "run-6:mr")
+    note = await client.post_note(1, iid, "posted by baton", "run-6:note")
+    fresh = world.client(redactor=Redactor(["baton"]))
+    fresh._ledger = MemoryLedger()  # an attempt whose outcome is unknown: only the marker can tell
+    await fresh._ledger.begin("run-6:note", "gitlab.note", None)
+    again = await fresh.post_note(1, iid, "posted by baton", "run-6:note")
+    admin = world.client(world.demo.maintainer.token, redactor=Redactor(["baton", hook_secret]))
+    hook = await admin.add_project_hook(1, "https://baton.example.com/webhooks/gitlab", hook_secret, {})
+    for each in (client, fresh, admin):
+        each.close()
+
+    assert again == note and world.notes_marked("run-6:note") == [note]
+    assert world.state.notes[note].body.startswith("posted by [redacted]")
+    assert world.state.hooks[hook.id].token == hook_secret
+    assert world.state.hooks[hook.id].url == "https://baton.example.com/webhooks/gitlab"

@@ -468,3 +468,53 @@ async def test_every_posted_or_edited_comment_is_redacted(served: tuple[JiraStat
     assert len(bodies) == 2 and all("[redacted]" in body for body in bodies)
     assert not [b for b in bodies if canary in b or canary[11:] in b or "sk-ant-api03" in b]
     assert find_jira_marker(bodies[0]) == "run:7:evidence"  # the marker survives redaction
+
+
+async def test_the_client_from_settings_redacts_every_configured_secret(
+    served: tuple[JiraState, DemoWorld, str],
+) -> None:
+    """`client_from_settings` (what bot/wiring.py calls) masks every secret setting, in every form."""
+    state, _world, url = served
+    canaries = ["canary-model-key-1a2b3c4d", "canary-gitlab-token-5e6f7a8b", "canary-redis-pass-9c0d"]
+    environ = {"BATON_JIRA_URL": url, "BATON_JIRA_TOKEN": DEMO_BOT_TOKEN, "BATON_JIRA_USER": BOT_LOGIN}
+    environ |= {"BATON_ANTHROPIC_API_KEY": canaries[0], "BATON_GITLAB_TOKEN": canaries[1]}
+    environ |= {"BATON_REDIS_URL": f"redis://:{canaries[2]}@redis:6379/0"}
+    jira = client_from_settings(load_settings(environ, check=False), MemoryLedger())
+    auth = base64.b64encode(f"{BOT_LOGIN}:{canaries[1]}".encode()).decode()
+    body = f"{canaries[0]}\nAuthorization: Basic {auth}\n{json.dumps({'redis': canaries[2]})}"
+    await jira.add_comment("DEMO-1", body, "run:5:env")
+    await jira.close()
+
+    [comment] = state.issues["DEMO-1"].comments
+    assert not [c for c in canaries if c in comment.body] and auth not in comment.body
+    assert comment.body.count("[redacted]") == 3
+
+
+async def test_a_write_that_bypasses_the_client_methods_is_redacted_too(
+    served: tuple[JiraState, DemoWorld, str],
+) -> None:
+    """The redactor sits in the `jira` library's session, not in each method: a comment added or edited
+    with the library directly is redacted all the same, and its JSON body stays valid."""
+    state, _world, url = served
+    canary = "canary-jira-secret-0f1e2d3c"
+    jira = JiraClient(config(url), MemoryLedger(), redactor=Redactor([canary]))
+    raw = await jira._connection()
+    comment = raw.add_comment("DEMO-1", f'quote " and {canary}')
+    raw.comment("DEMO-1", comment.id).update(body=f"edited {canary}\n-----BEGIN EC PRIVATE KEY-----\nMHc")
+    await jira.close()
+
+    [stored] = state.issues["DEMO-1"].comments
+    assert stored.body == "edited [redacted]\n[redacted]"
+
+
+async def test_a_short_secret_in_the_marker_does_not_break_it(
+    served: tuple[JiraState, DemoWorld, str],
+) -> None:
+    state, _world, url = served
+    jira = JiraClient(config(url), MemoryLedger(), redactor=Redactor(["baton", "effect"]))
+    await jira.add_comment("DEMO-1", "posted by baton, effect pending", "run:4:baton")
+    await jira.close()
+
+    [stored] = state.issues["DEMO-1"].comments
+    assert stored.body.startswith("posted by [redacted], [redacted] pending")
+    assert find_jira_marker(stored.body) == "run:4:baton"
