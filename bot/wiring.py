@@ -1,51 +1,26 @@
-"""The clients a worker builds once in on_startup: GitLab, Jira, the git workspace, the agent's endpoint."""
+"""Building the resources a worker hands its jobs (orchestrators.resources): GitLab, Jira, the git
+workspace, the agent's endpoint and its OS sandbox."""
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clients.gitlab import GitLabClient
-from bot.clients.jira import JiraClient, client_from_settings
+from bot.clients.jira import client_from_settings
 from bot.containment.host import Containment, ContainmentUnavailable, describe, host_containment
 from bot.git.workspace import GitAuthor, Workspace
 from bot.store.effects import StoreEffectLedger
-from config.projects import ProjectMap, load_projects
+from config.projects import load_projects
 from config.settings import Settings
-from config.skills import SkillManifest, skills_from
+from config.skills import skills_from
+from orchestrators.resources import AgentEndpoint, Clients
 
 ANTHROPIC_API = "https://api.anthropic.com"
 log = logging.getLogger("baton.wiring")
-
-
-@dataclass(frozen=True)
-class AgentEndpoint:
-    base_url: str
-    api_key: SecretStr
-    model: str | None
-    timeout_s: float
-    environ: dict[str, str]  # PATH/LANG/TZ source for the agent (nothing else reaches it)
-    containment: Containment  # the OS sandbox every agent call and repository command runs in
-
-
-@dataclass(frozen=True)
-class Clients:
-    gitlab: GitLabClient
-    jira: JiraClient
-    workspace: Workspace
-    ledger: StoreEffectLedger
-    projects: ProjectMap
-    agent: AgentEndpoint
-    gitlab_token: SecretStr
-    skills: SkillManifest
-
-    def close(self) -> None:
-        self.gitlab.close()
 
 
 def sandbox_for(settings: Settings) -> Containment:

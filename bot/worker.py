@@ -25,11 +25,11 @@ from bot.store import runs, status
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import check_current
 from bot.wiring import build_clients
-from bot.worker_context import WorkerContext
 from config.settings import Settings
 from config.skills import SkillManifest
 from orchestrators import ORCHESTRATORS, authorize, registry
 from orchestrators.engine import Deferred
+from orchestrators.resources import WorkerContext
 from orchestrators.ship import refuse
 
 log = logging.getLogger("baton.worker")

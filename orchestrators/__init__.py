@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.store.runs import RunRow
-from bot.worker_context import WorkerContext
+from orchestrators.resources import WorkerContext
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from bot.agent.process import kill_stragglers
 from bot.agent.profiles import ProfileName
 from bot.agent.result import AgentRequest, AgentResult
 from bot.agent.runner import run_agent
-from bot.worker_context import WorkerContext
+from orchestrators.resources import WorkerContext
 
 
 def agent_root(run_id: str) -> Path:

@@ -14,9 +14,9 @@ from typing import Any
 
 from bot.store import runs
 from bot.store.runs import RunRow
-from bot.worker_context import WorkerContext
 from config.projects import ACCESS_LEVELS
 from config.skills import Skill, SkillManifest
+from orchestrators.resources import WorkerContext
 
 RATE_LIMIT = 3
 RATE_WINDOW = timedelta(minutes=15)

@@ -8,9 +8,9 @@ from arq.utils import timestamp_ms
 from bot.agent.process import kill_stragglers
 from bot.store import runs, status
 from bot.store.runs import RunRow
-from bot.worker_context import WorkerContext
 from orchestrators import Outcome
 from orchestrators.agents import agent_root
+from orchestrators.resources import WorkerContext
 from orchestrators.ship import refuse, reply
 
 CANCELLABLE = (status.QUEUED, status.RUNNING, status.WAITING)

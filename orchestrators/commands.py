@@ -9,11 +9,11 @@ from __future__ import annotations
 from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
-from bot.worker_context import WorkerContext
 from orchestrators import Outcome, progress, remediate
 from orchestrators.engine import Workflow, reset_from, states
 from orchestrators.implement import WORKFLOW
 from orchestrators.mr_ship import thread_proposal
+from orchestrators.resources import WorkerContext
 from orchestrators.ship import flavor, is_gitlab, refuse, respond
 from orchestrators.status_comment import Ending, render_status
 

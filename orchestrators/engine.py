@@ -19,8 +19,8 @@ from bot.store import status
 from bot.store.engine import as_utc, utcnow
 from bot.store.runs import RunRow, add_activity
 from bot.store.tables import Phase
-from bot.worker_context import WorkerContext
 from orchestrators import Outcome
+from orchestrators.resources import WorkerContext
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 

@@ -17,12 +17,11 @@ from bot.repo_config import RepoConfig, glob_matches, parse_repo_config, touched
 from bot.store import proposals, runs, status
 from bot.store.runs import RunRow
 from bot.store.tables import Phase
-from bot.wiring import Clients
-from bot.worker_context import WorkerContext
 from orchestrators import Outcome, agents, progress, prompts
 from orchestrators.brief import build_brief
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, PhaseState, Workflow, execute, states
 from orchestrators.proposal import FileChange, ProposalView, block, render_failure, render_proposal
+from orchestrators.resources import Clients, WorkerContext
 from orchestrators.status_comment import Ending
 from orchestrators.ticket import comments, linked, project_for, ticket_info
 from orchestrators.validate import CommandResult, run_commands, specs_from, summarize_failure

@@ -19,10 +19,9 @@ from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
 from bot.store.tables import Proposal
-from bot.wiring import Clients
-from bot.worker_context import WorkerContext
 from orchestrators import Outcome, approval
 from orchestrators.proposal import Person
+from orchestrators.resources import Clients, WorkerContext
 from orchestrators.ship import SHIPPED_BY, command_text, person, refuse
 from orchestrators.threads import TARGET_KIND, render_shipped, render_stale_notice
 

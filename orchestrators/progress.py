@@ -6,8 +6,8 @@ from typing import cast
 
 from bot.store.engine import utcnow
 from bot.store.runs import RunRow
-from bot.worker_context import WorkerContext
 from orchestrators.engine import PhaseState
+from orchestrators.resources import WorkerContext
 from orchestrators.status_comment import Ending, PhaseView, StatusView, render_status
 from orchestrators.status_comment import PhaseState as Shown
 

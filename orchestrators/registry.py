@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from bot.store.runs import RunRow
-from bot.worker_context import WorkerContext
 from orchestrators import ORCHESTRATORS, Orchestrator, Outcome
 from orchestrators.cancel import run_cancel
 from orchestrators.commands import run_help, run_reject, run_reply, run_retry, run_revise, run_status
 from orchestrators.implement import run_implement
 from orchestrators.mr_ship import run_approve_mr, run_mr_pushed
 from orchestrators.remediate import run_remediate
+from orchestrators.resources import WorkerContext
 from orchestrators.ship import is_gitlab, run_approve
 
 

@@ -28,8 +28,6 @@ from bot.repo_config import RepoConfig, parse_repo_config
 from bot.store import proposals, runs, status
 from bot.store.runs import RunRow
 from bot.store.tables import Phase
-from bot.wiring import Clients
-from bot.worker_context import WorkerContext
 from orchestrators import Outcome, agents, progress, prompts
 from orchestrators.engine import (
     PhaseContext,
@@ -44,6 +42,7 @@ from orchestrators.engine import (
 from orchestrators.implement import commit_proposal, validate, verdict_result
 from orchestrators.progress import status_key
 from orchestrators.proposal import FileChange, ProposalView, block, render_failure
+from orchestrators.resources import Clients, WorkerContext
 from orchestrators.ship import command_text, person, refuse, respond
 from orchestrators.status_comment import Ending, StatusView, render_status
 from orchestrators.threads import (

@@ -10,10 +10,9 @@ from bot.git.errors import HeadMoved
 from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
-from bot.wiring import Clients
-from bot.worker_context import WorkerContext
 from orchestrators import Outcome, approval, progress
 from orchestrators.proposal import Flavor, Person, mention, render_refusal
+from orchestrators.resources import Clients, WorkerContext
 from orchestrators.threads import in_response
 
 SHIPPED_BY = "baton"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.clients.jira import JiraIssue
-from bot.wiring import Clients
 from config.projects import Project
 from orchestrators.brief import CommentInfo, TicketInfo
+from orchestrators.resources import Clients
 
 
 class NotMapped(LookupError):

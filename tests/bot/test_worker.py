@@ -18,10 +18,10 @@ from bot.store import inbox, runs, status
 from bot.store.engine import utcnow
 from bot.store.tables import Run
 from bot.worker import create_worker, failure_reason, over_cap, sweep_once
-from bot.worker_context import WorkerContext
 from handlers.actions import Enqueue
 from orchestrators import ORCHESTRATORS, Outcome
 from orchestrators.engine import PhaseFailed
+from orchestrators.resources import WorkerContext
 
 Body = Callable[[WorkerContext, runs.RunRow], Awaitable[Outcome]]
 

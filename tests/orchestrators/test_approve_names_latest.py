@@ -22,9 +22,9 @@ from bot.store import proposals, runs
 from bot.store.engine import utcnow
 from bot.store.tables import Run
 from bot.wiring import build_clients
-from bot.worker_context import WorkerContext
 from config.settings import load_settings
 from orchestrators.mr_ship import run_approve_mr
+from orchestrators.resources import WorkerContext
 from orchestrators.ship import run_approve
 
 OLD_SHA, NEW_SHA = "1" * 40, "2" * 40

@@ -14,11 +14,11 @@ from bot.services import Services
 from bot.store import inbox, runs
 from bot.store.engine import utcnow
 from bot.wiring import build_clients
-from bot.worker_context import WorkerContext
 from config.settings import load_settings
 from config.skills import default_skills, load_skills
 from handlers.actions import Enqueue
 from orchestrators.authorize import refusal
+from orchestrators.resources import WorkerContext
 
 ROLES = ("guest", "reporter", "developer", "maintainer", "bot", "author")
 #                 guest  reporter developer maintainer bot   author(developer who opened the MR)

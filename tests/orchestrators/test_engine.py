@@ -8,10 +8,10 @@ import pytest
 
 from bot.services import Services
 from bot.store import inbox, runs, status
-from bot.worker_context import WorkerContext
 from handlers.actions import Enqueue
 from orchestrators import Outcome
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, Workflow, execute, reset_from
+from orchestrators.resources import WorkerContext
 
 
 @pytest.fixture

@@ -1,0 +1,61 @@
+"""What every job receives: settings and the resources the worker's wiring builds once at start-up.
+
+The shell (`bot/worker.py`, `bot/wiring.py`) builds these and calls in; orchestrators depend on this
+module, never on the shell (tests/test_layering.py keeps it so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clients.gitlab import GitLabClient
+from bot.clients.jira import JiraClient
+from bot.containment.host import Containment
+from bot.git.workspace import Workspace
+from bot.queue import Queue
+from bot.store.effects import StoreEffectLedger
+from config.projects import ProjectMap
+from config.settings import Settings
+from config.skills import SkillManifest
+
+
+@dataclass(frozen=True)
+class AgentEndpoint:
+    base_url: str
+    api_key: SecretStr
+    model: str | None
+    timeout_s: float
+    environ: dict[str, str]  # PATH/LANG/TZ source for the agent (nothing else reaches it)
+    containment: Containment  # the OS sandbox every agent call and repository command runs in
+
+
+@dataclass(frozen=True)
+class Clients:
+    gitlab: GitLabClient
+    jira: JiraClient
+    workspace: Workspace
+    ledger: StoreEffectLedger
+    projects: ProjectMap
+    agent: AgentEndpoint
+    gitlab_token: SecretStr
+    skills: SkillManifest
+
+    def close(self) -> None:
+        self.gitlab.close()
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    settings: Settings
+    sm: async_sessionmaker[AsyncSession]
+    queue: Queue
+    name: str
+    clients: Clients | None = None  # GitLab, Jira, git workspace, agent: built once in on_startup
+
+    def need_clients(self) -> Clients:
+        if self.clients is None:
+            raise RuntimeError("this worker has no GitLab/Jira clients configured")
+        return self.clients
