@@ -14,7 +14,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -34,6 +33,7 @@ from bot.containment.host import (
     reseal,
     system_paths,
 )
+from tests.support.servers import CountingListener
 
 NOBODY = 65534
 PYTHON = sys.executable
@@ -62,36 +62,9 @@ def run(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-class Listener:
-    """A TCP listener on the host's 127.0.0.1 that counts the connections it accepts."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port: int = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
-
-
 @pytest.fixture
-def listener() -> Iterator[Listener]:
-    server = Listener()
+def listener() -> Iterator[CountingListener]:
+    server = CountingListener()
     yield server
     server.close()
 
@@ -239,7 +212,7 @@ print(json.dumps({"tcp": tcp, "abstract": abstract}))
 """
 
 
-def test_a_confined_command_cannot_reach_the_hosts_loopback(listener: Listener) -> None:
+def test_a_confined_command_cannot_reach_the_hosts_loopback(listener: CountingListener) -> None:
     name = f"@baton-test-{uuid.uuid4().hex}"
     abstract = socket.socket(socket.AF_UNIX)
     abstract.bind(name.encode().replace(b"@", b"\0", 1))

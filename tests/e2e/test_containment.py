@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -27,6 +25,7 @@ import config as config_package
 from bot.effects import find_jira_marker
 from tests.support.processes import cli_json
 from tests.support.sandbox import Running, running_sandbox, wait
+from tests.support.servers import CountingListener
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "demo"
 LIFECYCLE = FIXTURES / "lifecycle.yaml"
@@ -43,38 +42,9 @@ TEST_FILE = (
 MAKEFILE = "probe:\n\tpython baton_probe.py\n"
 
 
-class Listener:
-    """A TCP listener on 127.0.0.1 that counts the connections it accepts."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
-
-
 @pytest.fixture
-def listener() -> Iterator[Listener]:
-    server = Listener()
+def listener() -> Iterator[CountingListener]:
+    server = CountingListener()
     yield server
     server.close()
 
@@ -166,7 +136,7 @@ def everything_stored(running: Running, tmp_path: Path) -> dict[str, bytes]:
     return places
 
 
-def start(tmp_path: Path, listener: Listener, **extra: str) -> Any:
+def start(tmp_path: Path, listener: CountingListener, **extra: str) -> Any:
     home = fake_home(tmp_path)
     targets = {
         "paths": [
@@ -187,7 +157,7 @@ def start(tmp_path: Path, listener: Listener, **extra: str) -> Any:
 
 @pytest.mark.timeout(420)
 def test_the_contained_probe_reaches_nothing_and_no_secret_is_left_anywhere(
-    tmp_path: Path, listener: Listener
+    tmp_path: Path, listener: CountingListener
 ) -> None:
     with start(tmp_path, listener) as sandbox:
         logs = sandbox.worker.logs
@@ -226,7 +196,9 @@ def test_the_contained_probe_reaches_nothing_and_no_secret_is_left_anywhere(
 
 
 @pytest.mark.timeout(420)
-def test_with_the_sandbox_off_the_same_probe_reaches_them_all(tmp_path: Path, listener: Listener) -> None:
+def test_with_the_sandbox_off_the_same_probe_reaches_them_all(
+    tmp_path: Path, listener: CountingListener
+) -> None:
     with start(tmp_path, listener, allow_uncontained="1") as sandbox:
         sandbox.label("dan", "DEMO-1")
 
