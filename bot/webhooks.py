@@ -21,8 +21,12 @@ from bot.logs import bind
 from bot.services import Services
 from bot.store import inbox
 from handlers import PayloadInvalid, route
+from handlers.actions import Ignore
 
 Source = Literal["gitlab", "jira"]
+# System hooks (instance-wide) carry no notes and lack ids Baton needs (no project.id, no user.id);
+# Baton acts on the project hooks `baton hooks install` registers. Never a 4xx for them.
+SYSTEM_HOOKS_IGNORED = "GitLab system hooks are not used: Baton acts on its project hooks"
 log = logging.getLogger("baton.webhooks")
 MAX_DEPTH = 64
 
@@ -129,7 +133,11 @@ async def _ingest(services: Services, source: Source, request: Request) -> inbox
     _authenticate(services, source, request, body)
     payload = parse_json(body)
     try:
-        action = route(source, payload, services.handler_context)
+        action = (
+            Ignore(SYSTEM_HOOKS_IGNORED)
+            if source == "gitlab" and request.headers.get("x-gitlab-event") == "System Hook"
+            else route(source, payload, services.handler_context)
+        )
     except PayloadInvalid as exc:
         raise BadRequest(f"invalid {source} payload: {exc}") from None
     key = delivery_key(source, request.headers, payload, body)

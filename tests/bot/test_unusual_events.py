@@ -232,3 +232,18 @@ async def test_a_recorded_event_baton_does_not_act_on_gets_200(
     assert set(answer.json()) == {"ignored"} and answer.json()["ignored"]
     async with services.sm() as session:
         assert await session.scalar(select(func.count()).select_from(Run)) == 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_system_hook_merge_request_with_new_commits_is_ignored_not_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """The system hook's MR payload has no project.id or user.id; as a project hook with new commits
+    it would be refused (400), and a run of refusals disables the hook."""
+    payload = fixture("unusual/gitlab/system_merge_request.json")
+    payload["object_attributes"].update(action="update", oldrev="a" * 40)
+    answer = await post(client, "gitlab", payload, **{"X-Gitlab-Event": "System Hook"})
+    assert answer.status_code == 200, answer.text
+    assert "system hooks" in answer.json()["ignored"]
+    as_project_hook = await post(client, "gitlab", payload, **{"X-Gitlab-Event": "Merge Request Hook"})
+    assert as_project_hook.status_code == 400  # the same shape from a project hook is malformed
