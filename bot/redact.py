@@ -223,3 +223,12 @@ class Redactor:
         if isinstance(value, list | tuple):
             return type(value)(self.redact_data(v) for v in value)
         return value
+
+
+def redact_except_tail(redactor: Redactor, text: str, tails: Iterable[str]) -> str:
+    """`text` redacted, except a trailing effect marker (one of `tails`) kept as it is, so a retried
+    post is still found by its marker."""
+    for tail in tails:
+        if tail and text.endswith(tail):
+            return redactor.redact(text[: -len(tail)]) + tail
+    return redactor.redact(text)

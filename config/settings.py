@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -152,16 +151,11 @@ class Settings(BaseSettings):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def secrets(self) -> list[str]:
-        """Every configured secret value (tokens, keys, webhook secrets, passwords inside the database
-        and Redis URLs), so the redactor can mask them in whatever is posted, stored or logged."""
+        """Every configured secret token or key (`bot.redact.settings_secrets` adds every other SecretStr
+        and the passwords inside URL settings)."""
         values = [self.gitlab_token, self.gitlab_webhook_secret, self.gitlab_signing_token]
         values += [self.jira_token, self.jira_webhook_secret, self.anthropic_api_key]
-        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
-        for url in (self.database_url, self.redis_url or ""):
-            password = urlsplit(url).password if "://" in url else None
-            if password:
-                found.append(unquote(password))
-        return found
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 
 def _required(settings: Settings) -> list[tuple[str, SecretStr | None]]:

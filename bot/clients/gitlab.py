@@ -20,7 +20,7 @@ import requests
 
 from bot.clients.retry import RetryableError, RetryPolicy, exactly_once, parse_retry_after, retry_async
 from bot.effects import EffectLedger, find_marker, marker, with_marker
-from bot.redact import Redactor
+from bot.redact import Redactor, redact_except_tail
 from config.settings import Settings
 
 T = TypeVar("T")
@@ -368,10 +368,7 @@ WRITE_VERBS = frozenset({"post", "put", "patch"})
 def redact_posted(redactor: Redactor, text: str) -> str:
     """`text` redacted, its trailing effect marker kept as it is (a retry finds the post by it)."""
     key = find_marker(text)
-    tail = marker(key) if key else ""
-    if tail and text.endswith(tail):
-        return redactor.redact(text[: -len(tail)]) + tail
-    return redactor.redact(text)
+    return redact_except_tail(redactor, text, [marker(key)] if key else [])
 
 
 def redact_fields(redactor: Redactor, data: Mapping[str, Any]) -> dict[str, Any]:

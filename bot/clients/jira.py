@@ -28,7 +28,7 @@ from bot.effects import (
     marker,
     with_jira_marker,
 )
-from bot.redact import Redactor
+from bot.redact import Redactor, redact_except_tail
 
 __all__ = ["find_jira_marker", "is_jira_bot_text", "jira_marker", "with_jira_marker"]
 from config.settings import Settings
@@ -208,10 +208,7 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 def redact_posted(redactor: Redactor, text: str) -> str:
     """`text` redacted, its trailing effect marker (Jira or generic form) kept as it is."""
     key = find_jira_marker(text)
-    for tail in (jira_marker(key), marker(key)) if key else ():
-        if text.endswith(tail):
-            return redactor.redact(text[: -len(tail)]) + tail
-    return redactor.redact(text)
+    return redact_except_tail(redactor, text, (jira_marker(key), marker(key)) if key else ())
 
 
 def redact_payload(redactor: Redactor, data: Any) -> Any:
