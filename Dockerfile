@@ -10,6 +10,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY pyproject.toml README.md LICENSE ./
 COPY bot ./bot
+COPY shell ./shell
 COPY handlers ./handlers
 COPY orchestrators ./orchestrators
 COPY config ./config

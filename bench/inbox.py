@@ -13,7 +13,7 @@ schema is migrated as `baton migrate` does, then, through the same engine Baton 
 
 Both are timed serially (one at a time) and with C concurrent writers, in alternating chunks so that noise
 on the machine falls on both alike. On SQLite concurrent writers queue on one in-process lock, as
-`baton serve` does (`bot.services.build`); PostgreSQL takes them in parallel from the engine's pool.
+`baton serve` does (`shell.services.build`); PostgreSQL takes them in parallel from the engine's pool.
 Figures go to stdout and to `bench/results/inbox.json`.
 """
 

@@ -141,8 +141,10 @@ def run(requests: int, concurrency: int, db: str) -> list[Figures]:
         redis = RedisServer(tmp / "redis").start()
         baton_port, bare_port = free_port(), free_port()
         env = baton_env(tmp, database_url(db, tmp), redis.url, baton_port)
-        subprocess.run([sys.executable, "-m", "bot.cli", "migrate"], env=env, check=True, capture_output=True)
-        baton = quiet([sys.executable, "-m", "bot.cli", "serve"], env)
+        subprocess.run(
+            [sys.executable, "-m", "shell.cli", "migrate"], env=env, check=True, capture_output=True
+        )
+        baton = quiet([sys.executable, "-m", "shell.cli", "serve"], env)
         bare = quiet([sys.executable, "-m", "bench.bare", str(bare_port)], env)
         try:
             wait_healthy(f"http://127.0.0.1:{baton_port}/healthz", baton)

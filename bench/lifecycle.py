@@ -36,8 +36,8 @@ from typing import Any
 import yaml
 
 from bench.mechanics import CACHE, RESULTS, build_remote
-from bot.demo_scenario import TICKET_KEY
 from bot.effects import find_jira_marker
+from bot.sandbox.demo.scenario import TICKET_KEY
 from bot.sandbox.gitlab_sim import repo
 from tests.support.processes import cli_json
 from tests.support.sandbox import Running, running_sandbox

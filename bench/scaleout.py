@@ -300,8 +300,8 @@ def run(counts: Sequence[int], runs: int, db: str, timeout_s: float) -> list[Rou
 
 def worker_limits() -> tuple[int, float]:
     """(max_jobs, poll delay s) of the arq worker `baton worker` builds."""
-    from bot.worker import create_worker
     from config.settings import load_settings
+    from shell.worker import create_worker
 
     env = worker_env(
         Path(tempfile.gettempdir()), "sqlite:///unused.db", "redis://127.0.0.1:9/0", "http://127.0.0.1:9"

@@ -1,6 +1,6 @@
 """What every job receives: settings and the resources the worker's wiring builds once at start-up.
 
-The shell (`bot/worker.py`, `bot/wiring.py`) builds these and calls in; orchestrators depend on this
+The shell (`shell/worker.py`, `shell/wiring.py`) builds these and calls in; orchestrators depend on this
 module, never on the shell (tests/test_layering.py keeps it so).
 """
 

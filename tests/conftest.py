@@ -11,10 +11,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bot.services import Services, build
 from bot.store.engine import create_engine
 from bot.store.migrate import upgrade
 from config.settings import Settings, load_settings
+from shell.services import Services, build
 from tests.support.deliveries import GITLAB_SECRET, JIRA_SECRET
 from tests.support.servers import RedisServer
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.demo_scenario import TICKET_KEY, DemoScenario, Ticket, load_demo_scenario
 from bot.sandbox import gitlab_sim, jira_sim
+from bot.sandbox.demo.scenario import TICKET_KEY, DemoScenario, Ticket, load_demo_scenario
 from bot.sandbox.gitlab_sim import repo
 from bot.sandbox.jira_sim.demo import DEMO_APPROVER_TOKEN, DEMO_DEVELOPER_TOKEN
 from bot.sandbox.model_server import ModelServer

@@ -255,7 +255,7 @@ async def reopen(
             return False
         run.input = {**dict(run.input), **extra}
         run.status, run.error, run.updated_at = status.QUEUED, None, utcnow()
-        run.attempts = 0  # a person asked again: the attempt cap (bot/worker.py) counts afresh
+        run.attempts = 0  # a person asked again: the attempt cap (shell/worker.py) counts afresh
         await add_activity(session, run_id, actor, "reopened", message)
         return True
 

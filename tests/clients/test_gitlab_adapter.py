@@ -331,7 +331,7 @@ def settings_for(world: World, **secrets: str) -> Settings:
 
 
 async def test_the_client_from_settings_redacts_every_configured_secret(world: World) -> None:
-    """`GitLabClient.from_settings` (what bot/wiring.py calls) masks every secret setting, not only its
+    """`GitLabClient.from_settings` (what shell/wiring.py calls) masks every secret setting, not only its
     own token: the model key, the other service's token, the webhook secrets, URL passwords."""
     settings = settings_for(
         world,

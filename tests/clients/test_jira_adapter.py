@@ -473,7 +473,7 @@ async def test_every_posted_or_edited_comment_is_redacted(served: tuple[JiraStat
 async def test_the_client_from_settings_redacts_every_configured_secret(
     served: tuple[JiraState, DemoWorld, str],
 ) -> None:
-    """`client_from_settings` (what bot/wiring.py calls) masks every secret setting, in every form."""
+    """`client_from_settings` (what shell/wiring.py calls) masks every secret setting, in every form."""
     state, _world, url = served
     canaries = ["canary-model-key-1a2b3c4d", "canary-gitlab-token-5e6f7a8b", "canary-redis-pass-9c0d"]
     environ = {"BATON_JIRA_URL": url, "BATON_JIRA_TOKEN": DEMO_BOT_TOKEN, "BATON_JIRA_USER": BOT_LOGIN}

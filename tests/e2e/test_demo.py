@@ -55,7 +55,7 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
 
 def demo(env: dict[str, str], *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", "demo", *args],
+        [sys.executable, "-m", "shell.cli", "demo", *args],
         env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
 
@@ -68,7 +68,7 @@ def demo_store(tmp_path: Path) -> dict[str, str]:
 
 def cli_json(env: dict[str, str], *args: str) -> Any:
     done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args, "--json"],
+        [sys.executable, "-m", "shell.cli", *args, "--json"],
         env=env,
         capture_output=True,
         text=True,

@@ -17,15 +17,15 @@ import pytest
 
 from bot.sandbox.gitlab_sim import repo
 from bot.sandbox.stack import SandboxPorts, SandboxStack, baton_environment
-from bot.services import Services
 from bot.store import proposals, runs
 from bot.store.engine import utcnow
 from bot.store.tables import Run
-from bot.wiring import build_clients
 from config.settings import load_settings
 from orchestrators.mr_ship import run_approve_mr
 from orchestrators.resources import WorkerContext
 from orchestrators.ship import run_approve
+from shell.services import Services
+from shell.wiring import build_clients
 
 OLD_SHA, NEW_SHA = "1" * 40, "2" * 40
 

@@ -10,15 +10,15 @@ import pytest
 
 from bot.sandbox.gitlab_sim import repo
 from bot.sandbox.stack import SandboxPorts, SandboxStack, baton_environment
-from bot.services import Services
 from bot.store import inbox, runs
 from bot.store.engine import utcnow
-from bot.wiring import build_clients
 from config.settings import load_settings
 from config.skills import default_skills, load_skills
 from handlers.actions import Enqueue
 from orchestrators.authorize import refusal
 from orchestrators.resources import WorkerContext
+from shell.services import Services
+from shell.wiring import build_clients
 
 ROLES = ("guest", "reporter", "developer", "maintainer", "bot", "author")
 #                 guest  reporter developer maintainer bot   author(developer who opened the MR)
@@ -113,7 +113,7 @@ async def test_three_triggers_per_person_per_mr_in_fifteen_minutes(
 async def test_a_refused_command_gets_one_reply_in_its_thread(
     world: tuple[WorkerContext, dict[str, Any]], role: str, command: str
 ) -> None:
-    from bot.worker import _refused
+    from shell.worker import _refused
 
     wctx, things = world
     state = wctx.need_clients()  # the clients talk to the simulator; read the simulator's own state below

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from bot.services import Services
 from bot.store import inbox, runs, status
 from handlers.actions import Enqueue
 from orchestrators import Outcome
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, Workflow, execute, reset_from
 from orchestrators.resources import WorkerContext
+from shell.services import Services
 
 
 @pytest.fixture

@@ -30,12 +30,12 @@ from hypothesis import strategies as st
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
 
-from bot.app import create_app
-from bot.services import Services, build
 from bot.store.engine import create_engine
 from bot.store.migrate import upgrade
 from bot.store.tables import Delivery
 from config.settings import Settings
+from shell.app import create_app
+from shell.services import Services, build
 from tests.conftest import make_settings
 from tests.reliability.test_ingress_auth import Secrets, Server, Stack, count_rows, encode
 from tests.support.deliveries import GITLAB_EVENTS, all_fixtures, fixture, label_added

@@ -34,8 +34,8 @@ from schemathesis.specs.openapi.checks import (
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 from starlette.routing import Route
 
-from bot.app import create_app
-from bot.openapi import document
+from shell.app import create_app
+from shell.openapi import document
 from tests.conftest import make_settings
 from tests.reliability.test_ingress_auth import Secrets, Server, Stack, jira_signature, standard_signature
 from tests.support.servers import RedisServer

@@ -43,7 +43,7 @@ def baton_env(state: Path, db_url: str, redis_url: str, port: int, **extra: str)
 
 def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "shell.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -61,7 +61,7 @@ class BatonProcess:
         self.log_path = log_dir / f"{role}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", role], env=env, stdout=self._log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "shell.cli", role], env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def wait_http(self, url: str, timeout_s: float = 30.0, status: int = 200) -> None:

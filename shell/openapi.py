@@ -224,7 +224,7 @@ def _get(operation_id: str, summary: str, responses: dict[str, Any]) -> Any:
 
 
 def document() -> dict[str, Any]:
-    """The whole description; every route of `bot.app.create_app` appears here (a test checks it)."""
+    """The whole description; every route of `shell.app.create_app` appears here (a test checks it)."""
     readiness = {"$ref": "#/components/schemas/Readiness"}
     return {
         "openapi": "3.1.0",

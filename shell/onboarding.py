@@ -14,11 +14,11 @@ from bot.clients.jira import JiraClient, JiraProblem, client_from_settings
 from bot.containment.host import ContainmentUnavailable, describe
 from bot.effects import EffectLedger
 from bot.queue import Queue, connect
-from bot.services import default_redis_url
 from bot.store.engine import create_engine
 from bot.store.migrate import check_current
 from config.projects import ProjectConfigError, ProjectMap, load_projects
 from config.settings import Settings
+from shell.services import default_redis_url
 
 GITLAB_EVENTS = {"note_events": True, "merge_requests_events": True, "push_events": False}
 JIRA_EVENTS = ["jira:issue_updated", "comment_created", "comment_updated"]
@@ -116,7 +116,7 @@ async def _jira(client: JiraClient, projects: ProjectMap) -> str:
 
 
 def _sandbox(settings: Settings) -> str:
-    from bot.wiring import sandbox_for  # the worker's own construction, so doctor checks what runs
+    from shell.wiring import sandbox_for  # the worker's own construction, so doctor checks what runs
 
     containment = sandbox_for(settings)
     if not containment.enabled:

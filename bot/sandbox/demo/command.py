@@ -19,12 +19,12 @@ from types import FrameType
 from rich.console import Console
 from rich.text import Text
 
-from bot.demo_scenario import TICKET_KEY, ScenarioError, load_demo_scenario
-from bot.demo_steps import Demo, DemoFailed
-from bot.redis_local import RedisStartError, free_port
+from bot.sandbox.demo.scenario import TICKET_KEY, ScenarioError, load_demo_scenario
+from bot.sandbox.demo.steps import Demo, DemoFailed
 from bot.sandbox.stack import DEFAULT_SCENARIO
-from bot.up import start_all
 from config.settings import DEFAULT_STATE_DIR, load_settings
+from shell.redis_local import RedisStartError, free_port
+from shell.up import start_all
 
 DEFAULT_TIMEOUT_S = 300.0
 STOP_WAIT_S = 10.0

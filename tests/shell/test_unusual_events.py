@@ -22,9 +22,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import create_app
-from bot.services import Services
 from bot.store.tables import Run
+from shell.app import create_app
+from shell.services import Services
 from tests.support.deliveries import fixture, signed
 
 Shape = Callable[[], dict[str, Any]]

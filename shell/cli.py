@@ -84,7 +84,7 @@ def serve() -> None:
     """Run the webhook server (uvicorn) on BATON_HOST:BATON_PORT."""
     import uvicorn
 
-    from bot.app import create_app
+    from shell.app import create_app
 
     settings = settings_or_exit()
     logs.configure(settings.log_level, redactor=Redactor.from_settings(settings))
@@ -109,7 +109,7 @@ def worker() -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    from bot.worker import create_worker
+    from shell.worker import create_worker
 
     settings = settings_or_exit()
     logs.configure(settings.log_level, redactor=Redactor.from_settings(settings))
@@ -128,7 +128,7 @@ def worker() -> None:
 @app.command()
 def up() -> None:
     """Migrate, start Redis if none is configured, and run the server and a worker together."""
-    from bot.up import run_up
+    from shell.up import run_up
 
     raise typer.Exit(run_up(settings_or_exit(check=False), console))
 
@@ -144,7 +144,7 @@ def sandbox(
     import threading
 
     from bot.sandbox.stack import SandboxPorts, current_config
-    from bot.up import base_url, start_sandbox
+    from shell.up import base_url, start_sandbox
 
     settings = settings_or_exit(check=False)
     baton_url = base_url(settings)
@@ -180,7 +180,7 @@ def _with_ledger(settings: Settings, body: Callable[[Any], Awaitable[T]]) -> T:
 @app.command()
 def doctor() -> None:
     """Check the store, Redis, the agent, the project mapping, GitLab and Jira; say what to fix."""
-    from bot.onboarding import doctor as run_checks
+    from shell.onboarding import doctor as run_checks
 
     settings = settings_or_exit()
     checks = _with_ledger(settings, lambda ledger: run_checks(settings, ledger))
@@ -200,7 +200,7 @@ app.add_typer(hooks_app, name="hooks")
 @hooks_app.command("install")
 def hooks_install() -> None:
     """Register Baton's webhook on every mapped GitLab project; print the Jira webhook to create."""
-    from bot.onboarding import install_gitlab_hooks, jira_webhook_instructions
+    from shell.onboarding import install_gitlab_hooks, jira_webhook_instructions
 
     settings = settings_or_exit()
     for line in _with_ledger(settings, lambda ledger: install_gitlab_hooks(settings, ledger)):
@@ -238,9 +238,9 @@ def retry(
     from redis.exceptions import RedisError
 
     from bot.queue import Queue, connect
-    from bot.services import default_redis_url
     from orchestrators.engine import reset_from
     from orchestrators.implement import WORKFLOW
+    from shell.services import default_redis_url
 
     settings = settings_or_exit(check=False)
 
@@ -328,7 +328,7 @@ def demo(
     ] = False,
 ) -> None:
     """Play a ticket end to end in the sandbox: label, status, proposal, /approve, MR; exit 1 on a miss."""
-    from bot.demo import run_demo
+    from bot.sandbox.demo.command import run_demo
 
     raise typer.Exit(run_demo(scenario, timeout, Console(soft_wrap=True), keep=keep))
 

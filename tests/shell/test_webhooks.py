@@ -10,10 +10,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import create_app
-from bot.body import DRAIN_FACTOR
-from bot.services import Services
 from bot.store.tables import Delivery, Run
+from shell.app import create_app
+from shell.body import DRAIN_FACTOR
+from shell.services import Services
 from tests.support.deliveries import all_fixtures, fixture, gitlab_headers, label_added, signed
 
 

@@ -12,14 +12,24 @@ import httpx
 from rich.console import Console
 from rich.text import Text
 
-from bot.demo_scenario import TICKET_KEY, TICKET_PROJECT, DemoScenario
-from bot.demo_watch import APPROVER, REQUESTER, Comment, Runs, Sandbox, asks, is_proposal, is_status, totals
 from bot.effects import JIRA_MARKER_TEXT
+from bot.sandbox.demo.scenario import TICKET_KEY, TICKET_PROJECT, DemoScenario
+from bot.sandbox.demo.watch import (
+    APPROVER,
+    REQUESTER,
+    Comment,
+    Runs,
+    Sandbox,
+    asks,
+    is_proposal,
+    is_status,
+    totals,
+)
 from bot.sandbox.jira_sim.demo import BOT_ACCOUNT_ID
 from bot.store import status
-from bot.up import Started, base_url
 from config.projects import load_projects
 from config.settings import Settings
+from shell.up import Started, base_url
 
 POLL_S = 0.5
 SETTLE_S = 15.0  # how long to let the runs finish before the summary (and to watch for a stray proposal)

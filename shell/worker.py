@@ -15,7 +15,6 @@ from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Retry, Worker, func
 
-from bot import services as services_module
 from bot.clients.gitlab import GitLabNotFound
 from bot.clients.retry import RetryableError
 from bot.logs import bind
@@ -24,13 +23,14 @@ from bot.redact import Redactor
 from bot.store import runs, status
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import check_current
-from bot.wiring import build_clients
 from config.settings import Settings
 from config.skills import SkillManifest
 from orchestrators import ORCHESTRATORS, authorize, registry
 from orchestrators.engine import Deferred
 from orchestrators.resources import WorkerContext
 from orchestrators.ship import refuse
+from shell import services as services_module
+from shell.wiring import build_clients
 
 log = logging.getLogger("baton.worker")
 registry.register()

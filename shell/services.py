@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.metrics import Metrics
 from bot.queue import Queue, connect
 from bot.redact import Redactor
 from bot.store.engine import create_engine, sessionmaker
 from config.settings import Settings
 from config.skills import skills_from
 from handlers.context import BotIdentity, HandlerContext
+from shell.metrics import Metrics
 
 
 @dataclass

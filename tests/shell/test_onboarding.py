@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from bot.onboarding import doctor, install_gitlab_hooks, jira_webhook_instructions
 from bot.sandbox.stack import SandboxPorts, SandboxStack, baton_environment
-from bot.services import Services
 from bot.store.effects import StoreEffectLedger
 from config.settings import Settings, load_settings
+from shell.onboarding import doctor, install_gitlab_hooks, jira_webhook_instructions
+from shell.services import Services
 from tests.support.servers import RedisServer
 
 

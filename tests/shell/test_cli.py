@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
-from bot.services import Services
 from bot.store import inbox, runs
 from handlers.actions import Enqueue
+from shell.cli import app
+from shell.services import Services
 
 runner = CliRunner()
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.demo_scenario import DemoScenario, ScenarioError, load_demo_scenario, parse_demo_scenario
-from bot.demo_watch import asks, is_proposal, is_status, plain
 from bot.repo_config import parse_repo_config
+from bot.sandbox.demo.scenario import DemoScenario, ScenarioError, load_demo_scenario, parse_demo_scenario
+from bot.sandbox.demo.watch import asks, is_proposal, is_status, plain
 from bot.sandbox.gitlab_sim.seed import CALCULATOR_FILES
 from bot.sandbox.jira_sim.demo import MULTIPLY_DESCRIPTION
 from bot.sandbox.scenario import Script

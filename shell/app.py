@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot import openapi, webhooks
-from bot import services as services_module
-from bot.services import Services
 from bot.store.engine import ping
 from config.settings import Settings
+from shell import openapi, webhooks
+from shell import services as services_module
+from shell.services import Services
 
 log = logging.getLogger("baton.app")
 PROBE_TIMEOUT_S = 2.0

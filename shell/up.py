@@ -17,12 +17,12 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from bot import redis_local
-from bot.demo_scenario import ScenarioError
+from bot.sandbox.demo.scenario import ScenarioError
 from bot.sandbox.stack import SandboxPorts, SandboxStack, baton_environment
 from bot.store.engine import create_engine
 from bot.store.migrate import upgrade
 from config.settings import Settings, SettingsError, check_secrets
+from shell import redis_local
 
 ROLES = ("serve", "worker")
 
@@ -122,7 +122,7 @@ class Started:
 
 
 def _spawn(role: str, env: dict[str, str], log_dir: Path | None) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "bot.cli", role]
+    argv = [sys.executable, "-m", "shell.cli", role]
     if log_dir is None:
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -14,14 +14,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from bot import verify
-from bot.body import read_capped
 from bot.dedup import clean, delivery_key
 from bot.errors import BadRequest, BatonError, NotConfigured, StoreUnavailable
 from bot.logs import bind
-from bot.services import Services
 from bot.store import inbox
 from handlers import PayloadInvalid, route
 from handlers.actions import Ignore
+from shell.body import read_capped
+from shell.services import Services
 
 Source = Literal["gitlab", "jira"]
 # System hooks (instance-wide) carry no notes and lack ids Baton needs (no project.id, no user.id);

@@ -13,15 +13,15 @@ from arq.worker import Worker
 from sqlalchemy import update
 
 from bot.clients.gitlab import GitLabNotFound
-from bot.services import Services
 from bot.store import inbox, runs, status
 from bot.store.engine import utcnow
 from bot.store.tables import Run
-from bot.worker import create_worker, failure_reason, over_cap, sweep_once
 from handlers.actions import Enqueue
 from orchestrators import ORCHESTRATORS, Outcome
 from orchestrators.engine import PhaseFailed
 from orchestrators.resources import WorkerContext
+from shell.services import Services
+from shell.worker import create_worker, failure_reason, over_cap, sweep_once
 
 Body = Callable[[WorkerContext, runs.RunRow], Awaitable[Outcome]]
 
