@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -105,6 +105,17 @@ class SkillManifest(BaseModel):
     def help_lines(self, where: Where | None = None) -> list[str]:
         return [s.help_line() for s in self.skills if where is None or where in s.where]
 
+    def check_workflows(self, known: Collection[str]) -> None:
+        """Refuse a skill whose `orchestrator` is not among `known` (the names of the worker's workflow
+        table, which the shell passes in: config imports no orchestrator)."""
+        unknown = [s for s in self.skills if s.orchestrator not in known]
+        if unknown:
+            named = "; ".join(
+                f"the skill {s.name!r} names the unknown workflow {s.orchestrator!r}" for s in unknown
+            )
+            listed = ", ".join(sorted(k for k in known if _NAME_RE.fullmatch(k)))
+            raise SkillError(f"skills manifest: {named}; known workflows: {listed}")
+
 
 def load_skills(text: str) -> SkillManifest:
     try:
@@ -126,6 +137,8 @@ def default_skills() -> SkillManifest:
 
 
 def skills_from(path: Path | None) -> SkillManifest:
-    """The manifest in force: the file BATON_SKILLS_FILE names, else the packaged one. Ingress and
-    the worker both load it through here, so a team's command is parsed, dispatched and listed alike."""
+    """The manifest in force: the file BATON_SKILLS_FILE names, else the packaged one. The shell loads it
+    once when Baton starts (`shell.wiring.load_manifest`, which also checks it against the workflow
+    table) and hands that object to the webhook handlers and to the worker's jobs, so a team's command
+    is parsed, dispatched and listed alike."""
     return load_skills(path.read_text()) if path is not None else default_skills()

@@ -1,4 +1,4 @@
-"""Worker-side workflows: one module per workflow, registered here by run kind."""
+"""Worker-side workflows: one module per workflow; `registry.WORKFLOWS` is the table by run kind."""
 
 from __future__ import annotations
 
@@ -11,13 +11,23 @@ from orchestrators.resources import WorkerContext
 
 @dataclass(frozen=True)
 class Outcome:
-    """Where a run ends up after its orchestrator returns: a status and a one-line reason."""
+    """Where a run ends up after its orchestrator returns: a status, a one-line reason, and why it
+    stopped short when it did (the message still starts with `needs-info:`/`needs-human:`/`refused:`
+    for people; code reads the fields)."""
 
     status: str
     message: str
+    needs_info: bool = False  # questions were asked; the run waits for answers
+    needs_human: bool = False  # the implement rounds ran out; a person takes over
+    refused: bool = False  # the command was declined with a reply; nothing was done
+
+    @property
+    def stopped_short(self) -> bool:
+        return self.needs_info or self.needs_human or self.refused
+
+    def flags(self) -> dict[str, bool]:
+        """The true flags, as the run's activity records them."""
+        return {k: True for k in ("needs_info", "needs_human", "refused") if getattr(self, k)}
 
 
 Orchestrator = Callable[[WorkerContext, RunRow], Awaitable[Outcome]]
-
-# Workflows register here by run kind ("implement", "ship", "remediate", "reply", ...).
-ORCHESTRATORS: dict[str, Orchestrator] = {}

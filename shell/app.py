@@ -14,9 +14,11 @@ from starlette.routing import Route
 
 from bot.store.engine import ping
 from config.settings import Settings
+from config.skills import SkillManifest
 from shell import openapi, webhooks
 from shell import services as services_module
 from shell.services import Services
+from shell.wiring import load_manifest
 
 log = logging.getLogger("baton.app")
 PROBE_TIMEOUT_S = 2.0
@@ -55,13 +57,20 @@ async def metrics(request: Request) -> Response:
     return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def create_app(settings: Settings, services: Services | None = None) -> Starlette:
-    """The app; `services` are built in the lifespan unless given (tests pass their own)."""
+def create_app(
+    settings: Settings, services: Services | None = None, *, skills: SkillManifest | None = None
+) -> Starlette:
+    """The app; `services` are built in the lifespan unless given (tests pass their own), with the skill
+    manifest `baton serve` loaded at start-up (`skills`; else it is loaded and checked here, so a bad
+    manifest is refused when the app is created, not at the first webhook)."""
+    if skills is None:
+        skills = services.handler_context.skills if services is not None else load_manifest(settings)
+    manifest = skills
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = services is None
-        app.state.services = services or services_module.build(settings)
+        app.state.services = services or services_module.build(settings, manifest)
         try:
             yield
         finally:

@@ -22,6 +22,7 @@ from bot.store import runs as run_queries
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import SchemaOutdated, check_current, upgrade
 from config.settings import Settings, SettingsError, load_settings
+from config.skills import SkillError, SkillManifest
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Baton: tickets to Claude Code, with approval."
@@ -36,6 +37,18 @@ def settings_or_exit(check: bool = True) -> Settings:
         return load_settings(os.environ, check=check)
     except SettingsError as exc:
         err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def manifest_or_exit(settings: Settings) -> SkillManifest:
+    """The skill manifest, loaded once as Baton starts and checked against the workflow table: a skill
+    naming an unknown workflow (or an unreadable BATON_SKILLS_FILE) stops the start, saying which."""
+    from shell.wiring import load_manifest
+
+    try:
+        return load_manifest(settings)
+    except (SkillError, OSError) as exc:
+        err.print(Text.assemble(("configuration error: ", "red"), str(exc)))
         raise typer.Exit(2) from None
 
 
@@ -87,11 +100,12 @@ def serve() -> None:
     from shell.app import create_app
 
     settings = settings_or_exit()
+    skills = manifest_or_exit(settings)
     logs.configure(settings.log_level, redactor=Redactor.from_settings(settings))
     no_dump()  # the webhook secrets live in its environment and memory
     with_store(settings, lambda _sm: asyncio.sleep(0))
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, skills=skills),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -112,12 +126,13 @@ def worker() -> None:
     from shell.worker import create_worker
 
     settings = settings_or_exit()
+    skills = manifest_or_exit(settings)
     logs.configure(settings.log_level, redactor=Redactor.from_settings(settings))
     no_dump()  # its environment and memory hold the tokens: closed even to processes of its own uid
     with_store(settings, lambda _sm: asyncio.sleep(0))
     while True:  # a Redis restart must not take the worker down: reconnect and carry on
         try:
-            create_worker(settings).run()
+            create_worker(settings, skills=skills).run()
             return
         except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
             log = logging.getLogger("baton.worker")
@@ -130,7 +145,9 @@ def up() -> None:
     """Migrate, start Redis if none is configured, and run the server and a worker together."""
     from shell.up import run_up
 
-    raise typer.Exit(run_up(settings_or_exit(check=False), console))
+    settings = settings_or_exit(check=False)
+    manifest_or_exit(settings)  # refused here, before anything starts, rather than by both children
+    raise typer.Exit(run_up(settings, console))
 
 
 @app.command()

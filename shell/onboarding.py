@@ -18,7 +18,9 @@ from bot.store.engine import create_engine
 from bot.store.migrate import check_current
 from config.projects import ProjectConfigError, ProjectMap, load_projects
 from config.settings import Settings
+from config.skills import SkillError
 from shell.services import default_redis_url
+from shell.wiring import load_manifest
 
 GITLAB_EVENTS = {"note_events": True, "merge_requests_events": True, "push_events": False}
 JIRA_EVENTS = ["jira:issue_updated", "comment_created", "comment_updated"]
@@ -27,6 +29,7 @@ SANDBOX_FIX = (
     "install bubblewrap (apt-get install bubblewrap) and allow it to create namespaces; "
     "unset BATON_ALLOW_UNCONTAINED outside development"
 )
+SKILLS_FIX = "fix BATON_SKILLS_FILE (its fields: config/skills.yaml); name a known workflow as orchestrator"
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ async def _guard(name: str, fix: str, body: Callable[[], Awaitable[str]]) -> Che
     """Run one check with a deadline; any failure becomes a failed line (by type, never a secret)."""
     try:
         return Check(name, True, await asyncio.wait_for(body(), CHECK_TIMEOUT_S))
-    except (GitLabProblem, JiraProblem, ProjectConfigError, ContainmentUnavailable) as exc:
+    except (GitLabProblem, JiraProblem, ProjectConfigError, ContainmentUnavailable, SkillError) as exc:
         return Check(name, False, str(exc)[:300], fix)
     except Exception as exc:  # reachability: whatever the driver raised, report its kind
         return Check(name, False, f"{type(exc).__name__}", fix)
@@ -54,6 +57,16 @@ def load_project_map(settings: Settings) -> ProjectMap:
     if not path.exists():
         raise ProjectConfigError(f"{path} not found")
     return load_projects(path.read_text())
+
+
+def _skills(settings: Settings) -> str:
+    """The skill manifest as `serve` and `worker` load it: readable, valid, every workflow known."""
+    try:
+        manifest = load_manifest(settings)
+    except OSError as exc:
+        raise SkillError(f"cannot read BATON_SKILLS_FILE {settings.skills_file}: {exc.strerror}") from None
+    source = settings.skills_file or "the packaged config/skills.yaml"
+    return f"{len(manifest.skills)} command(s) from {source}"
 
 
 async def _store(settings: Settings) -> str:
@@ -131,6 +144,7 @@ async def doctor(settings: Settings, ledger: EffectLedger) -> list[Check]:
         await _guard("redis", "start redis-server or set BATON_REDIS_URL", lambda: _redis(settings)),
         await _guard("agent", "set BATON_ANTHROPIC_API_KEY", lambda: asyncio.to_thread(_agent, settings)),
         await _guard("sandbox", SANDBOX_FIX, lambda: asyncio.to_thread(_sandbox, settings)),
+        await _guard("skills", SKILLS_FIX, lambda: asyncio.to_thread(_skills, settings)),
     ]
     projects_check = await _guard(
         "projects", f"write {settings.projects_path} (see config/projects.example.yaml)",

@@ -12,7 +12,7 @@ from bot.queue import Queue, connect
 from bot.redact import Redactor
 from bot.store.engine import create_engine, sessionmaker
 from config.settings import Settings
-from config.skills import skills_from
+from config.skills import SkillManifest
 from handlers.context import BotIdentity, HandlerContext
 from shell.metrics import Metrics
 
@@ -36,19 +36,19 @@ def default_redis_url(settings: Settings) -> str:
     return settings.redis_url or "redis://127.0.0.1:6379/0"
 
 
-def handler_context(settings: Settings) -> HandlerContext:
+def handler_context(settings: Settings, skills: SkillManifest) -> HandlerContext:
+    """What the pure handlers know: the bot's identities, the trigger label and the skill manifest
+    loaded at start-up (`shell.wiring.load_manifest`)."""
     bot = BotIdentity(
         gitlab_user_id=settings.gitlab_bot_user_id,
         gitlab_username=settings.gitlab_bot_username,
         jira_account_id=settings.jira_bot_account_id,
         jira_name=settings.jira_bot_name,
     )
-    return HandlerContext(
-        bot=bot, trigger_label=settings.trigger_label, skills=skills_from(settings.skills_file)
-    )
+    return HandlerContext(bot=bot, trigger_label=settings.trigger_label, skills=skills)
 
 
-def build(settings: Settings) -> Services:
+def build(settings: Settings, skills: SkillManifest) -> Services:
     engine = create_engine(settings.async_database_url, Redactor.from_settings(settings))
     return Services(
         settings=settings,
@@ -56,7 +56,7 @@ def build(settings: Settings) -> Services:
         sm=sessionmaker(engine),
         queue=Queue(connect(default_redis_url(settings))),
         metrics=Metrics(),
-        handler_context=handler_context(settings),
+        handler_context=handler_context(settings, skills),
         # SQLite has one writer at a time: queue this process's writers on a lock instead of on
         # SQLite's busy handler, whose sleeps would add tens of milliseconds under concurrency.
         write_lock=asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext(),

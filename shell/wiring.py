@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,11 +17,22 @@ from bot.git.workspace import GitAuthor, Workspace
 from bot.store.effects import StoreEffectLedger
 from config.projects import load_projects
 from config.settings import Settings
-from config.skills import skills_from
+from config.skills import SkillManifest, skills_from
+from orchestrators import Orchestrator
+from orchestrators.registry import WORKFLOWS
 from orchestrators.resources import AgentEndpoint, Clients
 
 ANTHROPIC_API = "https://api.anthropic.com"
 log = logging.getLogger("baton.wiring")
+
+
+def load_manifest(settings: Settings, workflows: Mapping[str, Orchestrator] = WORKFLOWS) -> SkillManifest:
+    """The skill manifest in force (BATON_SKILLS_FILE, else the packaged one), loaded once when Baton
+    starts and refused (SkillError, naming the skill, the unknown workflow and the known ones) when a
+    skill's `orchestrator` is not in the worker's workflow table; a missing file raises OSError."""
+    manifest = skills_from(settings.skills_file)
+    manifest.check_workflows(workflows.keys())
+    return manifest
 
 
 def sandbox_for(settings: Settings) -> Containment:
@@ -50,8 +62,9 @@ def containment_for(settings: Settings) -> Containment:
     return containment
 
 
-def build_clients(settings: Settings, sm: async_sessionmaker[AsyncSession]) -> Clients:
-    """All external clients, or a clear error naming what is missing."""
+def build_clients(settings: Settings, sm: async_sessionmaker[AsyncSession], skills: SkillManifest) -> Clients:
+    """All external clients, or a clear error naming what is missing; `skills` is the manifest loaded
+    at start-up (`load_manifest`)."""
     missing = [
         name
         for name, value in (
@@ -87,5 +100,5 @@ def build_clients(settings: Settings, sm: async_sessionmaker[AsyncSession]) -> C
             containment=containment_for(settings),
         ),
         gitlab_token=settings.gitlab_token,
-        skills=skills_from(settings.skills_file),
+        skills=skills,
     )

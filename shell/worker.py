@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -23,17 +23,18 @@ from bot.redact import Redactor
 from bot.store import runs, status
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import check_current
+from bot.triggers import Unreadable
 from config.settings import Settings
 from config.skills import SkillManifest
-from orchestrators import ORCHESTRATORS, authorize, registry
+from orchestrators import Orchestrator, authorize
 from orchestrators.engine import Deferred
+from orchestrators.registry import WORKFLOWS
 from orchestrators.resources import WorkerContext
-from orchestrators.ship import refuse
+from orchestrators.venue import refuse
 from shell import services as services_module
-from shell.wiring import build_clients
+from shell.wiring import build_clients, load_manifest
 
 log = logging.getLogger("baton.worker")
-registry.register()
 LEASE = timedelta(seconds=60)
 MAX_DEFER_S = 300.0
 
@@ -71,7 +72,8 @@ def failure_reason(run: runs.RunRow, exc: BaseException) -> str:
     while seen is not None and not isinstance(seen, GitLabNotFound):
         seen = seen.__cause__ or seen.__context__
     if seen is not None:
-        project = run.input.get("project_path") or run.input.get("project_id")
+        trigger = run.trigger
+        project = getattr(trigger, "project_path", None) or getattr(trigger, "project_id", None)
         where = f" for project {project}" if project else ""
         text = (
             f"GitLab answered 404{where}: {exc}. The project (or its merge request) does not exist "
@@ -90,14 +92,20 @@ async def _gave_up(wctx: WorkerContext, run: runs.RunRow, cap: int) -> str:
     )[:2000]
 
 
-async def _execute(wctx: WorkerContext, run: runs.RunRow) -> None:
-    """Authorize, run the workflow and record its outcome; whatever happens, the run leaves `running`."""
+async def _execute(wctx: WorkerContext, run: runs.RunRow, workflows: Mapping[str, Orchestrator]) -> None:
+    """Authorize, run the workflow `workflows` has for the run's kind and record its outcome; whatever
+    happens, the run leaves `running`."""
     beat = asyncio.create_task(_heartbeat(wctx, run.id))
     cap = max(wctx.settings.max_run_attempts, 1)
     try:
+        if isinstance(run.trigger, Unreadable):  # validated once, here: a run never starts on bad input
+            message = f"the run's input is not a trigger this version understands ({run.trigger.error})"
+            await runs.finish(wctx.sm, run.id, status.FAILED, wctx.name, message)
+            log.warning(message)
+            return
         if wctx.clients is not None and await _refused(wctx, run, wctx.clients.skills):
             return
-        orchestrator = ORCHESTRATORS.get(run.kind)
+        orchestrator = workflows.get(run.kind)
         if orchestrator is None:
             message = f"this version of Baton has no '{run.kind}' workflow yet"
             await runs.finish(wctx.sm, run.id, status.FAILED, wctx.name, message)
@@ -122,7 +130,7 @@ async def _execute(wctx: WorkerContext, run: runs.RunRow) -> None:
         log.exception("run failed")
         await runs.finish(wctx.sm, run.id, status.FAILED, wctx.name, failure_reason(run, exc))
     else:
-        await runs.finish(wctx.sm, run.id, outcome.status, wctx.name, outcome.message)
+        await runs.finish(wctx.sm, run.id, outcome.status, wctx.name, outcome.message, **outcome.flags())
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -136,13 +144,14 @@ async def _refused(wctx: WorkerContext, run: runs.RunRow, skills: SkillManifest)
         return False
     skill, reason = refused
     outcome = await refuse(wctx, run, f"/{skill.name}", reason)
-    await runs.finish(wctx.sm, run.id, outcome.status, wctx.name, outcome.message)
+    await runs.finish(wctx.sm, run.id, outcome.status, wctx.name, outcome.message, **outcome.flags())
     return True
 
 
 async def run_job(ctx: dict[str, Any], run_id: str) -> None:
     """The one job function: claim the run, hand it to its orchestrator, record the outcome."""
     wctx: WorkerContext = ctx["baton"]
+    workflows: Mapping[str, Orchestrator] = ctx["workflows"]
     with bind(run_id=run_id, worker=wctx.name):
         run = await runs.claim(wctx.sm, run_id, wctx.name)
         if run is None:
@@ -153,7 +162,7 @@ async def run_job(ctx: dict[str, Any], run_id: str) -> None:
             await runs.finish(wctx.sm, run_id, status.FAILED, wctx.name, reason)
             log.warning(reason)
             return
-        await _execute(wctx, run)
+        await _execute(wctx, run, workflows)
 
 
 async def sweep_once(sm: Any, queue: Queue, grace: timedelta, lease: timedelta = LEASE) -> int:
@@ -184,15 +193,18 @@ async def sweep(ctx: dict[str, Any]) -> int:
     return count
 
 
-def _startup(settings: Settings) -> Callable[[dict[str, Any]], Awaitable[None]]:
+def _startup(
+    settings: Settings, skills: SkillManifest, workflows: Mapping[str, Orchestrator]
+) -> Callable[[dict[str, Any]], Awaitable[None]]:
     async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["workflows"] = workflows
         engine = create_engine(settings.async_database_url, Redactor.from_settings(settings))
         await check_current(engine)
         ctx["engine"] = engine
         sm = sessionmaker(engine)
         clients = None
         try:
-            clients = build_clients(settings, sm)
+            clients = build_clients(settings, sm, skills)
         except (RuntimeError, OSError, ValueError) as exc:
             log.warning("no GitLab/Jira clients; runs that need them will fail: %s", exc)
         ctx["baton"] = WorkerContext(settings, sm, Queue(ctx["redis"]), worker_name(), clients)
@@ -213,8 +225,21 @@ def _sweep_seconds(interval: int) -> set[int]:
     return set(range(0, 60, interval))
 
 
-def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
-    """An arq Worker for these settings (what `baton worker` runs)."""
+def create_worker(
+    settings: Settings,
+    *,
+    skills: SkillManifest | None = None,
+    workflows: Mapping[str, Orchestrator] = WORKFLOWS,
+    handle_signals: bool = True,
+) -> Worker:
+    """An arq Worker for these settings (what `baton worker` runs): its jobs run the workflow
+    `workflows` has for a run's kind, with the skill manifest `baton worker` loaded at start-up
+    (`skills`; else it is loaded here). A manifest naming a workflow `workflows` lacks is refused now
+    (SkillError), not when a run of it comes along."""
+    if skills is None:
+        skills = load_manifest(settings, workflows)
+    else:
+        skills.check_workflows(workflows.keys())
     redis = RedisSettings.from_dsn(services_module.default_redis_url(settings))
     redis.conn_timeout = 2
     redis.conn_retries = 30
@@ -230,7 +255,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
             )
         ],
         redis_settings=redis,
-        on_startup=_startup(settings),  # type: ignore[arg-type]
+        on_startup=_startup(settings, skills, workflows),  # type: ignore[arg-type]
         on_shutdown=on_shutdown,
         job_timeout=settings.job_timeout_s,
         keep_result=0,

@@ -15,6 +15,7 @@ from bot.store.engine import create_engine
 from bot.store.migrate import upgrade
 from config.settings import Settings, load_settings
 from shell.services import Services, build
+from shell.wiring import load_manifest
 from tests.support.deliveries import GITLAB_SECRET, JIRA_SECRET
 from tests.support.servers import RedisServer
 
@@ -95,6 +96,6 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     engine = create_engine(settings.async_database_url)
     await upgrade(engine)
     await engine.dispose()
-    built = build(settings)
+    built = build(settings, load_manifest(settings))
     yield built
     await built.close()

@@ -36,6 +36,7 @@ from bot.store.tables import Delivery
 from config.settings import Settings
 from shell.app import create_app
 from shell.services import Services, build
+from shell.wiring import load_manifest
 from tests.conftest import make_settings
 from tests.reliability.test_ingress_auth import Secrets, Server, Stack, count_rows, encode
 from tests.support.deliveries import GITLAB_EVENTS, all_fixtures, fixture, label_added
@@ -593,7 +594,7 @@ def in_process(settings: Settings) -> Iterator[InProcess]:
     engine = create_engine(settings.async_database_url)
     runner.run(upgrade(engine))
     runner.run(engine.dispose())
-    services = build(settings)
+    services = build(settings, load_manifest(settings))
     transport = httpx.ASGITransport(app=create_app(settings, services), raise_app_exceptions=False)
     app = InProcess(runner, services, httpx.AsyncClient(transport=transport, base_url="http://baton.test"))
     try:

@@ -40,7 +40,8 @@ async def test_doctor_passes_on_a_healthy_sandbox(
 ) -> None:
     settings = settings_for(services, stack[1])
     checks = await doctor(settings, StoreEffectLedger(services.sm))
-    assert [c.name for c in checks] == ["store", "redis", "agent", "sandbox", "projects", "gitlab", "jira"]
+    names = ["store", "redis", "agent", "sandbox", "skills", "projects", "gitlab", "jira"]
+    assert [c.name for c in checks] == names
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
     sandbox = next(c for c in checks if c.name == "sandbox")
     assert "bubblewrap at /" in sandbox.detail and "no network" in sandbox.detail

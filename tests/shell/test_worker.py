@@ -12,13 +12,16 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from sqlalchemy import update
 
+from bot import triggers
 from bot.clients.gitlab import GitLabNotFound
 from bot.store import inbox, runs, status
 from bot.store.engine import utcnow
 from bot.store.tables import Run
+from bot.triggers import TicketLabelled
 from handlers.actions import Enqueue
-from orchestrators import ORCHESTRATORS, Outcome
+from orchestrators import Orchestrator, Outcome
 from orchestrators.engine import PhaseFailed
+from orchestrators.registry import WORKFLOWS
 from orchestrators.resources import WorkerContext
 from shell.services import Services
 from shell.worker import create_worker, failure_reason, over_cap, sweep_once
@@ -27,7 +30,12 @@ Body = Callable[[WorkerContext, runs.RunRow], Awaitable[Outcome]]
 
 
 async def new_run(services: Services, kind: str = "probe", enqueue: bool = True) -> str:
-    action = Enqueue(kind=kind, subject="jira:DEMO-1", origin=f"test:{utcnow().timestamp()}:{kind}")
+    action = Enqueue(
+        kind=kind,
+        subject="jira:DEMO-1",
+        origin=f"test:{utcnow().timestamp()}:{kind}",
+        input=TicketLabelled(issue_key="DEMO-1", issue_id="10001"),
+    )
     incoming = inbox.Incoming("jira", f"key-{utcnow().timestamp()}", "jira:issue_updated", {}, "jira:tester")
     recorded = await inbox.record(services.sm, incoming, action)
     assert recorded.run_id is not None
@@ -37,9 +45,15 @@ async def new_run(services: Services, kind: str = "probe", enqueue: bool = True)
 
 
 @pytest.fixture
-async def worker(services: Services) -> AsyncIterator[Worker]:
+def table() -> dict[str, Orchestrator]:
+    """The workflow table this test's worker is handed: Baton's own, plus what the test registers."""
+    return dict(WORKFLOWS)
+
+
+@pytest.fixture
+async def worker(services: Services, table: dict[str, Orchestrator]) -> AsyncIterator[Worker]:
     settings = services.settings.model_copy(update={"shutdown_wait_s": 1})
-    w = create_worker(settings, handle_signals=False)
+    w = create_worker(settings, workflows=table, handle_signals=False)
     task = asyncio.create_task(w.async_run())
     yield w
     task.cancel()
@@ -58,12 +72,12 @@ async def wait_status(services: Services, run_id: str, wanted: str, timeout_s: f
         await asyncio.sleep(0.05)
 
 
-def register(monkeypatch: pytest.MonkeyPatch, kind: str, body: Body) -> None:
-    monkeypatch.setitem(ORCHESTRATORS, kind, body)
+def register(table: dict[str, Orchestrator], kind: str, body: Body) -> None:
+    table[kind] = body
 
 
 async def test_orchestrator_outcome_is_recorded(
-    services: Services, worker: Worker, monkeypatch: pytest.MonkeyPatch
+    services: Services, worker: Worker, table: dict[str, Orchestrator]
 ) -> None:
     seen: list[str] = []
 
@@ -71,7 +85,7 @@ async def test_orchestrator_outcome_is_recorded(
         seen.append(run.id)
         return Outcome(status.WAITING, "proposal posted; waiting for /approve")
 
-    register(monkeypatch, "probe", probe)
+    register(table, "probe", probe)
     run_id = await new_run(services)
     row = await wait_status(services, run_id, status.WAITING)
     assert seen == [run_id] and row.attempts == 1
@@ -80,14 +94,49 @@ async def test_orchestrator_outcome_is_recorded(
 
 
 async def test_orchestrator_exception_fails_the_run_with_the_reason(
-    services: Services, worker: Worker, monkeypatch: pytest.MonkeyPatch
+    services: Services, worker: Worker, table: dict[str, Orchestrator]
 ) -> None:
     async def broken(wctx: WorkerContext, run: runs.RunRow) -> Outcome:
         raise RuntimeError("the repository has no tests")
 
-    register(monkeypatch, "probe", broken)
+    register(table, "probe", broken)
     row = await wait_status(services, await new_run(services), status.FAILED)
     assert row.error == "RuntimeError: the repository has no tests"
+
+
+async def test_a_run_whose_input_is_no_trigger_fails_at_claim_and_never_starts(
+    services: Services, worker: Worker, table: dict[str, Orchestrator]
+) -> None:
+    started: list[str] = []
+
+    async def probe(wctx: WorkerContext, run: runs.RunRow) -> Outcome:
+        started.append(run.id)
+        return Outcome(status.SUCCEEDED, "ran")
+
+    register(table, "probe", probe)
+    run_id = await new_run(services, enqueue=False)
+    async with services.sm.begin() as session:  # a row written by another version, or tampered with
+        await session.execute(
+            update(Run).where(Run.id == run_id).values(input={"trigger": "thread_command", "mr_iid": "x"})
+        )
+    assert await services.queue.enqueue_run(run_id)
+    row = await wait_status(services, run_id, status.FAILED)
+    assert started == []
+    assert row.error is not None and row.error.startswith("the run's input is not a trigger")
+    assert "project_id" in row.error or "mr_iid" in row.error
+
+
+async def test_outcome_flags_are_recorded_with_the_run(
+    services: Services, worker: Worker, table: dict[str, Orchestrator]
+) -> None:
+    async def asks(wctx: WorkerContext, run: runs.RunRow) -> Outcome:
+        return Outcome(status.WAITING, "needs-info: 2 question(s) posted", needs_info=True)
+
+    register(table, "probe", asks)
+    run_id = await new_run(services)
+    await wait_status(services, run_id, status.WAITING)
+    last = (await runs.detail(services.sm, run_id))["activity"][-1]
+    assert (last["action"], last["data"]) == ("waiting", {"needs_info": True})
 
 
 async def test_unknown_kind_fails_clearly(services: Services, worker: Worker) -> None:
@@ -96,7 +145,7 @@ async def test_unknown_kind_fails_clearly(services: Services, worker: Worker) ->
 
 
 async def test_finished_runs_are_not_run_again(
-    services: Services, worker: Worker, monkeypatch: pytest.MonkeyPatch
+    services: Services, worker: Worker, table: dict[str, Orchestrator]
 ) -> None:
     calls: list[str] = []
 
@@ -104,7 +153,7 @@ async def test_finished_runs_are_not_run_again(
         calls.append(run.id)
         return Outcome(status.SUCCEEDED, "done")
 
-    register(monkeypatch, "probe", once)
+    register(table, "probe", once)
     run_id = await new_run(services)
     await wait_status(services, run_id, status.SUCCEEDED)
     assert await services.queue.enqueue_run(run_id)  # a stray duplicate job (at-least-once delivery)
@@ -151,7 +200,7 @@ async def test_sweeper_releases_a_dead_workers_claim(services: Services) -> None
 
 
 async def test_sigterm_requeues_a_run_that_does_not_finish_in_time(
-    services: Services, worker: Worker, monkeypatch: pytest.MonkeyPatch
+    services: Services, worker: Worker, table: dict[str, Orchestrator]
 ) -> None:
     started = asyncio.Event()
 
@@ -160,7 +209,7 @@ async def test_sigterm_requeues_a_run_that_does_not_finish_in_time(
         await asyncio.sleep(60)
         return Outcome(status.SUCCEEDED, "unreachable")
 
-    register(monkeypatch, "probe", slow)
+    register(table, "probe", slow)
     run_id = await new_run(services)
     await asyncio.wait_for(started.wait(), 15)
     worker.handle_sig_wait_for_completion(signal.SIGTERM)
@@ -172,7 +221,7 @@ async def test_sigterm_requeues_a_run_that_does_not_finish_in_time(
 
 
 async def test_sigterm_lets_a_short_run_finish(
-    services: Services, worker: Worker, monkeypatch: pytest.MonkeyPatch
+    services: Services, worker: Worker, table: dict[str, Orchestrator]
 ) -> None:
     started = asyncio.Event()
 
@@ -181,7 +230,7 @@ async def test_sigterm_lets_a_short_run_finish(
         await asyncio.sleep(0.3)
         return Outcome(status.SUCCEEDED, "finished during shutdown")
 
-    register(monkeypatch, "probe", short)
+    register(table, "probe", short)
     run_id = await new_run(services)
     await asyncio.wait_for(started.wait(), 15)
     worker.handle_sig_wait_for_completion(signal.SIGTERM)
@@ -189,7 +238,7 @@ async def test_sigterm_lets_a_short_run_finish(
 
 
 async def test_a_transient_outage_defers_the_run_instead_of_failing_it(
-    services: Services, worker: Worker, monkeypatch: pytest.MonkeyPatch
+    services: Services, worker: Worker, table: dict[str, Orchestrator]
 ) -> None:
     from bot.clients.retry import RetryableError
 
@@ -201,7 +250,7 @@ async def test_a_transient_outage_defers_the_run_instead_of_failing_it(
             raise RetryableError("GitLab answered 503", retry_after=0.5)
         return Outcome(status.SUCCEEDED, "done after the outage")
 
-    register(monkeypatch, "probe", flaky)
+    register(table, "probe", flaky)
     run_id = await new_run(services)
     row = await wait_status(services, run_id, status.SUCCEEDED, timeout_s=20)
     assert calls == [1, 2] and row.attempts == 2
@@ -229,7 +278,8 @@ def test_attempt_cap(attempts: int, cap: int, over: bool) -> None:
 def test_a_gitlab_404_names_the_project_even_behind_a_phase_failure() -> None:
     row = runs.RunRow(
         "r1", "remediate", "gitlab:ghost/gone!1", status.RUNNING, 1, None,
-        {"project_id": 999, "project_path": "ghost/gone"}, utcnow(), utcnow(),
+        triggers.parse({"project_id": 999, "project_path": "ghost/gone", "mr_iid": 1, "note_id": 2}),
+        utcnow(), utcnow(),
     )  # fmt: skip
     try:
         try:
@@ -244,9 +294,9 @@ def test_a_gitlab_404_names_the_project_even_behind_a_phase_failure() -> None:
 
 
 @pytest.fixture
-async def capped_worker(services: Services) -> AsyncIterator[Worker]:
+async def capped_worker(services: Services, table: dict[str, Orchestrator]) -> AsyncIterator[Worker]:
     settings = services.settings.model_copy(update={"shutdown_wait_s": 1, "max_run_attempts": 3})
-    w = create_worker(settings, handle_signals=False)
+    w = create_worker(settings, workflows=table, handle_signals=False)
     task = asyncio.create_task(w.async_run())
     yield w
     task.cancel()
@@ -255,7 +305,7 @@ async def capped_worker(services: Services) -> AsyncIterator[Worker]:
 
 
 async def test_a_run_picked_up_more_often_than_the_cap_is_failed_with_the_reason(
-    services: Services, capped_worker: Worker, monkeypatch: pytest.MonkeyPatch
+    services: Services, capped_worker: Worker, table: dict[str, Orchestrator]
 ) -> None:
     calls: list[str] = []
 
@@ -263,7 +313,7 @@ async def test_a_run_picked_up_more_often_than_the_cap_is_failed_with_the_reason
         calls.append(run.id)
         return Outcome(status.SUCCEEDED, "unreachable")
 
-    register(monkeypatch, "probe", probe)
+    register(table, "probe", probe)
     run_id = await new_run(services, enqueue=False)
     async with services.sm.begin() as session:  # three pick-ups that never reached an outcome
         await session.execute(update(Run).where(Run.id == run_id).values(attempts=3))
@@ -276,7 +326,7 @@ async def test_a_run_picked_up_more_often_than_the_cap_is_failed_with_the_reason
 
 
 async def test_a_run_deferred_again_and_again_fails_at_the_cap(
-    services: Services, capped_worker: Worker, monkeypatch: pytest.MonkeyPatch
+    services: Services, capped_worker: Worker, table: dict[str, Orchestrator]
 ) -> None:
     from bot.clients.retry import RetryableError
 
@@ -286,7 +336,7 @@ async def test_a_run_deferred_again_and_again_fails_at_the_cap(
         calls.append(run.attempts)
         raise RetryableError("GitLab answered 503", retry_after=0.1)
 
-    register(monkeypatch, "probe", down)
+    register(table, "probe", down)
     row = await wait_status(services, await new_run(services), status.FAILED, timeout_s=20)
     assert calls == [1, 2, 3] and row.attempts == 3
     assert row.error == "gave up after 3 tries: GitLab answered 503"
