@@ -11,15 +11,12 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.clients.gitlab import GitLabClient
-from bot.clients.jira import JiraClient
 from bot.containment.host import Containment
-from bot.git.workspace import Workspace
 from bot.queue import Queue
-from bot.store.effects import StoreEffectLedger
 from config.projects import ProjectMap
 from config.settings import Settings
 from config.skills import SkillManifest
+from orchestrators.ports import Git, GitLab, Jira, Ledger
 
 
 @dataclass(frozen=True)
@@ -34,10 +31,12 @@ class AgentEndpoint:
 
 @dataclass(frozen=True)
 class Clients:
-    gitlab: GitLabClient
-    jira: JiraClient
-    workspace: Workspace
-    ledger: StoreEffectLedger
+    """The outside world as workflows see it: ports (orchestrators/ports.py), not the adapters."""
+
+    gitlab: GitLab  # bot/clients/gitlab.py GitLabClient in the worker
+    jira: Jira  # bot/clients/jira.py JiraClient
+    workspace: Git  # bot/git/workspace.py Workspace
+    ledger: Ledger  # bot/store/effects.py StoreEffectLedger
     projects: ProjectMap
     agent: AgentEndpoint
     gitlab_token: SecretStr
