@@ -7,6 +7,7 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -77,7 +78,11 @@ class Commands(BaseModel):
 
 
 class RepoConfig(BaseModel):
-    """What `.baton.yml` declares; a repository without one gets these defaults (no commands)."""
+    """What `.baton.yml` declares; a repository without one gets these defaults (no commands).
+
+    Parsed once per run (by its assemble phase) and stored in the phase output as
+    `model_dump(mode="json")`, which validates back to an equal config.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -147,6 +152,13 @@ def parse_repo_config(text: str | None) -> RepoConfig:
         return RepoConfig.model_validate(data)
     except ValidationError as exc:
         raise RepoConfigError(f"{FILENAME}: {_reason(exc)}") from None
+
+
+def read_repo_config(worktree: Path) -> tuple[str | None, RepoConfig]:
+    """A worktree's `.baton.yml`: its text (None when there is none) and the parsed config."""
+    path = worktree / FILENAME
+    text = path.read_text() if path.is_file() else None
+    return text, parse_repo_config(text)
 
 
 def _pattern_segments(pattern: str) -> tuple[str, ...]:

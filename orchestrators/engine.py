@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +25,30 @@ from orchestrators.resources import WorkerContext
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
+M = TypeVar("M", bound=BaseModel)
+
+
+class PhaseOutputError(RuntimeError):
+    """A phase's stored output is missing or does not fit its model; the message names the field."""
+
+
+def read_output(outputs: Mapping[str, Mapping[str, Any]], name: str, model: type[M]) -> M:
+    """The stored output of phase `name` as `model`, or `PhaseOutputError` saying what is wrong."""
+    data = outputs.get(name)
+    if data is None:
+        raise PhaseOutputError(f"phase {name} has no output; reply /retry {name}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"]) or "the output"
+        reason = str(err["msg"]).removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise PhaseOutputError(
+            f"the stored output of phase {name} is not a valid {model.__name__}: "
+            f"{where}: {reason}{more}; reply /retry {name}"
+        ) from None
+
 
 @dataclass(frozen=True)
 class PhaseContext:
@@ -31,6 +56,7 @@ class PhaseContext:
 
     `outputs` holds the finished phases; `previous` the last output of phases that were sent back
     to pending by a jump (e.g. the failing test output that made validate return to implement).
+    Phases read them typed, through `output` and `previous_output` (see `orchestrators.outputs`).
     """
 
     wctx: WorkerContext
@@ -38,6 +64,14 @@ class PhaseContext:
     outputs: Mapping[str, Mapping[str, Any]]
     attempt: int
     previous: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def output(self, name: str, model: type[M]) -> M:
+        """The finished phase `name`'s output, validated as `model`."""
+        return read_output(self.outputs, name, model)
+
+    def previous_output(self, name: str, model: type[M]) -> M | None:
+        """The output phase `name` had before a jump sent it back to pending (None: it had none)."""
+        return read_output(self.previous, name, model) if name in self.previous else None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +12,32 @@ from bot.agent.result import AgentResult
 from bot.git.branch import branch_name
 from bot.git.errors import NothingToCommit
 from bot.git.runner import GitRunner
-from bot.repo_config import RepoConfig, glob_matches, parse_repo_config, touched_protected
+from bot.repo_config import RepoConfig, glob_matches, read_repo_config, touched_protected
 from bot.store import proposals, runs, status
 from bot.store.runs import RunRow
 from bot.store.tables import Phase
-from orchestrators import Outcome, agents, progress, prompts
+from orchestrators import Outcome, agents, outputs, progress, prompts
 from orchestrators.brief import build_brief
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, PhaseState, Workflow, execute, states
+from orchestrators.outputs import (
+    Check,
+    Implemented,
+    Proposed,
+    Reviewed,
+    TicketAssembled,
+    Triaged,
+    Validated,
+    implemented,
+    reviewed,
+    sent_back,
+    ticket_assembled,
+    validated,
+)
 from orchestrators.proposal import FileChange, ProposalView, block, render_failure, render_proposal
 from orchestrators.resources import Clients, WorkerContext
 from orchestrators.status_comment import Ending
 from orchestrators.ticket import comments, linked, project_for, ticket_info
-from orchestrators.validate import CommandResult, run_commands, specs_from, summarize_failure
+from orchestrators.validate import run_commands, specs_from, summarize_failure
 from orchestrators.verdicts import Triage, Verdict
 
 CI_FILES = (".gitlab-ci.yml", ".github/**")
@@ -33,14 +46,6 @@ DIFF_FOR_REVIEW = 60_000
 
 def _clients(ctx: PhaseContext) -> Clients:
     return ctx.wctx.need_clients()
-
-
-def _repo(ctx: PhaseContext) -> tuple[Mapping[str, Any], Path, RepoConfig]:
-    assembled = ctx.outputs["assemble"]
-    worktree = Path(assembled["worktree"])
-    if not worktree.is_dir():
-        raise FileNotFoundError(f"the run's worktree is gone ({worktree}); reply /retry assemble")
-    return assembled, worktree, parse_repo_config(assembled["repo_config"])
 
 
 async def _scratch_repo(path: Path) -> Path:
@@ -60,14 +65,18 @@ async def triage(ctx: PhaseContext) -> PhaseResult:
         linked(issue),
         comments(issue),
         [],
-        parse_repo_config(None),
+        RepoConfig(),
     )
     scratch = await _scratch_repo(Path(ctx.wctx.settings.state_dir) / "scratch" / run.id)
     prompt = prompts.triage(key, brief.markdown)
     result = await agents.call(ctx.wctx, "planner", prompt, scratch, output_model=Triage, run_id=run.id)
     answer = result.output(Triage)
-    output = {"ready": answer.ready, "summary": answer.summary, "questions": list(answer.questions)}
-    output["agent_ms"] = result.duration_ms
+    output = Triaged(
+        ready=answer.ready,
+        summary=answer.summary,
+        questions=tuple(answer.questions),
+        agent_ms=result.duration_ms,
+    ).model_dump(mode="json")
     if answer.ready:
         return PhaseResult(output, **agents.usage(result))
     questions = (
@@ -95,22 +104,19 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
     later = bool(await runs.earlier(ctx.wctx.sm, run))  # not the ticket's first run: its own branch
     branch = branch_name(issue.key, issue.summary, run.id if later else None)
     worktree = await clients.workspace.create_worktree(repo_id, run.id, target, branch)
-    config_file = worktree / ".baton.yml"
-    config_text = config_file.read_text() if config_file.is_file() else None
-    repo = parse_repo_config(config_text)
+    config_text, repo = read_repo_config(worktree)
     brief = build_brief(ticket_info(issue, clients.jira.config.url), linked(issue), comments(issue), [], repo)
-    return PhaseResult(
-        {
-            "worktree": str(worktree), "branch": branch, "base_sha": await clients.workspace.head(worktree),
-            "target_branch": target, "project_id": project.id, "project_path": repo_id,
-            "remote_url": project.http_url_to_repo, "repo_config": config_text, "brief": brief.markdown,
-            "brief_tokens": brief.tokens, "summary": issue.summary,
-        }
+    output = TicketAssembled(
+        worktree=worktree, branch=branch, base_sha=await clients.workspace.head(worktree),
+        target_branch=target, project_id=project.id, project_path=repo_id,
+        remote_url=project.http_url_to_repo, repo=repo, repo_config=config_text, brief=brief.markdown,
+        brief_tokens=brief.tokens, summary=issue.summary,
     )  # fmt: skip
+    return PhaseResult(output.model_dump(mode="json"))
 
 
 def _feedback(ctx: PhaseContext) -> list[str]:
-    notes = [str(ctx.previous.get(name, {}).get("feedback") or "") for name in ("validate", "review")]
+    notes = sent_back(ctx)
     notes += [
         f"A person asked for this change (/revise): {text}" for text in ctx.run.input.get("revisions", [])
     ]
@@ -118,19 +124,19 @@ def _feedback(ctx: PhaseContext) -> list[str]:
 
 
 async def implement(ctx: PhaseContext) -> PhaseResult:
-    _assembled, worktree, repo = _repo(ctx)
+    assembled = ticket_assembled(ctx)
+    worktree = assembled.workdir()
     key = progress.issue_key(ctx.run)
-    prompt = prompts.implement(key, ctx.outputs["assemble"]["brief"], _feedback(ctx))
+    prompt = prompts.implement(key, assembled.brief, _feedback(ctx))
     result = await agents.call(
-        ctx.wctx, "implementer", prompt, worktree, declared=repo.declared_commands, run_id=ctx.run.id
+        ctx.wctx,
+        "implementer",
+        prompt,
+        worktree,
+        declared=assembled.repo.declared_commands,
+        run_id=ctx.run.id,
     )
-    output = {
-        "summary": (result.text or "")[:4000],
-        "turns": result.num_turns,
-        "denials": agents.denials(result),
-        "agent_ms": result.duration_ms,
-    }
-    return PhaseResult(output, **agents.usage(result))
+    return PhaseResult(Implemented.of(result).model_dump(mode="json"), **agents.usage(result))
 
 
 def _split_protected(changed: list[str], repo: RepoConfig) -> tuple[list[str], list[str]]:
@@ -142,9 +148,10 @@ def _split_protected(changed: list[str], repo: RepoConfig) -> tuple[list[str], l
 
 async def validate(ctx: PhaseContext) -> PhaseResult:
     """The repository's format, lint and test commands; failures go back to implement with the output."""
-    assembled, worktree, repo = _repo(ctx)
+    assembled = outputs.assembled(ctx)  # the ticket's or the MR thread's: validate serves both workflows
+    worktree, repo = assembled.workdir(), assembled.repo
     workspace = _clients(ctx).workspace
-    changed = [f.path for f in (await workspace.diffstat(worktree, assembled["base_sha"])).files]
+    changed = [f.path for f in (await workspace.diffstat(worktree, assembled.base_sha)).files]
     blocked, ci = _split_protected(changed, repo)
     agent = ctx.wctx.need_clients().agent
     results = await run_commands(
@@ -160,35 +167,24 @@ async def validate(ctx: PhaseContext) -> PhaseResult:
     if blocked:
         problems.append(f"These paths are protected and must not change; revert them: {', '.join(blocked)}")
     feedback = "\n\n".join(p for p in problems if p)
-    checks = [
-        {
-            "stage": r.stage,
-            "command": r.command,
-            "status": r.status,
-            "exit_code": r.exit_code,
-            "duration_s": r.duration_s,
-        }
-        for r in results
-    ]
-    output = {
-        "passed": not feedback,
-        "feedback": feedback,
-        "checks": checks,
-        "ci_changes": ci,
-        "changed": changed,
-    }
-    return PhaseResult(output, goto="implement" if feedback else None)
+    output = Validated(
+        passed=not feedback,
+        feedback=feedback,
+        checks=tuple(Check.of(r) for r in results),
+        ci_changes=tuple(ci),
+        changed=tuple(changed),
+    )
+    return PhaseResult(output.model_dump(mode="json"), goto="implement" if feedback else None)
 
 
 async def review(ctx: PhaseContext) -> PhaseResult:
     """A read-only reviewer in a separate context returns a typed verdict; blockers go back to implement."""
-    assembled, worktree, _repo_cfg = _repo(ctx)
+    assembled = ticket_assembled(ctx)
+    worktree = assembled.workdir()
     key = progress.issue_key(ctx.run)
-    diff = (await _clients(ctx).workspace.diff(worktree, assembled["base_sha"]))[:DIFF_FOR_REVIEW]
-    checks = "\n".join(
-        f"{c['stage']}: {c['command']} → {c['status']}" for c in ctx.outputs["validate"]["checks"]
-    )
-    prompt = prompts.review(key, assembled["brief"], diff, checks)
+    diff = (await _clients(ctx).workspace.diff(worktree, assembled.base_sha))[:DIFF_FOR_REVIEW]
+    checks = "\n".join(c.line() for c in validated(ctx).checks)
+    prompt = prompts.review(key, assembled.brief, diff, checks)
     result = await agents.call(
         ctx.wctx, "reviewer", prompt, worktree, output_model=Verdict, run_id=ctx.run.id
     )
@@ -203,8 +199,10 @@ def verdict_result(verdict: Verdict, result: AgentResult) -> PhaseResult:
         feedback = "The reviewer found blockers:\n" + "\n".join(
             f"- {b.file or ''}:{b.line or ''} {b.text}" for b in verdict.blockers or []
         )
-    output = {"verdict": verdict.model_dump(), "feedback": feedback, "agent_ms": result.duration_ms}
-    return PhaseResult(output, goto="implement" if feedback else None, **agents.usage(result))
+    output = Reviewed(verdict=verdict, feedback=feedback, agent_ms=result.duration_ms)
+    return PhaseResult(
+        output.model_dump(mode="json"), goto="implement" if feedback else None, **agents.usage(result)
+    )
 
 
 async def commit_proposal(ctx: PhaseContext, worktree: Path, message: str) -> str:
@@ -218,25 +216,23 @@ async def commit_proposal(ctx: PhaseContext, worktree: Path, message: str) -> st
 async def propose(ctx: PhaseContext) -> PhaseResult:
     """Commit locally, record the proposal (bound to its SHA) and post it on the ticket; the run waits."""
     clients, run, key = _clients(ctx), ctx.run, progress.issue_key(ctx.run)
-    assembled, worktree, _repo_cfg = _repo(ctx)
+    assembled = ticket_assembled(ctx)
+    worktree = assembled.workdir()
     sha = await commit_proposal(
-        ctx, worktree, f"[{key}] {assembled['summary']}\n\nProposed by Baton run {run.id}."
+        ctx, worktree, f"[{key}] {assembled.summary}\n\nProposed by Baton run {run.id}."
     )
-    stat = await clients.workspace.diffstat(worktree, assembled["base_sha"])
-    diff = await clients.workspace.diff(worktree, assembled["base_sha"])
-    target = {"kind": "jira", "issue_key": key, "worktree": str(worktree)}
-    target |= {
-        k: assembled[k] for k in ("branch", "project_path", "target_branch", "remote_url", "project_id")
-    }
+    stat = await clients.workspace.diffstat(worktree, assembled.base_sha)
+    diff = await clients.workspace.diff(worktree, assembled.base_sha)
+    target = {"kind": "jira", "issue_key": key, "worktree": str(worktree), **assembled.target()}
     proposal = await proposals.create(
         ctx.wctx.sm, run.id, run.subject, sha, hashlib.sha256(diff.encode()).hexdigest(), target
     )
-    spent = await _spent(ctx)
+    spent, checked = await _spent(ctx), validated(ctx)
     view = ProposalView(
-        proposal_id=proposal.id, summary=str(ctx.outputs["implement"].get("summary") or assembled["summary"]),
+        proposal_id=proposal.id, summary=implemented(ctx).summary or assembled.summary,
         commit_sha=sha, files=tuple(FileChange(f.path, f.added, f.deleted) for f in stat.files),
-        checks=tuple(_check_results(ctx)), verdict=Verdict.model_validate(ctx.outputs["review"]["verdict"]),
-        protected_changes=tuple(ctx.outputs["validate"].get("ci_changes", [])), diff=diff, **spent,
+        checks=tuple(c.result() for c in checked.checks), verdict=reviewed(ctx).verdict,
+        protected_changes=checked.ci_changes, diff=diff, **spent,
     )  # fmt: skip
     await clients.jira.add_comment(
         key, render_proposal(view, flavor="jira"), f"run:{run.id}:proposal:{sha[:12]}", run_id=run.id
@@ -244,7 +240,7 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
     stop = Outcome(
         status.WAITING, f"proposal {proposal.id} ({sha[:12]}) posted on {key}; waiting for /approve"
     )
-    return PhaseResult({"proposal_id": proposal.id, "sha": sha}, stop=stop)
+    return PhaseResult(Proposed(proposal_id=proposal.id, sha=sha).model_dump(mode="json"), stop=stop)
 
 
 async def _spent(ctx: PhaseContext) -> dict[str, Any]:
@@ -254,13 +250,6 @@ async def _spent(ctx: PhaseContext) -> dict[str, Any]:
         "output_tokens": sum(p.output_tokens for p in phases),
         "cost_usd": sum(p.cost_usd for p in phases),
     }
-
-
-def _check_results(ctx: PhaseContext) -> list[CommandResult]:
-    return [
-        CommandResult(c["stage"], c["command"], c["status"], c["exit_code"])
-        for c in ctx.outputs["validate"]["checks"]
-    ]
 
 
 async def observe(wctx: WorkerContext, run: RunRow, phases: list[PhaseState]) -> None:

@@ -24,7 +24,7 @@ from bot.effects import is_bot_text
 from bot.git.branch import is_valid_branch
 from bot.git.errors import NothingToCommit, UnsafeInput
 from bot.git.workspace import UPSTREAM_PREFIX
-from bot.repo_config import RepoConfig, parse_repo_config
+from bot.repo_config import RepoConfig, read_repo_config
 from bot.store import proposals, runs, status
 from bot.store.runs import RunRow
 from bot.store.tables import Phase
@@ -40,6 +40,19 @@ from orchestrators.engine import (
     states,
 )
 from orchestrators.implement import commit_proposal, validate, verdict_result
+from orchestrators.outputs import (
+    Proposed,
+    Refused,
+    StoredThread,
+    ThreadAssembled,
+    ThreadCommit,
+    ThreadsImplemented,
+    reviewed,
+    sent_back,
+    thread_assembled,
+    threads_implemented,
+    validated,
+)
 from orchestrators.progress import status_key
 from orchestrators.proposal import FileChange, ProposalView, block, render_failure
 from orchestrators.resources import Clients, WorkerContext
@@ -59,12 +72,9 @@ from orchestrators.threads import (
     overview_brief,
     remediate_prompt,
     render_thread_proposal,
-    thread_data,
-    thread_from,
     ticket_keys,
     unresolved,
 )
-from orchestrators.validate import CommandResult
 from orchestrators.verdicts import Verdict
 
 KIND = "remediate"
@@ -171,7 +181,7 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
         stop = await refuse(
             ctx.wctx, run, COMMAND, f"this merge request is {mr.state}; there is nothing to fix."
         )
-        return PhaseResult({"refused": mr.state}, stop=stop)
+        return PhaseResult(_refused(mr.state), stop=stop)
     if not is_valid_branch(mr.source_branch):
         raise UnsafeInput(f"refusing the merge request's source branch name {mr.source_branch[:60]!r}")
     me = await clients.gitlab.bot_user()
@@ -182,7 +192,7 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
             if is_all(run)
             else "I cannot find this thread."
         )
-        return PhaseResult({"refused": "no thread"}, stop=await refuse(ctx.wctx, run, COMMAND, why))
+        return PhaseResult(_refused("no thread"), stop=await refuse(ctx.wctx, run, COMMAND, why))
     project = await clients.gitlab.project(project_id)
     repo_id = project.path_with_namespace
     await clients.workspace.ensure_mirror(repo_id, project.http_url_to_repo, clients.gitlab_token)
@@ -190,14 +200,13 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
     worktree = await clients.workspace.create_worktree(
         repo_id, run.id, UPSTREAM_PREFIX + mr.source_branch, branch
     )
-    config_file = worktree / ".baton.yml"
-    config_text = config_file.read_text() if config_file.is_file() else None
+    config_text, repo = read_repo_config(worktree)
     ticket, ticket_note = await _ticket(ctx, mr)
     info = MergeRequestInfo(
         mr_ref(run), mr.title, mr.description, mr.source_branch, mr.target_branch, mr.web_url
     )
     inputs = BriefInputs(
-        mr=info, repo=parse_repo_config(config_text), instructions=instructions(run),
+        mr=info, repo=repo, instructions=instructions(run),
         requester=str((run.input.get("author") or {}).get("username") or ""),
         mr_diff=(await clients.gitlab.mr_diff(project_id, iid)).patch(), ticket=ticket,
         ticket_note=ticket_note,
@@ -206,28 +215,23 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
     inputs = replace(inputs, branch_head=head)
     briefs = [build_thread_brief(t, replace(inputs, excerpt=_excerpt(worktree, t.position))) for t in chosen]
     brief = briefs[0].markdown if not is_all(run) else overview_brief(info.ref, chosen, inputs.repo)
-    return PhaseResult(
-        {
-            "worktree": str(worktree), "branch": branch, "base_sha": head,
-            "source_branch": mr.source_branch, "target_branch": mr.target_branch, "project_id": project.id,
-            "project_path": repo_id, "remote_url": project.http_url_to_repo, "web_url": project.web_url,
-            "repo_config": config_text, "all": is_all(run), "discussion_id": discussion,
-            "threads": [thread_data(t) for t in chosen], "briefs": [b.markdown for b in briefs],
-            "brief": brief, "brief_tokens": sum(b.tokens for b in briefs), "title": mr.title,
-            "ticket": ticket.key if ticket else None,
-        }
+    output = ThreadAssembled(
+        worktree=worktree, branch=branch, base_sha=head,
+        source_branch=mr.source_branch, target_branch=mr.target_branch, project_id=project.id,
+        project_path=repo_id, remote_url=project.http_url_to_repo, web_url=project.web_url,
+        repo=repo, repo_config=config_text, all=is_all(run), discussion_id=discussion,
+        threads=tuple(StoredThread.of(t) for t in chosen), briefs=tuple(b.markdown for b in briefs),
+        brief=brief, brief_tokens=sum(b.tokens for b in briefs), title=mr.title,
+        ticket=ticket.key if ticket else None,
     )  # fmt: skip
+    return PhaseResult(output.model_dump(mode="json"))
+
+
+def _refused(why: str) -> dict[str, Any]:
+    return Refused(refused=why).model_dump(mode="json")
 
 
 # --- implement, review, propose ------------------------------------------------------------------
-
-
-def _repo(ctx: PhaseContext) -> tuple[Mapping[str, Any], Path, RepoConfig]:
-    assembled = ctx.outputs["assemble"]
-    worktree = Path(assembled["worktree"])
-    if not worktree.is_dir():
-        raise FileNotFoundError(f"the run's worktree is gone ({worktree}); reply /retry assemble")
-    return assembled, worktree, parse_repo_config(assembled["repo_config"])
 
 
 def _revisions(ctx: PhaseContext) -> list[str]:
@@ -235,8 +239,7 @@ def _revisions(ctx: PhaseContext) -> list[str]:
 
 
 def _feedback(ctx: PhaseContext) -> list[str]:
-    notes = [str(ctx.previous.get(name, {}).get("feedback") or "") for name in ("validate", "review")]
-    return [note for note in notes if note] + _revisions(ctx)
+    return sent_back(ctx) + _revisions(ctx)
 
 
 def _add(total: dict[str, Any], usage: Mapping[str, Any]) -> dict[str, Any]:
@@ -255,35 +258,31 @@ async def implement(ctx: PhaseContext) -> PhaseResult:
     A later round of `/remediate all` (checks or review failed, or `/revise`) is one more call over
     all the threads, committed as a fix-up by `propose`.
     """
-    assembled, worktree, repo = _repo(ctx)
+    assembled = thread_assembled(ctx)
+    worktree, repo = assembled.workdir(), assembled.repo
     ref, feedback = mr_ref(ctx.run), _feedback(ctx)
     workspace = _clients(ctx).workspace
-    fix_up = bool(feedback) and await workspace.head(worktree) != assembled["base_sha"]
-    if not assembled["all"] or fix_up:
-        result = await _agent(ctx, remediate_prompt(ref, assembled["brief"], feedback), worktree, repo)
-        output = {"summary": (result.text or "")[:4000], "turns": result.num_turns,
-                  "denials": agents.denials(result), "agent_ms": result.duration_ms}  # fmt: skip
-        if assembled["all"]:
-            output["threads"] = ctx.previous.get("implement", {}).get("threads", [])
-        return PhaseResult(output, **agents.usage(result))
+    fix_up = bool(feedback) and await workspace.head(worktree) != assembled.base_sha
+    if not assembled.all or fix_up:
+        result = await _agent(ctx, remediate_prompt(ref, assembled.brief, feedback), worktree, repo)
+        before = ctx.previous_output("implement", ThreadsImplemented) if assembled.all else None
+        output = ThreadsImplemented.of(result, threads=before.threads if before else ())
+        return PhaseResult(output.model_dump(mode="json"), **agents.usage(result))
     return await _each_thread(ctx, assembled, worktree, repo)
 
 
 async def _each_thread(
-    ctx: PhaseContext, assembled: Mapping[str, Any], worktree: Path, repo: RepoConfig
+    ctx: PhaseContext, assembled: ThreadAssembled, worktree: Path, repo: RepoConfig
 ) -> PhaseResult:
     """A fresh round of `/remediate all`: from the branch head, the implementer and a commit per thread."""
     workspace, run = _clients(ctx).workspace, ctx.run
-    base = assembled["base_sha"]
+    base = assembled.base_sha
     if await workspace.head(worktree) != base or (await workspace.diffstat(worktree, base)).files:
-        worktree = await workspace.create_worktree(
-            assembled["project_path"], run.id, base, assembled["branch"]
-        )
-    done: list[dict[str, Any]] = []
+        worktree = await workspace.create_worktree(assembled.project_path, run.id, base, assembled.branch)
+    done: list[ThreadCommit] = []
     spent: dict[str, Any] = {}
     summaries: list[str] = []
-    for data, brief in zip(assembled["threads"], assembled["briefs"], strict=True):
-        thread = thread_from(data)
+    for thread, brief in zip(assembled.chosen(), assembled.briefs, strict=True):
         result = await _agent(ctx, remediate_prompt(mr_ref(run), brief, _revisions(ctx)), worktree, repo)
         spent = _add(spent, agents.usage(result))
         try:
@@ -292,21 +291,21 @@ async def _each_thread(
             )
         except NothingToCommit:
             sha = None
-        done.append({"id": thread.discussion_id, "sha": sha, "agent_ms": result.duration_ms})
+        done.append(ThreadCommit(id=thread.discussion_id, sha=sha, agent_ms=result.duration_ms))
         summaries.append(f"{thread.title(80)}: {(result.text or 'no summary')[:800]}")
-    output = {"summary": "\n".join(summaries)[:4000], "threads": done,
-              "agent_ms": sum(d["agent_ms"] for d in done)}  # fmt: skip
-    return PhaseResult(output, **spent)
+    output = ThreadsImplemented(
+        summary="\n".join(summaries)[:4000], threads=tuple(done), agent_ms=sum(d.agent_ms for d in done)
+    )
+    return PhaseResult(output.model_dump(mode="json"), **spent)
 
 
 async def review(ctx: PhaseContext) -> PhaseResult:
     """The read-only reviewer on the fix against the thread; blockers go back to implement."""
-    assembled, worktree, _repo_cfg = _repo(ctx)
-    diff = (await _clients(ctx).workspace.diff(worktree, assembled["base_sha"]))[:DIFF_FOR_REVIEW]
-    checks = "\n".join(
-        f"{c['stage']}: {c['command']} → {c['status']}" for c in ctx.outputs["validate"]["checks"]
-    )
-    prompt = prompts.review(mr_ref(ctx.run), assembled["brief"], diff, checks)
+    assembled = thread_assembled(ctx)
+    worktree = assembled.workdir()
+    diff = (await _clients(ctx).workspace.diff(worktree, assembled.base_sha))[:DIFF_FOR_REVIEW]
+    checks = "\n".join(c.line() for c in validated(ctx).checks)
+    prompt = prompts.review(mr_ref(ctx.run), assembled.brief, diff, checks)
     result = await agents.call(
         ctx.wctx, "reviewer", prompt, worktree, output_model=Verdict, run_id=ctx.run.id
     )
@@ -314,37 +313,33 @@ async def review(ctx: PhaseContext) -> PhaseResult:
     return verdict_result(verdict, result)
 
 
-def _resolvable(assembled: Mapping[str, Any], implemented: Mapping[str, Any]) -> list[str]:
+def _resolvable(assembled: ThreadAssembled, implemented: ThreadsImplemented) -> list[str]:
     """The threads approving resolves: those a person can resolve and (for `all`) that got a commit."""
-    changed = {t["id"] for t in implemented.get("threads", []) if t.get("sha")}
+    changed = implemented.committed()
     return [
-        t["id"]
-        for t in assembled["threads"]
-        if t.get("resolvable") and (not assembled["all"] or t["id"] in changed)
+        t.id for t in assembled.threads if t.resolvable and (not assembled.all or changed.get(t.id, False))
     ]
 
 
 async def propose(ctx: PhaseContext) -> PhaseResult:
     """Commit, record the proposal (SHA + the head it builds on), reply in the thread; the run waits."""
     clients, run = _clients(ctx), ctx.run
-    assembled, worktree, _repo_cfg = _repo(ctx)
-    threads = [thread_from(t) for t in assembled["threads"]]
+    assembled = thread_assembled(ctx)
+    worktree, threads = assembled.workdir(), assembled.chosen()
     message = (
         f"Address checks and review on {mr_ref(run)}\n\nProposed by Baton run {run.id}."
-        if assembled["all"]
+        if assembled.all
         else commit_message(mr_ref(run), threads[0], run.id)
     )
     sha = await commit_proposal(ctx, worktree, message)
-    base = assembled["base_sha"]
+    base = assembled.base_sha
     stat = await clients.workspace.diffstat(worktree, base)
     diff = await clients.workspace.diff(worktree, base)
-    implemented = ctx.outputs["implement"]
+    implemented, checked = threads_implemented(ctx), validated(ctx)
     target = {
-        "kind": TARGET_KIND, "mr_iid": where(run)[1], "discussion_id": assembled["discussion_id"],
+        "kind": TARGET_KIND, "mr_iid": where(run)[1], "discussion_id": assembled.discussion_id,
         "overview": not run.input.get("note_type"), "worktree": str(worktree),
-        "resolve": _resolvable(assembled, implemented),
-        **{k: assembled[k] for k in ("project_id", "project_path", "source_branch", "base_sha", "remote_url",
-                                    "web_url", "branch")},
+        "resolve": _resolvable(assembled, implemented), **assembled.target(),
     }  # fmt: skip
     proposal = await proposals.create(
         ctx.wctx.sm, run.id, run.subject, sha, hashlib.sha256(diff.encode()).hexdigest(), target
@@ -354,14 +349,12 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
     view = ProposalView(
         proposal_id=proposal.id, summary=_summary(assembled, implemented),
         commit_sha=sha, files=tuple(FileChange(f.path, f.added, f.deleted) for f in stat.files),
-        checks=tuple(CommandResult(c["stage"], c["command"], c["status"], c["exit_code"])
-                     for c in ctx.outputs["validate"]["checks"]),
-        verdict=Verdict.model_validate(ctx.outputs["review"]["verdict"]),
-        protected_changes=tuple(ctx.outputs["validate"].get("ci_changes", [])), diff=diff,
+        checks=tuple(c.result() for c in checked.checks), verdict=reviewed(ctx).verdict,
+        protected_changes=checked.ci_changes, diff=diff,
         **await _spent(ctx),
     )  # fmt: skip
-    changed = {t["id"]: bool(t.get("sha")) for t in implemented.get("threads", [])}
-    addressed = [(t, changed.get(t.discussion_id, True)) for t in threads] if assembled["all"] else []
+    changed = implemented.committed()
+    addressed = [(t, changed.get(t.discussion_id, True)) for t in threads] if assembled.all else []
     text = render_thread_proposal(
         view, person(run.input.get("author") or {}), command_text(run, COMMAND), addressed
     )
@@ -379,13 +372,13 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
         f"proposal {proposal.id} ({sha[:12]}) posted in thread {discussion[:12]} of {mr_ref(run)}; "
         "waiting for /approve",
     )
-    return PhaseResult({"proposal_id": proposal.id, "sha": sha}, stop=stop)
+    return PhaseResult(Proposed(proposal_id=proposal.id, sha=sha).model_dump(mode="json"), stop=stop)
 
 
-def _summary(assembled: Mapping[str, Any], implemented: Mapping[str, Any]) -> str:
-    if assembled["all"]:
-        return f"{len(assembled['threads'])} review threads addressed, one commit each"
-    return str(implemented.get("summary") or assembled["title"]).split("\n")[0]
+def _summary(assembled: ThreadAssembled, implemented: ThreadsImplemented) -> str:
+    if assembled.all:
+        return f"{len(assembled.threads)} review threads addressed, one commit each"
+    return (implemented.summary or assembled.title).split("\n")[0]
 
 
 async def _spent(ctx: PhaseContext) -> dict[str, Any]:
