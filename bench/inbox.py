@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.store import inbox
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import upgrade
+from bot.triggers import TicketLabelled
 from config.settings import async_database_url
 from handlers.actions import Enqueue
 from tests.support.deliveries import fixture
@@ -114,7 +115,7 @@ def baton_op(engine: AsyncEngine, prefix: str) -> Op:
             kind="implement",
             subject=f"jira:{issue['key']}",
             origin=f"jira:changelog:{prefix}-{n}",
-            input={"issue_key": issue["key"], "issue_id": issue["id"], "summary": "bench"},
+            input=TicketLabelled(issue_key=issue["key"], issue_id=str(issue["id"]), summary="bench"),
         )
         recorded = await inbox.record(sm, incoming, action)
         if recorded.outcome != inbox.ENQUEUED:

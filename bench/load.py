@@ -64,6 +64,7 @@ from bot.store import inbox, runs, status
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import upgrade
 from bot.store.tables import Delivery, Run
+from bot.triggers import TicketLabelled
 from config.settings import async_database_url
 from handlers.actions import Enqueue
 from tests.support.deliveries import fixture, gitlab_headers, jira_headers
@@ -397,7 +398,10 @@ async def seed_waiting(db_url: str, tickets: Sequence[tuple[str, str]]) -> set[s
                 "jira", f"seed:{key}", "jira:issue_updated", {"seed": key}, "jira:bench"
             )
             action = Enqueue(
-                "implement", f"jira:{key}", f"bench:seed:{key}", {"issue_key": key, "issue_id": issue_id}
+                "implement",
+                f"jira:{key}",
+                f"bench:seed:{key}",
+                TicketLabelled(issue_key=key, issue_id=str(issue_id)),
             )
             recorded = await inbox.record(sm, incoming, action)
             assert recorded.run_id is not None

@@ -41,6 +41,7 @@ from bot.store import inbox, status
 from bot.store.engine import as_utc, create_engine, sessionmaker
 from bot.store.migrate import upgrade
 from bot.store.tables import Run
+from bot.triggers import JiraReplyTarget
 from config.settings import async_database_url
 from handlers.actions import Reply
 from tests.support.processes import BatonProcess
@@ -189,7 +190,7 @@ async def commit_replies(db_url: str, keys: Sequence[str], runs: int) -> list[st
         for n in range(runs):
             key = keys[n % len(keys)]
             incoming = inbox.Incoming("jira", f"hook:scaleout-{n}", "comment_created", {"n": n}, "jira:bench")
-            target = {"kind": "jira_comment", "issue_key": key}
+            target = JiraReplyTarget(issue_key=key)
             reply = Reply(f"jira:{key}", f"jira:comment:scaleout-{n}", target, f"Scale-out reply {n}.")
             recorded = await inbox.record(sm, incoming, reply)
             if recorded.outcome != inbox.REPLIED or recorded.run_id is None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from bot.triggers import (
+    JiraReplyTarget,
+    MergeRequestPushed,
+    ThreadCommand,
+    ThreadReplyTarget,
+    TicketCommand,
+    TicketLabelled,
+)
 
 
 @dataclass(frozen=True)
@@ -18,7 +25,7 @@ class Enqueue:
     kind: str
     subject: str
     origin: str
-    input: Mapping[str, Any] = field(default_factory=dict)
+    input: TicketLabelled | TicketCommand | ThreadCommand | MergeRequestPushed
 
 
 @dataclass(frozen=True)
@@ -27,7 +34,7 @@ class Reply:
 
     subject: str
     origin: str
-    target: Mapping[str, Any]
+    target: JiraReplyTarget | ThreadReplyTarget
     text: str
 
 

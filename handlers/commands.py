@@ -6,17 +6,15 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Literal
 
-from config.skills import SkillManifest, Where, default_skills
+from config.skills import SkillManifest, Where
 
 Syntax = Literal["markdown", "jira", "any"]
 """Which markup's code and quote blocks to honour; "any" applies both (the strictest)."""
 
-# The packaged skill manifest (config/skills.yaml) is the registry; these are its default views.
-KNOWN_COMMANDS: Mapping[str, str] = MappingProxyType({s.name: s.help for s in default_skills().skills})
-ALIASES: Mapping[str, str] = MappingProxyType(dict(default_skills().aliases))
+# Which commands exist is the skill manifest's to say (config/skills.yaml, or a team's own file): the
+# shell loads it once at start-up and every function here takes it; nothing is read at import.
 MAX_COMMANDS = 50
 MAX_ARGS = 2000
 
@@ -38,10 +36,6 @@ class Command:
 
     name: str
     args: str = ""
-
-    @property
-    def known(self) -> bool:
-        return self.name in KNOWN_COMMANDS
 
 
 @dataclass
@@ -132,9 +126,7 @@ def _unmention(line: str, mentions: Iterable[str]) -> str:
     return line
 
 
-def parse_command(
-    line: str, aliases: Mapping[str, str] = ALIASES, mentions: Iterable[str] = ()
-) -> Command | None:
+def parse_command(line: str, aliases: Mapping[str, str], mentions: Iterable[str] = ()) -> Command | None:
     """The command a single line starts with, if any (ASCII names only, so look-alikes never count)."""
     match = _COMMAND_RE.fullmatch(_unmention(line, mentions))
     if not match or not match.group(1).isascii():
@@ -145,7 +137,7 @@ def parse_command(
 
 
 def parse_commands(
-    text: str, *, syntax: Syntax = "any", skills: SkillManifest | None = None, mentions: Iterable[str] = ()
+    text: str, *, skills: SkillManifest, syntax: Syntax = "any", mentions: Iterable[str] = ()
 ) -> list[Command]:
     """Every command in `text`, in order, skipping code blocks, quotes and mid-line slashes.
 
@@ -153,7 +145,7 @@ def parse_commands(
     followed by a command word counts as that command.
     """
     scanner = _Scanner(markdown=syntax != "jira", jira=syntax != "markdown")
-    aliases = skills.aliases if skills is not None else ALIASES
+    aliases = skills.aliases
     commands: list[Command] = []
     for line in _LINE_BREAK_RE.split(text):
         command = parse_command(line, aliases, mentions) if scanner.visible(line) else None
@@ -164,25 +156,25 @@ def parse_commands(
     return commands
 
 
-def first_known(commands: Iterable[Command], skills: SkillManifest | None = None) -> Command | None:
-    known = skills.names if skills is not None else KNOWN_COMMANDS
+def first_known(commands: Iterable[Command], skills: SkillManifest) -> Command | None:
+    known = skills.names
     return next((c for c in commands if c.name in known), None)
 
 
-def suggest(name: str, skills: SkillManifest | None = None) -> str | None:
+def suggest(name: str, skills: SkillManifest) -> str | None:
     """The known command (or alias) closest to an unknown `name`, if any is close enough."""
-    names = list(skills.names) if skills is not None else [*KNOWN_COMMANDS, *ALIASES]
+    names = list(skills.names)
     matches = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 
-def help_lines(skills: SkillManifest | None = None, where: Where | None = None) -> list[str]:
+def help_lines(skills: SkillManifest, where: Where | None = None) -> list[str]:
     """One line per command, generated from the skill manifest."""
-    return (skills or default_skills()).help_lines(where)
+    return skills.help_lines(where)
 
 
 def did_you_mean(
-    who: str, command: Command, *, syntax: Syntax = "markdown", skills: SkillManifest | None = None
+    who: str, command: Command, *, skills: SkillManifest, syntax: Syntax = "markdown"
 ) -> str | None:
     """The reply to an unknown command that is close to a known one; None when nothing is close."""
     suggestion = suggest(command.name, skills)

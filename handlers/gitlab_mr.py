@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from bot.events.gitlab import MergeRequestEvent, PipelineEvent, PushEvent
+from bot.triggers import MergeRequestPushed, Person
 from handlers.actions import Action, Enqueue, Ignore
 from handlers.context import HandlerContext
 
@@ -32,14 +33,14 @@ def merge_request_changed(event: MergeRequestEvent, ctx: HandlerContext) -> Acti
             kind="mr_pushed",
             subject=f"gitlab:{event.project.path_with_namespace}!{attrs.iid}",
             origin=f"gitlab:mr:{event.project.id}:{attrs.iid}:push:{head}",
-            input={
-                "project_id": event.project.id,
-                "mr_iid": attrs.iid,
-                "source_branch": attrs.source_branch,
-                "head_sha": head,
-                "oldrev": attrs.oldrev,
-                "actor": {"id": event.user.id, "username": event.user.username},
-            },
+            input=MergeRequestPushed(
+                project_id=event.project.id,
+                mr_iid=attrs.iid,
+                source_branch=attrs.source_branch,
+                head_sha=head,
+                oldrev=attrs.oldrev,
+                actor=Person(id=event.user.id, username=event.user.username),
+            ),
         )
     action = attrs.action or "(none)"
     return Ignore(IGNORED_ACTIONS.get(action, f"merge request action {action[:40]!r} is not handled"))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from bot.effects import is_bot_text
 from bot.events.gitlab import MergeRequestRef, NoteEvent
+from bot.triggers import Person, ThreadCommand, ThreadReplyTarget
 from handlers.actions import Action, Enqueue, Ignore, Reply
 from handlers.commands import Command, did_you_mean, first_known, parse_commands
 from handlers.context import HandlerContext
@@ -46,19 +46,19 @@ def mention(event: NoteEvent) -> str:
     return f"@{username}" if _USERNAME_RE.fullmatch(username) else "Hello"
 
 
-def note_input(event: NoteEvent, mr: MergeRequestRef, command: Command) -> dict[str, Any]:
+def note_input(event: NoteEvent, mr: MergeRequestRef, command: Command) -> ThreadCommand:
     attrs = event.object_attributes
-    return {
-        "project_id": event.project.id,
-        "project_path": event.project.path_with_namespace,
-        "mr_iid": mr.iid,
-        "note_id": attrs.id,
-        "discussion_id": attrs.discussion_id,
-        "note_type": attrs.type,
-        "position": attrs.position.model_dump() if attrs.position else None,
-        "args": command.args,
-        "author": {"id": event.user.id, "username": event.user.username},
-    }
+    return ThreadCommand(
+        project_id=event.project.id,
+        project_path=event.project.path_with_namespace,
+        mr_iid=mr.iid,
+        note_id=attrs.id,
+        discussion_id=attrs.discussion_id,
+        note_type=attrs.type,
+        position=attrs.position.model_dump() if attrs.position else None,
+        args=command.args,
+        author=Person(id=event.user.id, username=event.user.username),
+    )
 
 
 def note_posted(event: NoteEvent, ctx: HandlerContext) -> Action:
@@ -81,10 +81,7 @@ def note_posted(event: NoteEvent, ctx: HandlerContext) -> Action:
     text = did_you_mean(mention(event), commands[0], skills=ctx.skills) if commands else None
     if text is None:
         return Ignore("no known command in the note" if commands else "no command in the note")
-    target = {
-        "kind": "gitlab_discussion",
-        "project_id": event.project.id,
-        "mr_iid": mr.iid,
-        "discussion_id": event.object_attributes.discussion_id,
-    }
+    target = ThreadReplyTarget(
+        project_id=event.project.id, mr_iid=mr.iid, discussion_id=event.object_attributes.discussion_id
+    )
     return Reply(subject=subject, origin=origin, target=target, text=text)

@@ -6,6 +6,7 @@ import re
 
 from bot.effects import is_bot_text
 from bot.events.jira import CommentEvent, IssueRef, JiraComment, JiraUser
+from bot.triggers import JiraReplyTarget, Person, TicketCommand
 from handlers.actions import Action, Enqueue, Ignore, Reply
 from handlers.commands import did_you_mean, first_known, parse_commands
 from handlers.context import HandlerContext
@@ -43,9 +44,11 @@ def new_comment(issue: IssueRef, comment: JiraComment, ctx: HandlerContext) -> A
     subject, origin = f"jira:{issue.key_or_id}", f"jira:comment:{comment.id}"
     skill = ctx.skills.lookup(known.name) if known else None
     if known and skill:
-        author = comment.author.identity() if comment.author else {}
-        fields = {"issue_key": issue.key, "issue_id": issue.id, "comment_id": comment.id}
-        return Enqueue(skill.orchestrator, subject, origin, {**fields, "args": known.args, "author": author})
+        author = Person.model_validate(comment.author.identity()) if comment.author else Person()
+        command = TicketCommand(
+            issue_key=issue.key, issue_id=issue.id, comment_id=comment.id, args=known.args, author=author
+        )
+        return Enqueue(skill.orchestrator, subject, origin, command)
     text = (
         did_you_mean(mention(comment.author), commands[0], syntax="jira", skills=ctx.skills)
         if commands
@@ -53,7 +56,7 @@ def new_comment(issue: IssueRef, comment: JiraComment, ctx: HandlerContext) -> A
     )
     if text is None:
         return Ignore("no known command in the comment" if commands else "no command in the comment")
-    target = {"kind": "jira_comment", "issue_key": issue.key_or_id}
+    target = JiraReplyTarget(issue_key=issue.key_or_id)
     return Reply(subject=subject, origin=origin, target=target, text=text)
 
 

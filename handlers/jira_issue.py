@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.events.jira import ChangeItem, IssueUpdatedEvent, issue_ref
+from bot.triggers import Person, TicketLabelled
 from handlers import jira_comment
 from handlers.actions import Action, Enqueue, Ignore
 from handlers.context import HandlerContext
@@ -27,13 +28,13 @@ def label_added(event: IssueUpdatedEvent, ctx: HandlerContext) -> Action:
         kind="implement",
         subject=f"jira:{issue.key}",
         origin=origin,
-        input={
-            "issue_key": issue.key,
-            "issue_id": issue.id,
-            "project_key": issue.fields.project.key if issue.fields.project else None,
-            "summary": issue.fields.summary,
-            "actor": event.user.identity() if event.user else {},
-        },
+        input=TicketLabelled(
+            issue_key=issue.key,
+            issue_id=issue.id,
+            project_key=issue.fields.project.key if issue.fields.project else None,
+            summary=issue.fields.summary,
+            actor=Person.model_validate(event.user.identity()) if event.user else Person(),
+        ),
     )
 
 

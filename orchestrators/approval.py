@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from bot.clients.jira import JiraClient
+from bot.triggers import Person
 from config.projects import Project
 from config.settings import Settings
+from orchestrators.ports import Groups
 
 
 def names_latest(latest_id: str, latest_sha: str, args: str) -> bool:
@@ -18,26 +16,26 @@ def names_latest(latest_id: str, latest_sha: str, args: str) -> bool:
     return not ref or latest_id == ref or (len(ref) >= 7 and latest_sha.startswith(ref))
 
 
-def same_person(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+def same_person(a: Person, b: Person | None) -> bool:
     """Cloud accounts by accountId, Data Center accounts by name or key."""
-    return any(a.get(k) and a.get(k) == b.get(k) for k in ("account_id", "name", "key"))
+    pairs = ((a.account_id, b.account_id), (a.name, b.name), (a.key, b.key)) if b else ()
+    return any(x and x == y for x, y in pairs)
 
 
-def is_bot(who: Mapping[str, Any], settings: Settings) -> bool:
-    bot = {"account_id": settings.jira_bot_account_id, "name": settings.jira_bot_name}
-    return same_person(who, bot)
+def is_bot(who: Person, settings: Settings) -> bool:
+    return same_person(who, Person(account_id=settings.jira_bot_account_id, name=settings.jira_bot_name))
 
 
-def account(who: Mapping[str, Any]) -> str:
-    return str(who.get("account_id") or who.get("name") or "")
+def account(who: Person) -> str:
+    return who.account_id or who.name or ""
 
 
 async def refusal(
-    jira: JiraClient,
+    jira: Groups,
     settings: Settings,
     project: Project,
-    who: Mapping[str, Any],
-    requester: Mapping[str, Any],
+    who: Person,
+    requester: Person | None,
 ) -> str | None:
     """None if `who` may approve on this project now, else the reason (checked at execution time)."""
     if is_bot(who, settings):
@@ -47,7 +45,7 @@ async def refusal(
     if same_person(who, requester) and not project.requester_may_approve:
         return "the person who asked for this work cannot approve it (requester_may_approve is off)."
     approvers = project.approvers
-    if account(who) in approvers.jira_users or who.get("name") in approvers.jira_users:
+    if account(who) in approvers.jira_users or who.name in approvers.jira_users:
         return None
     for group in approvers.jira_groups:
         if await jira.user_in_group(account(who), group):

@@ -11,7 +11,7 @@ from bot.store.runs import RunRow
 from orchestrators import Outcome
 from orchestrators.agents import agent_root
 from orchestrators.resources import WorkerContext
-from orchestrators.ship import refuse, reply
+from orchestrators.venue import author_of, refuse, reply
 
 CANCELLABLE = (status.QUEUED, status.RUNNING, status.WAITING)
 WORKFLOWS = ("implement", "remediate")
@@ -35,13 +35,9 @@ async def run_cancel(wctx: WorkerContext, run: RunRow) -> Outcome:
         return await refuse(
             wctx, run, "/cancel", "there is no queued, running or waiting run here to cancel."
         )
-    who = (run.input.get("author") or {}).get("display_name") or (run.input.get("author") or {}).get(
-        "username"
-    )
+    who = author_of(run).called()
     phase = await _phase(wctx, target.id)
-    if not await runs.settle(
-        wctx.sm, target.id, status.CANCELLED, wctx.name, f"cancelled by {who or 'someone'}"
-    ):
+    if not await runs.settle(wctx.sm, target.id, status.CANCELLED, wctx.name, f"cancelled by {who}"):
         return await refuse(
             wctx, run, "/cancel", f"run {target.id[:12]} finished before it could be cancelled."
         )

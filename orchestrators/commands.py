@@ -9,46 +9,34 @@ from __future__ import annotations
 from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
+from bot.triggers import ReplyRequest, ThreadCommand, TicketLabelled
 from orchestrators import Outcome, progress, remediate
 from orchestrators.engine import Workflow, reset_from, states
 from orchestrators.implement import WORKFLOW
-from orchestrators.mr_ship import thread_proposal
 from orchestrators.resources import WorkerContext
-from orchestrators.ship import flavor, is_gitlab, refuse, respond
 from orchestrators.status_comment import Ending, render_status
+from orchestrators.venue import (
+    IMPLEMENT,
+    REMEDIATE,
+    args_of,
+    author_of,
+    latest_target,
+    refuse,
+    reply,
+    respond,
+    venue_of,
+)
 
-IMPLEMENT = "implement"
+WORKFLOWS: dict[str, Workflow] = {IMPLEMENT: WORKFLOW, REMEDIATE: remediate.WORKFLOW}
+"""The workflow a command acts on, by the run kind its venue works on."""
 
 
-def _workflow(run: RunRow) -> Workflow:
-    return remediate.WORKFLOW if is_gitlab(run) else WORKFLOW
-
-
-def _here(run: RunRow) -> str:
-    return "in this thread" if is_gitlab(run) else "on this ticket"
-
-
-def _start_over(run: RunRow) -> str:
-    return "reply `/remediate` to start one" if is_gitlab(run) else "add the trigger label to start one"
-
-
-async def _latest_target(wctx: WorkerContext, run: RunRow) -> RunRow | None:
-    """The run a command acts on: the ticket's latest `implement`, or the thread's latest `remediate`."""
-    kind = remediate.KIND if is_gitlab(run) else IMPLEMENT
-    rows = [r for r in await runs.listing(wctx.sm, limit=200) if r.subject == run.subject and r.kind == kind]
-    if not is_gitlab(run):
-        return rows[0] if rows else None
-    discussion = run.input.get("discussion_id")
-    same = next((r for r in rows if r.input.get("discussion_id") == discussion), None)
-    if same is not None or run.input.get("note_type"):
-        return same
-    return next((r for r in rows if remediate.is_all(r)), None)
+def _workflow(target: RunRow) -> Workflow:
+    return WORKFLOWS[target.kind]
 
 
 async def _proposal(wctx: WorkerContext, run: RunRow) -> ProposalRow | None:
-    if is_gitlab(run):
-        return await thread_proposal(wctx, run)
-    return await proposals.latest(wctx.sm, run.subject)
+    return await venue_of(run).proposal(wctx, run)
 
 
 async def _reopen(wctx: WorkerContext, run: RunRow, target: RunRow, phase: str, **extra: object) -> bool:
@@ -64,31 +52,36 @@ async def run_reject(wctx: WorkerContext, run: RunRow) -> Outcome:
     if proposal is None or not await proposals.move(
         wctx.sm, proposal.id, proposals.PROPOSED, proposals.REJECTED
     ):
-        return await refuse(wctx, run, "/reject", f"there is no open proposal {_here(run)}.")
-    author = run.input.get("author") or {}
-    who = author.get("display_name") or author.get("username") or "someone"
-    reason = str(run.input.get("args") or "").strip()
+        return await refuse(wctx, run, "/reject", f"there is no open proposal {venue_of(run).here}.")
+    who, reason = author_of(run).called(), args_of(run)
     await runs.settle(
         wctx.sm, proposal.run_id, status.CANCELLED, wctx.name, f"rejected by {who}: {reason}"[:500]
     )
     await wctx.need_clients().workspace.remove_worktree(proposal.run_id)
-    again = "Reply `/remediate` to start over." if is_gitlab(run) else "Add the label again to start over."
+    again = venue_of(run).again
     await respond(wctx, run, "/reject", f"Rejected proposal {proposal.id}; nothing was pushed. {again}")
     return Outcome(status.SUCCEEDED, f"rejected proposal {proposal.id}")
 
 
 async def run_revise(wctx: WorkerContext, run: RunRow) -> Outcome:
-    text = str(run.input.get("args") or "").strip()
+    text = args_of(run)
     if not text:
         return await refuse(
             wctx, run, "/revise", "say what to change, e.g. /revise keep the old function name."
         )
-    target = await _latest_target(wctx, run)
+    target = await latest_target(wctx, run)
     proposal = await _proposal(wctx, run)
-    if target is None or proposal is None or proposal.status != proposals.PROPOSED:
-        return await refuse(wctx, run, "/revise", f"there is no open proposal {_here(run)} to revise.")
+    revisable = target.trigger if target else None
+    if (
+        not isinstance(revisable, TicketLabelled | ThreadCommand)
+        or proposal is None
+        or proposal.status != proposals.PROPOSED
+    ):
+        here = venue_of(run).here
+        return await refuse(wctx, run, "/revise", f"there is no open proposal {here} to revise.")
+    assert target is not None  # the trigger came from it
     await proposals.move(wctx.sm, proposal.id, proposals.PROPOSED, proposals.STALE)
-    revisions = [*target.input.get("revisions", []), text[:4000]]
+    revisions = [*revisable.revisions, text[:4000]]
     if not await _reopen(wctx, run, target, "implement", revisions=revisions):
         return await refuse(wctx, run, "/revise", f"run {target.id[:12]} is busy; try again when it stops.")
     await respond(
@@ -98,16 +91,16 @@ async def run_revise(wctx: WorkerContext, run: RunRow) -> Outcome:
 
 
 def _retry_phase(run: RunRow, workflow: Workflow, failed: str | None) -> str:
-    asked = str(run.input.get("args") or "").strip().split(maxsplit=1)
+    asked = args_of(run).split(maxsplit=1)
     if asked and asked[0] in workflow.names:
         return asked[0]
     return failed or workflow.names[0]
 
 
 async def run_retry(wctx: WorkerContext, run: RunRow) -> Outcome:
-    target = await _latest_target(wctx, run)
+    target, venue = await latest_target(wctx, run), venue_of(run)
     if target is None:
-        return await refuse(wctx, run, "/retry", f"there is no run {_here(run)}; {_start_over(run)}.")
+        return await refuse(wctx, run, "/retry", f"there is no run {venue.here}; {venue.start_over}.")
     if target.status in status.ACTIVE:
         return await refuse(wctx, run, "/retry", f"run {target.id[:12]} is already {target.status}.")
     detail = await runs.detail(wctx.sm, target.id)
@@ -124,22 +117,15 @@ async def run_retry(wctx: WorkerContext, run: RunRow) -> Outcome:
 
 async def run_reply(wctx: WorkerContext, run: RunRow) -> Outcome:
     """Post a handler's Reply (e.g. "did you mean") exactly once."""
-    target = run.input.get("target") or {}
-    text = str(run.input.get("text") or "")
-    clients = wctx.need_clients()
-    if target.get("kind") == "jira_comment":
-        await clients.jira.add_comment(str(target["issue_key"]), text, f"run:{run.id}:reply", run_id=run.id)
-    elif target.get("kind") == "gitlab_discussion":
-        where = (target["project_id"], int(target["mr_iid"]), str(target["discussion_id"]))
-        await clients.gitlab.reply_in_discussion(*where, text, f"run:{run.id}:reply", run_id=run.id)
-    else:
-        return Outcome(status.FAILED, f"unknown reply target {target.get('kind')!r}")
+    if not isinstance(run.trigger, ReplyRequest):
+        return Outcome(status.FAILED, f"a reply run needs a reply request, not {run.trigger.trigger!r}")
+    await reply(wctx, run, run.trigger.text)
     return Outcome(status.SUCCEEDED, "replied")
 
 
 async def run_help(wctx: WorkerContext, run: RunRow) -> Outcome:
     """`/help`: the commands usable here, generated from the skill manifest."""
-    lines = "\n".join(f"* {line}" for line in wctx.need_clients().skills.help_lines(flavor(run)))
+    lines = "\n".join(f"* {line}" for line in wctx.need_clients().skills.help_lines(venue_of(run).flavor))
     await respond(wctx, run, "/help", f"Baton understands these replies (at the start of a line):\n{lines}")
     return Outcome(status.SUCCEEDED, "help posted")
 
@@ -149,24 +135,24 @@ async def _ending(wctx: WorkerContext, target: RunRow) -> Ending | None:
     if target.status in status.ACTIVE:
         return None
     activity = (await runs.detail(wctx.sm, target.id))["activity"]
-    last = next((a["message"] for a in reversed(activity) if a["action"] == target.status), target.status)
-    ok = target.status == status.SUCCEEDED or (
-        target.status == status.WAITING and not str(last).startswith(("needs-", "refused"))
-    )
-    return Ending(ok, str(last))
+    last = next((a for a in reversed(activity) if a["action"] == target.status), None)
+    message, flags = (last["message"], last["data"]) if last else (target.status, {})
+    stopped_short = any(flags.get(k) for k in ("needs_info", "needs_human", "refused"))
+    ok = target.status == status.SUCCEEDED or (target.status == status.WAITING and not stopped_short)
+    return Ending(ok, str(message))
+
+
+VIEWS = {IMPLEMENT: progress.view, REMEDIATE: remediate.status_view}
+"""How /status draws a run's checklist, by its kind."""
 
 
 async def run_status(wctx: WorkerContext, run: RunRow) -> Outcome:
     """`/status`: the latest run's phase checklist on this ticket or in this thread."""
-    target = await _latest_target(wctx, run)
+    target, venue = await latest_target(wctx, run), venue_of(run)
     if target is None:
-        await respond(wctx, run, "/status", f"There is no Baton run {_here(run)} yet; {_start_over(run)}.")
+        await respond(wctx, run, "/status", f"There is no Baton run {venue.here} yet; {venue.start_over}.")
         return Outcome(status.SUCCEEDED, "no run")
     phases = await states(wctx.sm, _workflow(target), target.id)
-    ending = await _ending(wctx, target)
-    if is_gitlab(run):
-        shown = render_status(remediate.status_view(target, phases, ending), "gitlab")
-    else:
-        shown = render_status(progress.view(target, phases, ending), "jira")
+    shown = render_status(VIEWS[target.kind](target, phases, await _ending(wctx, target)), venue.flavor)
     await respond(wctx, run, "/status", f"Run {target.id[:12]} is {target.status}.\n\n{shown}")
     return Outcome(status.SUCCEEDED, f"status of {target.id}")

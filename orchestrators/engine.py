@@ -245,7 +245,9 @@ async def _jump(
     """Go back to `target` unless its round budget is spent; then the run waits for a human."""
     if await _attempts(wctx.sm, run_id, target) >= workflow.max_rounds:
         return Outcome(
-            status.WAITING, f"needs-human: {source} still failing after {workflow.max_rounds} rounds"
+            status.WAITING,
+            f"needs-human: {source} still failing after {workflow.max_rounds} rounds",
+            needs_human=True,
         )
     await reset_from(wctx.sm, workflow, run_id, target)
     return None

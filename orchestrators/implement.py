@@ -38,6 +38,7 @@ from orchestrators.resources import Clients, WorkerContext
 from orchestrators.status_comment import Ending
 from orchestrators.ticket import comments, linked, project_for, ticket_info
 from orchestrators.validate import run_commands, specs_from, summarize_failure
+from orchestrators.venue import revisions_of
 from orchestrators.verdicts import Triage, Verdict
 
 CI_FILES = (".gitlab-ci.yml", ".github/**")
@@ -88,7 +89,9 @@ async def triage(ctx: PhaseContext) -> PhaseResult:
         "Edit the ticket (or answer in a comment), then reply /retry to continue."
     )
     await clients.jira.add_comment(key, text, f"run:{run.id}:questions:{ctx.attempt}", run_id=run.id)
-    stop = Outcome(status.WAITING, f"needs-info: {len(answer.questions)} question(s) posted on {key}")
+    stop = Outcome(
+        status.WAITING, f"needs-info: {len(answer.questions)} question(s) posted on {key}", needs_info=True
+    )
     return PhaseResult(output, stop=stop, **agents.usage(result))
 
 
@@ -117,9 +120,7 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
 
 def _feedback(ctx: PhaseContext) -> list[str]:
     notes = sent_back(ctx)
-    notes += [
-        f"A person asked for this change (/revise): {text}" for text in ctx.run.input.get("revisions", [])
-    ]
+    notes += [f"A person asked for this change (/revise): {text}" for text in revisions_of(ctx.run)]
     return [note for note in notes if note]
 
 
@@ -266,11 +267,11 @@ WORKFLOW = Workflow(
 
 
 async def _finish(wctx: WorkerContext, run: RunRow, outcome: Outcome) -> Outcome:
-    ok = outcome.status == status.WAITING and not outcome.message.startswith(("needs-", "refused"))
+    ok = outcome.status == status.WAITING and not outcome.stopped_short
     await progress.update_status(
         wctx, run, await states(wctx.sm, WORKFLOW, run.id), Ending(ok, outcome.message)
     )
-    if outcome.message.startswith("needs-human"):
+    if outcome.needs_human:
         evidence = await _evidence(wctx, run)
         text = render_failure(
             outcome.message, "Reply /retry to try again, or /revise <what to change>.", flavor="jira"

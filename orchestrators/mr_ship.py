@@ -12,42 +12,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from bot.git.errors import GitError, HeadMoved
 from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
-from bot.store.tables import Proposal
+from bot.triggers import MergeRequestPushed
 from orchestrators import Outcome, approval
 from orchestrators.proposal import Person
 from orchestrators.resources import Clients, WorkerContext
-from orchestrators.ship import SHIPPED_BY, command_text, person, refuse
+from orchestrators.ship import SHIPPED_BY
 from orchestrators.threads import TARGET_KIND, render_shipped, render_stale_notice
+from orchestrators.venue import (
+    MrThread,
+    addressee,
+    args_of,
+    author_of,
+    command_text,
+    refuse,
+    subject_proposals,
+    venue_of,
+)
 
 COMMAND = "/approve"
 RETRY = "Reply `/retry` for a fresh proposal on the branch as it is now."
-
-
-async def subject_proposals(wctx: WorkerContext, subject: str, limit: int = 200) -> list[ProposalRow]:
-    """The MR's proposals, newest first."""
-    query = (
-        select(Proposal).where(Proposal.subject == subject).order_by(Proposal.created_at.desc()).limit(limit)
-    )
-    async with wctx.sm() as session:
-        found = list((await session.execute(query)).scalars())
-    return [ProposalRow(p.id, p.run_id, p.subject, p.status, p.sha or "", p.diff_hash, dict(p.target))
-            for p in found]  # fmt: skip
-
-
-async def thread_proposal(wctx: WorkerContext, run: RunRow) -> ProposalRow | None:
-    """The latest proposal of the command's thread; on the MR overview, the latest `/remediate all` one."""
-    rows = await subject_proposals(wctx, run.subject)
-    discussion = run.input.get("discussion_id")
-    same = next((p for p in rows if p.target.get("discussion_id") == discussion), None)
-    if same is not None or run.input.get("note_type"):
-        return same
-    return next((p for p in rows if p.target.get("overview")), None)
 
 
 def _named(proposal: ProposalRow, args: str) -> bool:
@@ -107,7 +94,7 @@ async def _check(wctx: WorkerContext, run: RunRow, proposal: ProposalRow | None)
             "there is no Baton proposal in this thread yet.",
             "Reply `/remediate` in the thread you want fixed; the proposal and its `/approve` live there.",
         )
-    if not _named(proposal, str(run.input.get("args") or "")):
+    if not _named(proposal, args_of(run)):
         latest = f"the latest is {proposal.id} at {proposal.sha[:12]}"
         return Refusal(f"that is not this thread's latest proposal ({latest}).", "Reply `/approve` alone.")
     clients = wctx.need_clients()
@@ -129,10 +116,12 @@ async def _ship(wctx: WorkerContext, run: RunRow, proposal: ProposalRow) -> str:
     commit_url = f"{str(target.get('web_url') or '').rstrip('/')}/-/commit/{proposal.sha}"
     resolve = [str(d) for d in target.get("resolve", [])]
     text = render_shipped(
-        person(run.input.get("author") or {}), command_text(run, COMMAND), proposal.sha, commit_url,
+        addressee(author_of(run)), command_text(run, COMMAND), proposal.sha, commit_url,
         branch, len(resolve), proposal.id,
     )  # fmt: skip
-    discussion = str(run.input.get("discussion_id") or target["discussion_id"])
+    venue = venue_of(run)
+    here = venue.discussion_id if isinstance(venue, MrThread) else None
+    discussion = str(here or target["discussion_id"])
     await clients.gitlab.reply_in_discussion(
         project_id, iid, discussion, text, f"proposal:{proposal.id}:shipped", run_id=run.id
     )
@@ -161,7 +150,7 @@ async def _push_failed(wctx: WorkerContext, run: RunRow, proposal: ProposalRow, 
 
 async def run_approve_mr(wctx: WorkerContext, run: RunRow) -> Outcome:
     """The `approve` run on a merge request: checks at execution time, compare-and-set, push once."""
-    proposal = await thread_proposal(wctx, run)
+    proposal = await venue_of(run).proposal(wctx, run)
     refused = await _check(wctx, run, proposal)
     if refused is not None or proposal is None:
         refused = refused or Refusal("there is no proposal.")
@@ -181,8 +170,8 @@ async def run_approve_mr(wctx: WorkerContext, run: RunRow) -> Outcome:
 
 async def run_mr_pushed(wctx: WorkerContext, run: RunRow) -> Outcome:
     """New commits on the MR branch by someone: every open proposal built on the old head goes stale."""
-    head = str(run.input.get("head_sha") or "")
-    pusher: Person = person(run.input.get("actor") or {})
+    head = run.trigger.head_sha if isinstance(run.trigger, MergeRequestPushed) else ""
+    pusher: Person = addressee(author_of(run))
     clients, staled = wctx.need_clients(), []
     for proposal in await subject_proposals(wctx, run.subject):
         target = proposal.target

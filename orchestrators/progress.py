@@ -6,6 +6,7 @@ from typing import cast
 
 from bot.store.engine import utcnow
 from bot.store.runs import RunRow
+from bot.triggers import TicketCommand, TicketLabelled
 from orchestrators.engine import PhaseState
 from orchestrators.resources import WorkerContext
 from orchestrators.status_comment import Ending, PhaseView, StatusView, render_status
@@ -19,10 +20,10 @@ def status_key(run: RunRow) -> str:
 
 
 def issue_key(run: RunRow) -> str:
-    key = run.input.get("issue_key") or run.input.get("issue_id")
-    if not key:
+    trigger = run.trigger
+    if not isinstance(trigger, TicketLabelled | TicketCommand):
         raise ValueError("the run does not name a Jira issue")
-    return str(key)
+    return trigger.issue_key or trigger.issue_id
 
 
 async def acknowledge(wctx: WorkerContext, run: RunRow) -> None:

@@ -28,6 +28,7 @@ from bot.repo_config import RepoConfig, read_repo_config
 from bot.store import proposals, runs, status
 from bot.store.runs import RunRow
 from bot.store.tables import Phase
+from bot.triggers import ThreadCommand
 from orchestrators import Outcome, agents, progress, prompts
 from orchestrators.engine import (
     PhaseContext,
@@ -56,7 +57,6 @@ from orchestrators.outputs import (
 from orchestrators.progress import status_key
 from orchestrators.proposal import FileChange, ProposalView, block, render_failure
 from orchestrators.resources import Clients, WorkerContext
-from orchestrators.ship import command_text, person, refuse, respond
 from orchestrators.status_comment import Ending, StatusView, render_status
 from orchestrators.threads import (
     TARGET_KIND,
@@ -74,6 +74,17 @@ from orchestrators.threads import (
     render_thread_proposal,
     ticket_keys,
     unresolved,
+)
+from orchestrators.venue import (
+    addressee,
+    args_of,
+    author_of,
+    command_text,
+    is_all,
+    refuse,
+    respond,
+    revisions_of,
+    thread_command,
 )
 from orchestrators.verdicts import Verdict
 
@@ -93,17 +104,12 @@ def mr_ref(run: RunRow) -> str:
 
 def where(run: RunRow) -> tuple[ProjectRef, int, str]:
     """(project id, MR iid, discussion id) of the note that gave the command."""
-    return run.input["project_id"], int(run.input["mr_iid"]), str(run.input.get("discussion_id") or "")
-
-
-def is_all(run: RunRow) -> bool:
-    """`/remediate all` on the MR overview (a plain note, not in a diff thread) addresses every thread."""
-    words = str(run.input.get("args") or "").split(maxsplit=1)
-    return not run.input.get("note_type") and bool(words) and words[0].lower() == "all"
+    note = thread_command(run)
+    return note.project_id, note.mr_iid, note.discussion_id or ""
 
 
 def instructions(run: RunRow) -> str:
-    args = str(run.input.get("args") or "").strip()
+    args = args_of(run)
     return args.split(maxsplit=1)[1] if is_all(run) and " " in args else ("" if is_all(run) else args)
 
 
@@ -207,7 +213,7 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
     )
     inputs = BriefInputs(
         mr=info, repo=repo, instructions=instructions(run),
-        requester=str((run.input.get("author") or {}).get("username") or ""),
+        requester=author_of(run).username or "",
         mr_diff=(await clients.gitlab.mr_diff(project_id, iid)).patch(), ticket=ticket,
         ticket_note=ticket_note,
     )  # fmt: skip
@@ -235,7 +241,7 @@ def _refused(why: str) -> dict[str, Any]:
 
 
 def _revisions(ctx: PhaseContext) -> list[str]:
-    return [f"A person asked for this change (/revise): {t}" for t in ctx.run.input.get("revisions", [])]
+    return [f"A person asked for this change (/revise): {t}" for t in revisions_of(ctx.run)]
 
 
 def _feedback(ctx: PhaseContext) -> list[str]:
@@ -338,7 +344,7 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
     implemented, checked = threads_implemented(ctx), validated(ctx)
     target = {
         "kind": TARGET_KIND, "mr_iid": where(run)[1], "discussion_id": assembled.discussion_id,
-        "overview": not run.input.get("note_type"), "worktree": str(worktree),
+        "overview": thread_command(run).note_type is None, "worktree": str(worktree),
         "resolve": _resolvable(assembled, implemented), **assembled.target(),
     }  # fmt: skip
     proposal = await proposals.create(
@@ -355,16 +361,14 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
     )  # fmt: skip
     changed = implemented.committed()
     addressed = [(t, changed.get(t.discussion_id, True)) for t in threads] if assembled.all else []
-    text = render_thread_proposal(
-        view, person(run.input.get("author") or {}), command_text(run, COMMAND), addressed
-    )
+    text = render_thread_proposal(view, addressee(author_of(run)), command_text(run, COMMAND), addressed)
     project_id, iid, discussion = where(run)
     await clients.gitlab.reply_in_discussion(
         project_id,
         iid,
         discussion,
         text,
-        f"run:{run.id}:proposal:{sha[:12]}:r{len(run.input.get('revisions', []))}",
+        f"run:{run.id}:proposal:{sha[:12]}:r{len(revisions_of(run))}",
         run_id=run.id,
     )
     stop = Outcome(
@@ -430,7 +434,7 @@ WORKFLOW = Workflow(
 async def _award(wctx: WorkerContext, run: RunRow, name: str, suffix: str) -> None:
     """An award emoji on the command's note (👀 on pickup, ✅/❌ at the end), once per run."""
     project_id, iid, _ = where(run)
-    note_id = run.input.get("note_id")
+    note_id = thread_command(run).note_id
     await wctx.need_clients().gitlab.award_emoji(
         project_id, iid, int(note_id) if note_id else None, name, f"run:{run.id}:{suffix}", run_id=run.id
     )
@@ -446,14 +450,14 @@ async def _evidence(wctx: WorkerContext, run: RunRow) -> str:
 
 
 async def _finish(wctx: WorkerContext, run: RunRow, outcome: Outcome) -> Outcome:
-    ok = outcome.status == status.WAITING and not outcome.message.startswith(("needs-", "refused"))
+    ok = outcome.status == status.WAITING and not outcome.stopped_short
     await update_status(wctx, run, await states(wctx.sm, WORKFLOW, run.id), Ending(ok, outcome.message))
-    if outcome.message.startswith("refused"):  # nothing was gathered: a /retry starts from the top
+    if outcome.refused:  # nothing was gathered: a /retry starts from the top
         await reset_from(wctx.sm, WORKFLOW, run.id, "assemble")
-    if outcome.message.startswith("needs-human"):
+    if outcome.needs_human:
         text = render_failure(
             outcome.message, "Reply `/retry` to try again, or `/revise <what to change>`.", flavor="gitlab",
-            who=person(run.input.get("author") or {}), command=command_text(run, COMMAND),
+            who=addressee(author_of(run)), command=command_text(run, COMMAND),
         )  # fmt: skip
         evidence = await _evidence(wctx, run)
         project_id, iid, discussion = where(run)
@@ -468,7 +472,11 @@ async def _make_way(wctx: WorkerContext, run: RunRow) -> str | None:
     """One run per thread: join an active one (its id), or cancel waiting ones (superseded)."""
     for other_id in await runs.others_open(wctx.sm, run):
         other = await runs.by_id(wctx.sm, other_id)
-        if other is None or other.input.get("discussion_id") != run.input.get("discussion_id"):
+        if (
+            other is None
+            or not isinstance(other.trigger, ThreadCommand)
+            or (other.trigger.discussion_id != thread_command(run).discussion_id)
+        ):
             continue
         if other.status in status.ACTIVE:
             return other.id
@@ -494,7 +502,7 @@ async def run_remediate(wctx: WorkerContext, run: RunRow) -> Outcome:
         await _finish(wctx, run, Outcome(status.FAILED, str(exc)))
         text = render_failure(
             str(exc)[:500], "Reply `/retry` to run the failed phase again.", flavor="gitlab",
-            who=person(run.input.get("author") or {}), command=command_text(run, COMMAND),
+            who=addressee(author_of(run)), command=command_text(run, COMMAND),
         )  # fmt: skip
         project_id, iid, discussion = where(run)
         await wctx.need_clients().gitlab.reply_in_discussion(

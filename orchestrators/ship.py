@@ -2,76 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from bot.git.errors import HeadMoved
 from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
+from bot.triggers import TicketLabelled
 from orchestrators import Outcome, approval, progress
-from orchestrators.proposal import Flavor, Person, mention, render_refusal
+from orchestrators.proposal import Person
 from orchestrators.resources import Clients, WorkerContext
-from orchestrators.threads import in_response
+from orchestrators.venue import addressee, args_of, author_of, refuse
 
 SHIPPED_BY = "baton"
-
-
-def is_gitlab(run: RunRow) -> bool:
-    """Runs about a merge request (`gitlab:group/project!iid`) answer in GitLab, the others in Jira."""
-    return run.subject.startswith("gitlab:")
-
-
-def flavor(run: RunRow) -> Flavor:
-    return "gitlab" if is_gitlab(run) else "jira"
-
-
-def person(who: Mapping[str, Any]) -> Person:
-    """A Jira author (`display_name`, `account_id`, `name`) or a GitLab one (`id`, `username`)."""
-    username = who.get("username")
-    return Person(
-        display_name=str(who.get("display_name") or who.get("name") or username or "there"),
-        gitlab_username=str(username) if username else None,
-        jira_account_id=who.get("account_id"),
-        jira_name=who.get("name") if not username else None,
-    )
-
-
-def command_text(run: RunRow, name: str) -> str:
-    """The person's command as they typed it (name and arguments), for quoting back."""
-    return f"{name} {str(run.input.get('args') or '').strip()}".strip()
-
-
-async def reply(wctx: WorkerContext, run: RunRow, text: str) -> None:
-    """Answer where the command was given: in its MR discussion, or on the Jira ticket; once per run."""
-    clients, key = wctx.need_clients(), f"run:{run.id}:reply"
-    if not is_gitlab(run):
-        await clients.jira.add_comment(progress.issue_key(run), text, key, run_id=run.id)
-        return
-    project, iid = run.input["project_id"], int(run.input["mr_iid"])
-    discussion = run.input.get("discussion_id")
-    if discussion:
-        await clients.gitlab.reply_in_discussion(project, iid, str(discussion), text, key, run_id=run.id)
-    else:
-        await clients.gitlab.post_note(project, iid, text, key, run_id=run.id)
-
-
-async def respond(wctx: WorkerContext, run: RunRow, command: str, text: str) -> None:
-    """A reply to a command: on GitLab it names the person and quotes the command; Jira as before."""
-    if is_gitlab(run):
-        who = mention(person(run.input.get("author") or {}), "gitlab")
-        text = f"{who}: {text}\n\n{in_response(command_text(run, command))}"
-    await reply(wctx, run, text)
-
-
-async def refuse(
-    wctx: WorkerContext, run: RunRow, command: str, reason: str, what_next: str | None = None
-) -> Outcome:
-    who = person(run.input.get("author") or {})
-    quoted = command_text(run, command) if is_gitlab(run) else command
-    await reply(wctx, run, render_refusal(who, quoted, reason, flavor=flavor(run), what_next=what_next))
-    return Outcome(status.SUCCEEDED, f"refused: {reason}")
 
 
 def _named(proposal: ProposalRow, args: str) -> bool:
@@ -82,20 +25,18 @@ async def _check(wctx: WorkerContext, run: RunRow, proposal: ProposalRow | None)
     """Why this /approve cannot ship now (None: it can)."""
     if proposal is None:
         return "there is no proposal on this ticket yet."
-    if not _named(proposal, str(run.input.get("args") or "")):
+    if not _named(proposal, args_of(run)):
         return f"that is not the latest proposal (the latest is {proposal.id} at {proposal.sha[:12]})."
     resuming = proposal.status == proposals.APPROVED and proposal.target.get("approved_by_run") == run.id
     if proposal.status != proposals.PROPOSED and not resuming:
         return f"proposal {proposal.id} is already {proposal.status}."
     clients = wctx.need_clients()
     implement_run = await runs.by_id(wctx.sm, proposal.run_id)
-    requester = (implement_run.input.get("actor") if implement_run else None) or {}
+    requester = author_of(implement_run) if implement_run else None
     mapping = clients.projects.for_gitlab(proposal.target["project_path"])
     if mapping is None:
         return f"{proposal.target['project_path']} is no longer in the project mapping."
-    refused = await approval.refusal(
-        clients.jira, wctx.settings, mapping, run.input.get("author") or {}, requester
-    )
+    refused = await approval.refusal(clients.jira, wctx.settings, mapping, author_of(run), requester)
     if refused:
         return refused
     return await _stale(clients, proposal)
@@ -125,12 +66,13 @@ def _description(proposal: ProposalRow, key: str, jira_url: str, approver: Perso
 
 async def _ship(wctx: WorkerContext, run: RunRow, proposal: ProposalRow) -> str:
     clients, target, key = wctx.need_clients(), proposal.target, progress.issue_key(run)
-    approver = person(run.input.get("author") or {})
+    approver = addressee(author_of(run))
     await clients.workspace.push(
         Path(target["worktree"]), target["remote_url"], target["branch"], clients.gitlab_token, proposal.sha
     )
     implement_run = await runs.by_id(wctx.sm, proposal.run_id)
-    summary = str((implement_run.input if implement_run else {}).get("summary") or key)
+    labelled = implement_run.trigger if implement_run else None
+    summary = (labelled.summary if isinstance(labelled, TicketLabelled) else None) or key
     mr = await clients.gitlab.create_merge_request(
         target["project_path"], target["branch"], target["target_branch"], f"[{key}] {summary}",
         _description(proposal, key, clients.jira.config.url, approver), ["baton"], False,

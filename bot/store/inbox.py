@@ -10,9 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import triggers
 from bot.store import status
 from bot.store.engine import utcnow
 from bot.store.tables import Activity, Delivery, Run
+from bot.triggers import ReplyRequest
 from handlers.actions import Action, Enqueue, Ignore, Reply
 
 ENQUEUED, REPLIED, IGNORED, DUPLICATE, JOINED = "enqueued", "replied", "ignored", "duplicate", "joined"
@@ -50,9 +52,9 @@ def new_run_id() -> str:
 def _run_for(action: Enqueue | Reply, delivery_id: int) -> Run:
     now = utcnow()
     if isinstance(action, Enqueue):
-        kind, payload = action.kind, dict(action.input)
+        kind, payload = action.kind, triggers.dump(action.input)
     else:
-        kind, payload = "reply", {"target": dict(action.target), "text": action.text}
+        kind, payload = "reply", triggers.dump(ReplyRequest(target=action.target, text=action.text))
     return Run(
         id=new_run_id(),
         kind=kind,

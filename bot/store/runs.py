@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import triggers
 from bot.store import status
 from bot.store.engine import as_utc, utcnow
 from bot.store.tables import Activity, Phase, Run
@@ -26,7 +27,7 @@ class RunRow:
     status: str
     attempts: int
     error: str | None
-    input: dict[str, Any]
+    trigger: triggers.AnyTrigger | triggers.Unreadable  # the run's input, validated on load
     created: datetime
     updated: datetime
 
@@ -49,7 +50,7 @@ def _row(run: Run) -> RunRow:
         status=run.status,
         attempts=run.attempts,
         error=run.error,
-        input=dict(run.input),
+        trigger=triggers.parse(run.input),
         created=as_utc(run.created_at),
         updated=as_utc(run.updated_at),
     )
@@ -79,9 +80,15 @@ async def claim(sm: async_sessionmaker[AsyncSession], run_id: str, worker: str) 
 
 
 async def finish(
-    sm: async_sessionmaker[AsyncSession], run_id: str, new_status: str, actor: str, message: str
+    sm: async_sessionmaker[AsyncSession],
+    run_id: str,
+    new_status: str,
+    actor: str,
+    message: str,
+    **flags: bool,
 ) -> None:
-    """Move a running run to `new_status` (waiting or terminal) and record why."""
+    """Move a running run to `new_status` (waiting or terminal) and record why (and the outcome's
+    flags, e.g. `needs_human`, in the activity's data)."""
     async with sm.begin() as session:
         error = message if new_status == status.FAILED else None
         await session.execute(
@@ -89,7 +96,7 @@ async def finish(
             .where(Run.id == run_id, Run.status == status.RUNNING)
             .values(status=new_status, error=error, updated_at=utcnow())
         )
-        await add_activity(session, run_id, actor, new_status, message)
+        await add_activity(session, run_id, actor, new_status, message, **flags)
 
 
 async def requeue(sm: async_sessionmaker[AsyncSession], run_id: str, actor: str, message: str) -> None:
@@ -170,10 +177,16 @@ async def detail(sm: async_sessionmaker[AsyncSession], run_id: str) -> dict[str,
             **run.summary(),
             "attempts": run.attempts,
             "error": run.error,
-            "input": run.input,
+            "input": run.trigger.model_dump(mode="json"),
             "phases": [_phase(p) for p in phases],
             "activity": [
-                {"at": as_utc(a.at).isoformat(), "actor": a.actor, "action": a.action, "message": a.message}
+                {
+                    "at": as_utc(a.at).isoformat(),
+                    "actor": a.actor,
+                    "action": a.action,
+                    "message": a.message,
+                    "data": dict(a.data or {}),
+                }
                 for a in activity
             ],
         }

@@ -17,6 +17,7 @@ from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import upgrade
 from bot.store.redacted import RedactedJSON, RedactedText
 from bot.store.tables import UNREDACTED_COLUMNS, Base, Phase
+from bot.triggers import TicketLabelled
 from config.settings import async_database_url
 from handlers.actions import Enqueue
 
@@ -43,7 +44,12 @@ async def test_stored_text_is_redacted_but_the_delivery_is_kept(
     engine = create_engine(url, Redactor([CANARY]) if redacting else None)
     await upgrade(engine)
     sm = sessionmaker(engine)
-    action = Enqueue(kind="probe", subject="jira:DEMO-1", origin="test:1", input={"brief": f"use {CANARY}"})
+    action = Enqueue(
+        kind="probe",
+        subject="jira:DEMO-1",
+        origin="test:1",
+        input=TicketLabelled(issue_id="1", summary=f"use {CANARY}"),
+    )
     incoming = inbox.Incoming("jira", "key-1", "jira:issue_updated", {"note": f"sent {CANARY}"}, "jira:dan")
     recorded = await inbox.record(sm, incoming, action)
     assert recorded.run_id is not None
@@ -85,7 +91,7 @@ async def test_a_phase_output_is_redacted_value_by_value_and_stays_valid_json(
     engine = create_engine(url, Redactor([CANARY]) if redacting else None)
     await upgrade(engine)
     sm = sessionmaker(engine)
-    action = Enqueue(kind="probe", subject="jira:DEMO-2", origin="test:2", input={})
+    action = Enqueue(kind="probe", subject="jira:DEMO-2", origin="test:2", input=TicketLabelled(issue_id="2"))
     recorded = await inbox.record(sm, inbox.Incoming("jira", "key-2", "jira:x", {}, "jira:dan"), action)
     assert recorded.run_id is not None
     wrapped = f"E   token = '{CANARY[:9]}\n>   {CANARY[9:]}'"
@@ -119,7 +125,12 @@ async def test_identifiers_routing_and_deliveries_are_not_rewritten(db_url: str)
     engine = create_engine(url, Redactor(["baton", CANARY]))
     await upgrade(engine)
     sm = sessionmaker(engine)
-    action = Enqueue(kind="probe", subject="jira:DEMO-3", origin="baton:origin:3", input={"note": "baton"})
+    action = Enqueue(
+        kind="probe",
+        subject="jira:DEMO-3",
+        origin="baton:origin:3",
+        input=TicketLabelled(issue_id="3", summary="baton"),
+    )
     recorded = await inbox.record(sm, inbox.Incoming("jira", "key-3", "jira:x", {}, "jira:dan"), action)
     assert recorded.run_id is not None
     ledger = StoreEffectLedger(sm)

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config.skills import default_skills
 from handlers.commands import (
-    ALIASES,
-    KNOWN_COMMANDS,
     MAX_ARGS,
     MAX_COMMANDS,
     Command,
@@ -21,6 +20,10 @@ from handlers.commands import (
     parse_commands,
     suggest,
 )
+
+SKILLS = default_skills()
+KNOWN_COMMANDS = {s.name: s.help for s in SKILLS.skills}
+ALIASES = dict(SKILLS.aliases)
 
 APPROVE = [Command("approve")]
 
@@ -106,12 +109,12 @@ IGNORED = [
 
 @pytest.mark.parametrize(("text", "expected"), ACCEPTED)
 def test_accepted_forms(text: str, expected: list[Command]) -> None:
-    assert parse_commands(text) == expected
+    assert parse_commands(text, skills=SKILLS) == expected
 
 
 @pytest.mark.parametrize("text", IGNORED)
 def test_ignored_forms(text: str) -> None:
-    assert parse_commands(text) == []
+    assert parse_commands(text, skills=SKILLS) == []
 
 
 @pytest.mark.parametrize(
@@ -128,11 +131,11 @@ def test_ignored_forms(text: str) -> None:
     ],
 )
 def test_syntax_specific_blocks(text: str, syntax: str, expected: list[Command]) -> None:
-    assert parse_commands(text, syntax=syntax) == expected  # type: ignore[arg-type]
+    assert parse_commands(text, syntax=syntax, skills=SKILLS) == expected  # type: ignore[arg-type]
 
 
 def test_long_args_are_capped() -> None:
-    (command,) = parse_commands("/revise " + "x" * 1_000_000)
+    (command,) = parse_commands("/revise " + "x" * 1_000_000, skills=SKILLS)
     assert command.name == "revise"
     assert len(command.args) == MAX_ARGS
 
@@ -140,23 +143,23 @@ def test_long_args_are_capped() -> None:
 def test_ten_thousand_lines_are_parsed_quickly_and_capped() -> None:
     text = "\n".join(["/approve"] * 10_000)
     started = time.perf_counter()
-    commands = parse_commands(text)
+    commands = parse_commands(text, skills=SKILLS)
     assert len(commands) == MAX_COMMANDS
     assert time.perf_counter() - started < 2
 
 
 def test_ten_thousand_lines_of_prose_find_the_last_command() -> None:
     text = "\n".join(["just words, /approve mid-line"] * 10_000 + ["/reject"])
-    assert parse_commands(text) == [Command("reject")]
+    assert parse_commands(text, skills=SKILLS) == [Command("reject")]
 
 
 def test_huge_single_line_without_command() -> None:
-    assert parse_commands("a" * 1_000_000 + "\n" + "{" * 100_000) == []
+    assert parse_commands("a" * 1_000_000 + "\n" + "{" * 100_000, skills=SKILLS) == []
 
 
 @pytest.mark.parametrize("text", ["\x00" * 1000, "\x00/approve", "/approve\x00\n\x00"])
 def test_nul_bytes_never_make_a_command(text: str) -> None:
-    assert parse_commands(text) == []
+    assert parse_commands(text, skills=SKILLS) == []
 
 
 def test_known_commands_and_aliases() -> None:
@@ -171,12 +174,12 @@ def test_known_commands_and_aliases() -> None:
         "remediate",
     }
     assert ALIASES == {"fix": "remediate"}
-    assert all(Command(name).known for name in KNOWN_COMMANDS)
-    assert not Command("aprove").known
+    assert all(SKILLS.lookup(name) is not None for name in KNOWN_COMMANDS)
+    assert SKILLS.lookup("aprove") is None
 
 
 def test_help_is_generated_from_the_registry() -> None:
-    lines = help_lines()
+    lines = help_lines(SKILLS)
     assert len(lines) == len(KNOWN_COMMANDS)
     assert all("\n" not in text and text for text in KNOWN_COMMANDS.values())
     assert [line.split(" ", 1)[0].rstrip(":") for line in lines] == [f"/{name}" for name in KNOWN_COMMANDS]
@@ -215,12 +218,15 @@ skills:
     ],
 )
 def test_mention_form(text: str, expected: Command | None) -> None:
-    assert first_known(parse_commands(text, syntax="markdown", mentions=["@baton-bot"])) == expected
+    assert (
+        first_known(parse_commands(text, syntax="markdown", mentions=["@baton-bot"], skills=SKILLS), SKILLS)
+        == expected
+    )
 
 
 def test_first_known_skips_unknown_commands() -> None:
-    assert first_known(parse_commands("/aprove\n/status")) == Command("status")
-    assert first_known(parse_commands("/aprove")) is None
+    assert first_known(parse_commands("/aprove\n/status", skills=SKILLS), SKILLS) == Command("status")
+    assert first_known(parse_commands("/aprove", skills=SKILLS), SKILLS) is None
 
 
 @pytest.mark.parametrize(
@@ -234,17 +240,17 @@ def test_first_known_skips_unknown_commands() -> None:
     ],
 )
 def test_suggest_closest(typo: str, closest: str) -> None:
-    assert suggest(typo) == closest
+    assert suggest(typo, SKILLS) == closest
 
 
 @pytest.mark.parametrize("word", ["s", "tmp", "shrug", "x" * 32])
 def test_no_suggestion_for_unrelated_words(word: str) -> None:
-    assert suggest(word) is None
-    assert did_you_mean("@ann", Command(word)) is None
+    assert suggest(word, SKILLS) is None
+    assert did_you_mean("@ann", Command(word), skills=SKILLS) is None
 
 
 def test_did_you_mean_names_the_person_quotes_the_command_and_points_to_help() -> None:
-    text = did_you_mean("@ann", Command("aprove", "ZZARG"))
+    text = did_you_mean("@ann", Command("aprove", "ZZARG"), skills=SKILLS)
     assert text is not None
     assert text.startswith("@ann")
     assert "`/aprove`" in text
@@ -254,7 +260,7 @@ def test_did_you_mean_names_the_person_quotes_the_command_and_points_to_help() -
 
 
 def test_did_you_mean_in_jira_markup() -> None:
-    text = did_you_mean("[~ann]", Command("aprove"), syntax="jira")
+    text = did_you_mean("[~ann]", Command("aprove"), syntax="jira", skills=SKILLS)
     assert text is not None
     assert "{{/aprove}}" in text
     assert "{{/approve}}" in text
@@ -267,7 +273,7 @@ def test_did_you_mean_in_jira_markup() -> None:
     | st.text()
 )
 def test_any_text_parses_to_well_formed_commands(text: str) -> None:
-    commands = parse_commands(text)
+    commands = parse_commands(text, skills=SKILLS)
     assert len(commands) <= MAX_COMMANDS
     for command in commands:
         assert re.fullmatch(r"[a-z0-9_][a-z0-9_-]{0,31}", command.name)
@@ -279,7 +285,7 @@ def test_any_text_parses_to_well_formed_commands(text: str) -> None:
 @given(text=st.text())
 def test_nothing_inside_a_fence_ever_counts(text: str) -> None:
     body = "\n".join(line for line in text.splitlines() if "```" not in line and "~~~" not in line)
-    assert parse_commands("```\n" + body + "\n```") == []
+    assert parse_commands("```\n" + body + "\n```", skills=SKILLS) == []
 
 
 FORMS_ACCEPTED = [
@@ -305,10 +311,15 @@ FORMS_IGNORED = [
 @pytest.mark.parametrize(("form", "args"), FORMS_ACCEPTED)
 def test_every_command_in_every_accepted_form(command: str, form: str, args: str) -> None:
     text = form.replace("{c}", command).replace("{C}", command.upper())
-    assert first_known(parse_commands(text, syntax="markdown")) == Command(command, args)
+    assert first_known(parse_commands(text, syntax="markdown", skills=SKILLS), SKILLS) == Command(
+        command, args
+    )
 
 
 @pytest.mark.parametrize("command", sorted(KNOWN_COMMANDS))
 @pytest.mark.parametrize("form", FORMS_IGNORED)
 def test_every_command_in_every_ignored_form(command: str, form: str) -> None:
-    assert first_known(parse_commands(form.replace("{c}", command), syntax="markdown")) is None
+    assert (
+        first_known(parse_commands(form.replace("{c}", command), syntax="markdown", skills=SKILLS), SKILLS)
+        is None
+    )

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bot.triggers import MergeRequestPushed
 from handlers import route
 from handlers.actions import Enqueue, Ignore
 from handlers.context import HandlerContext
@@ -23,14 +24,16 @@ def test_new_commits_on_a_merge_request(payload: Payload, ctx: HandlerContext) -
         kind="mr_pushed",
         subject="gitlab:gitlabhq/gitlab-test!1",
         origin=f"gitlab:mr:1:1:push:{HEAD}",
-        input={
-            "project_id": 1,
-            "mr_iid": 1,
-            "source_branch": "ms-viewport",
-            "head_sha": HEAD,
-            "oldrev": OLDREV,
-            "actor": {"id": 1, "username": "user1"},
-        },
+        input=MergeRequestPushed.model_validate(
+            {
+                "project_id": 1,
+                "mr_iid": 1,
+                "source_branch": "ms-viewport",
+                "head_sha": HEAD,
+                "oldrev": OLDREV,
+                "actor": {"id": 1, "username": "user1"},
+            }
+        ),
     )
 
 

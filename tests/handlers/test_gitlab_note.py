@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bot.triggers import ThreadCommand, ThreadReplyTarget
 from handlers import route
 from handlers.actions import Enqueue, Ignore, Reply
 from handlers.context import HandlerContext
@@ -44,17 +45,19 @@ def test_approve_in_a_top_level_note(payload: Payload, ctx: HandlerContext) -> N
         kind="approve",
         subject=SUBJECT,
         origin=ORIGIN,
-        input={
-            "project_id": 46186758,
-            "project_path": "sbansal1999/testing-zulip-gitlab-integration",
-            "mr_iid": 1,
-            "note_id": 1406328457,
-            "discussion_id": DISCUSSION,
-            "note_type": None,
-            "position": None,
-            "args": "",
-            "author": {"id": 14613894, "username": "sbansal1999"},
-        },
+        input=ThreadCommand.model_validate(
+            {
+                "project_id": 46186758,
+                "project_path": "sbansal1999/testing-zulip-gitlab-integration",
+                "mr_iid": 1,
+                "note_id": 1406328457,
+                "discussion_id": DISCUSSION,
+                "note_type": None,
+                "position": None,
+                "args": "",
+                "author": {"id": 14613894, "username": "sbansal1999"},
+            }
+        ),
     )
 
 
@@ -66,13 +69,15 @@ def test_remediate_in_a_diff_thread_reply_carries_the_position(payload: Payload,
     }
     action = route("gitlab", payload(NOTE, changes), ctx)
     assert isinstance(action, Enqueue)
-    assert (action.kind, action.input["args"], action.input["note_type"]) == (
+    assert isinstance(action.input, ThreadCommand)
+    assert (action.kind, action.input.args, action.input.note_type) == (
         "remediate",
         "handle the nil user",
         "DiffNote",
     )
-    assert action.input["discussion_id"] == DISCUSSION
-    position = action.input["position"]
+    assert action.input.discussion_id == DISCUSSION
+    position = action.input.position
+    assert position is not None
     assert position["old_line"] == 258
     assert position["new_path"] == "app/models/user.rb"
     assert position["line_range"]["start"]["type"] == "old"
@@ -83,7 +88,8 @@ def test_the_first_known_command_wins(payload: Payload, ctx: HandlerContext) -> 
     note = "/aprove\n/revise use the cache\n/approve"
     action = route("gitlab", payload(NOTE, {"object_attributes.note": note}), ctx)
     assert isinstance(action, Enqueue)
-    assert (action.kind, action.input["args"]) == ("revise", "use the cache")
+    assert isinstance(action.input, ThreadCommand)
+    assert (action.kind, action.input.args) == ("revise", "use the cache")
 
 
 def test_unknown_command_gets_a_did_you_mean_reply_in_the_thread(
@@ -93,12 +99,11 @@ def test_unknown_command_gets_a_did_you_mean_reply_in_the_thread(
     action = route("gitlab", payload(NOTE, changes), ctx)
     assert isinstance(action, Reply)
     assert (action.subject, action.origin) == (SUBJECT, ORIGIN)
-    assert action.target == {
-        "kind": "gitlab_discussion",
-        "project_id": 46186758,
-        "mr_iid": 1,
-        "discussion_id": DISCUSSION,
-    }
+    assert action.target == ThreadReplyTarget(
+        project_id=46186758,
+        mr_iid=1,
+        discussion_id=DISCUSSION,
+    )
     assert action.text.startswith("@sbansal1999, ")
     assert "`/aprove`" in action.text
     assert "`/approve`" in action.text

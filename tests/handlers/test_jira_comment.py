@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bot.triggers import JiraReplyTarget, TicketCommand
 from handlers import PayloadInvalid, route
 from handlers.actions import Enqueue, Ignore, Reply
 from handlers.context import HandlerContext
@@ -32,20 +33,23 @@ def test_approve_in_a_new_comment(payload: Payload, ctx: HandlerContext) -> None
         kind="approve",
         subject="jira:TES-41",
         origin="jira:comment:10019",
-        input={
-            "issue_key": "TES-41",
-            "issue_id": "10040",
-            "comment_id": "10019",
-            "args": "",
-            "author": AUTHOR,
-        },
+        input=TicketCommand.model_validate(
+            {
+                "issue_key": "TES-41",
+                "issue_id": "10040",
+                "comment_id": "10019",
+                "args": "",
+                "author": AUTHOR,
+            }
+        ),
     )
 
 
 def test_revise_with_arguments(payload: Payload, ctx: HandlerContext) -> None:
     action = route("jira", payload(CREATED, {"comment.body": "/Revise keep the old API"}), ctx)
     assert isinstance(action, Enqueue)
-    assert (action.kind, action.input["args"]) == ("revise", "keep the old API")
+    assert isinstance(action.input, TicketCommand)
+    assert (action.kind, action.input.args) == ("revise", "keep the old API")
 
 
 @pytest.mark.parametrize(
@@ -122,7 +126,7 @@ def test_unknown_command_gets_a_reply_on_the_issue(payload: Payload, ctx: Handle
     action = route("jira", payload(CREATED, {"comment.body": "/aprove"}), ctx)
     assert isinstance(action, Reply)
     assert (action.subject, action.origin) == ("jira:TES-41", "jira:comment:10019")
-    assert action.target == {"kind": "jira_comment", "issue_key": "TES-41"}
+    assert action.target == JiraReplyTarget(issue_key="TES-41")
     assert action.text.startswith("[~accountid:5c5f880629be9642ba529340], ")
     assert "{{/aprove}}" in action.text
     assert "{{/approve}}" in action.text
@@ -152,7 +156,8 @@ def test_data_center_comment_without_issue_falls_back_to_comment_self(
     action = route("jira", payload(CREATED, {"issue": ..., "comment.body": "/approve"}), ctx)
     assert isinstance(action, Enqueue)
     assert action.subject == "jira:10040"  # Jira's REST paths accept the id where a key goes
-    assert (action.input["issue_id"], action.input["issue_key"]) == ("10040", None)
+    assert isinstance(action.input, TicketCommand)
+    assert (action.input.issue_id, action.input.issue_key) == ("10040", None)
 
 
 @pytest.mark.parametrize(

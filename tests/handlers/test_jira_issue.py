@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bot.triggers import Person, TicketCommand, TicketLabelled
 from handlers import route
 from handlers.actions import Enqueue, Ignore
 from handlers.context import BotIdentity, HandlerContext
@@ -28,13 +29,15 @@ def test_the_recorded_label_change_triggers_when_its_label_is_the_trigger(payloa
         kind="implement",
         subject="jira:TES-41",
         origin="jira:changelog:10233",
-        input={
-            "issue_key": "TES-41",
-            "issue_id": "10040",
-            "project_key": "TES",
-            "summary": "Unit test summary 1",
-            "actor": ACTOR,
-        },
+        input=TicketLabelled.model_validate(
+            {
+                "issue_key": "TES-41",
+                "issue_id": "10040",
+                "project_key": "TES",
+                "summary": "Unit test summary 1",
+                "actor": ACTOR,
+            }
+        ),
     )
 
 
@@ -101,12 +104,15 @@ def test_data_center_actor_without_account_id(payload: Payload) -> None:
     changes = {"user": {"name": "levbrouk", "key": "levbrouk", "displayName": "Lev Brouk"}}
     action = route("jira", payload(LABELS, changes), HandlerContext(trigger_label="sad"))
     assert isinstance(action, Enqueue)
-    assert action.input["actor"] == {
-        "account_id": None,
-        "name": "levbrouk",
-        "key": "levbrouk",
-        "display_name": "Lev Brouk",
-    }
+    assert isinstance(action.input, TicketLabelled)
+    assert action.input.actor == Person.model_validate(
+        {
+            "account_id": None,
+            "name": "levbrouk",
+            "key": "levbrouk",
+            "display_name": "Lev Brouk",
+        }
+    )
 
 
 def test_the_recorded_commented_update_has_no_command(payload: Payload, ctx: HandlerContext) -> None:
@@ -119,18 +125,20 @@ def test_a_commented_update_is_handled_like_comment_created(payload: Payload, ct
         kind="approve",
         subject="jira:PRJX-14",
         origin="jira:comment:10082",
-        input={
-            "issue_key": "PRJX-14",
-            "issue_id": "10013",
-            "comment_id": "10082",
-            "args": "",
-            "author": {
-                "account_id": None,
-                "name": "levbrouk",
-                "key": "levbrouk",
-                "display_name": "Lev Brouk",
-            },
-        },
+        input=TicketCommand.model_validate(
+            {
+                "issue_key": "PRJX-14",
+                "issue_id": "10013",
+                "comment_id": "10082",
+                "args": "",
+                "author": {
+                    "account_id": None,
+                    "name": "levbrouk",
+                    "key": "levbrouk",
+                    "display_name": "Lev Brouk",
+                },
+            }
+        ),
     )
 
 

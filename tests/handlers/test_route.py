@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.triggers import ThreadCommand
 from handlers import GITLAB_ROUTES, JIRA_ROUTES, PayloadInvalid, route
 from handlers.actions import Enqueue, Ignore, Reply
 from handlers.context import HandlerContext
@@ -300,7 +301,7 @@ def test_huge_and_unicode_strings(payload: Payload) -> None:
     )
     assert isinstance(action, Enqueue)
     assert action.kind == "approve"
-    assert len(action.input["args"]) == 2000
+    assert isinstance(action.input, ThreadCommand) and len(action.input.args) == 2000
 
 
 def test_deep_nesting_in_ignored_and_used_fields(payload: Payload) -> None:

@@ -11,6 +11,7 @@ from bot.clients.jira import JiraClient, JiraConfig
 from bot.sandbox import jira_sim
 from bot.sandbox.jira_sim.demo import BOT_ACCOUNT_ID, DEMO_BOT_TOKEN
 from bot.sandbox.serve import ServerThread
+from bot.triggers import Person
 from config.projects import load_projects
 from config.settings import load_settings
 from orchestrators.approval import names_latest, refusal
@@ -73,7 +74,9 @@ async def test_approval_rules(
 ) -> None:
     project = projects.for_jira("DEMO")
     assert project is not None
-    reason = await refusal(jira, SETTINGS, project, who, requester)
+    reason = await refusal(
+        jira, SETTINGS, project, Person.model_validate(who), Person.model_validate(requester)
+    )
     if refused_because is None:
         assert reason is None
     else:

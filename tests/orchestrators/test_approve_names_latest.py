@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bot import triggers
 from bot.sandbox.gitlab_sim import repo
 from bot.sandbox.stack import SandboxPorts, SandboxStack, baton_environment
 from bot.store import proposals, runs
@@ -42,7 +43,7 @@ def world(tmp_path: Path, services: Services) -> Iterator[tuple[WorkerContext, S
     settings = load_settings(
         {**baton_environment(config), "BATON_DATABASE_URL": services.settings.database_url}
     )
-    clients = build_clients(settings, services.sm)
+    clients = build_clients(settings, services.sm, services.handler_context.skills)
     yield WorkerContext(settings, services.sm, services.queue, "test", clients), stack, mr
     clients.close()
     stack.stop()
@@ -55,15 +56,15 @@ async def add_run(
     async with wctx.sm.begin() as session:
         session.add(Run(id=run_id, kind=kind, subject=subject, origin=f"o-{run_id}", status="running",
                         input=dict(data), attempts=1, created_at=now, updated_at=now))  # fmt: skip
-    return runs.RunRow(run_id, kind, subject, "running", 1, None, data, now, now)
+    return runs.RunRow(run_id, kind, subject, "running", 1, None, triggers.parse(data), now, now)
 
 
 async def two_proposals(
     wctx: WorkerContext, subject: str, target: dict[str, Any]
 ) -> tuple[proposals.ProposalRow, proposals.ProposalRow]:
     """An older and a newer proposal on `subject` (the newer one makes the older stale)."""
-    await add_run(wctx, "a" * 32, "implement", subject, {})
-    await add_run(wctx, "b" * 32, "implement", subject, {})
+    await add_run(wctx, "a" * 32, "implement", subject, {"issue_id": "10001"})
+    await add_run(wctx, "b" * 32, "implement", subject, {"issue_id": "10001"})
     old = await proposals.create(wctx.sm, "a" * 32, subject, OLD_SHA, "h1", target)
     new = await proposals.create(wctx.sm, "b" * 32, subject, NEW_SHA, "h2", target)
     return old, new
@@ -98,12 +99,18 @@ async def test_a_ticket_approve_naming_an_older_proposal_is_refused(
         "c" * 32,
         "approve",
         subject,
-        {"issue_key": "DEMO-1", "author": author, "args": named(which, old)},
+        {
+            "issue_key": "DEMO-1",
+            "issue_id": "10001",
+            "comment_id": "1",
+            "author": author,
+            "args": named(which, old),
+        },
     )
 
     outcome = await run_approve(wctx, run)
 
-    assert outcome.status == "succeeded" and outcome.message.startswith("refused")
+    assert outcome.status == "succeeded" and outcome.refused and outcome.message.startswith("refused")
     replies = [c.body for c in stack.jira_state.issue("DEMO-1").comments[before:]]
     assert len(replies) == 1
     assert "not the latest proposal" in replies[0] and f"the latest is {new.id}" in replies[0]
@@ -129,13 +136,14 @@ async def test_an_mr_thread_approve_naming_an_older_proposal_is_refused(
     old, new = await two_proposals(wctx, subject, target)
     head = repo.branch_head(project.repo_path, "feature")
     author = {"id": maintainer.id, "username": maintainer.username}
-    data = {"project_id": project.id, "mr_iid": mr.iid, "discussion_id": note.discussion_id,
+    data = {"project_id": project.id, "project_path": project.path_with_namespace, "mr_iid": mr.iid,
+            "discussion_id": note.discussion_id,
             "note_id": note.id, "author": author, "args": named(which, old)}  # fmt: skip
     run = await add_run(wctx, "c" * 32, "approve_mr", subject, data)
 
     outcome = await run_approve_mr(wctx, run)
 
-    assert outcome.status == "succeeded" and outcome.message.startswith("refused")
+    assert outcome.status == "succeeded" and outcome.refused and outcome.message.startswith("refused")
     replies = [
         n.body for n in state.notes_of(mr) if n.discussion_id == note.discussion_id and n.id != note.id
     ]

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
+from bot import triggers
 from bot.sandbox.gitlab_sim import repo
 from bot.sandbox.stack import SandboxPorts, SandboxStack, baton_environment
 from bot.store import inbox, runs
 from bot.store.engine import utcnow
+from bot.triggers import Person, ThreadCommand
 from config.settings import load_settings
 from config.skills import default_skills, load_skills
 from handlers.actions import Enqueue
@@ -44,7 +46,7 @@ def world(tmp_path: Path, services: Services) -> Iterator[tuple[WorkerContext, d
     )
     environ = {**baton_environment(config), "BATON_DATABASE_URL": services.settings.database_url}
     settings = load_settings(environ)
-    clients = build_clients(settings, services.sm)
+    clients = build_clients(settings, services.sm, services.handler_context.skills)
     people = {role: getattr(demo, role) for role in ROLES[:-1]} | {"author": author}
     things = {"mr": mr, "people": people, "gitlab_state": state, "project": demo.project}
     yield WorkerContext(settings, services.sm, services.queue, "test", clients), things
@@ -52,17 +54,18 @@ def world(tmp_path: Path, services: Services) -> Iterator[tuple[WorkerContext, d
     stack.stop()
 
 
-def run_for(kind: str, user: Any, mr: Any, run_id: str = "r" * 32) -> runs.RunRow:
-    now = utcnow()
-    author = {"id": user.id, "username": user.username}
-    data = {
-        "project_id": mr.project_id,
-        "mr_iid": mr.iid,
-        "discussion_id": "d" * 40,
-        "author": author,
-        "args": "",
-    }
-    return runs.RunRow(run_id, kind, f"gitlab:demo/calculator!{mr.iid}", "running", 1, None, data, now, now)
+def thread_note(user: Any, mr: Any, discussion: str = "d" * 40, note_id: int = 1) -> ThreadCommand:
+    return ThreadCommand(
+        project_id=mr.project_id, project_path="demo/calculator", mr_iid=mr.iid, note_id=note_id,
+        discussion_id=discussion, author=Person(id=user.id, username=user.username),
+    )  # fmt: skip
+
+
+def run_for(kind: str, user: Any, mr: Any, trigger: ThreadCommand | None = None) -> runs.RunRow:
+    now, subject = utcnow(), f"gitlab:demo/calculator!{mr.iid}"
+    return runs.RunRow(
+        "r" * 32, kind, subject, "running", 1, None, trigger or thread_note(user, mr), now, now
+    )
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -97,8 +100,7 @@ async def test_three_triggers_per_person_per_mr_in_fifteen_minutes(
     dev, mr = things["people"]["developer"], things["mr"]
     subject = f"gitlab:demo/calculator!{mr.iid}"
     for n in range(3):
-        author = {"id": dev.id, "username": dev.username}
-        action = Enqueue("remediate", subject, f"o{n}", {"author": author, "project_id": mr.project_id})
+        action = Enqueue("remediate", subject, f"o{n}", thread_note(dev, mr, note_id=n))
         await inbox.record(services.sm, inbox.Incoming("gitlab", f"k{n}", "Note Hook", {}), action)
     refused = await refusal(wctx, run_for("remediate", dev, mr), default_skills())
     assert refused is not None and "at most 3" in refused[1]
@@ -120,14 +122,12 @@ async def test_a_refused_command_gets_one_reply_in_its_thread(
     user, mr = things["people"][role], things["mr"]
     gitlab_state = things["gitlab_state"]
     note = gitlab_state.add_note(things["project"], mr, user, f"/{command}", thread=True)
-    run = run_for(command, user, mr)
-    run.input["discussion_id"] = note.discussion_id
-    run.input["note_id"] = note.id
+    run = run_for(command, user, mr, thread_note(user, mr, note.discussion_id, note.id))
     async with wctx.sm.begin() as session:  # the run must exist for the refusal to be recorded
         from bot.store.tables import Run
 
         session.add(Run(id=run.id, kind=run.kind, subject=run.subject, origin=f"o-{role}-{command}",
-                        status="running", input=dict(run.input), attempts=1,
+                        status="running", input=triggers.dump(run.trigger), attempts=1,
                         created_at=run.created, updated_at=run.updated))  # fmt: skip
     assert await _refused(wctx, run, state.skills)
     replies = [

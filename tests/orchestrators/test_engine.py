@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from bot.store import inbox, runs, status
+from bot.triggers import TicketLabelled
 from handlers.actions import Enqueue
 from orchestrators import Outcome
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, Workflow, execute, reset_from
@@ -20,7 +21,12 @@ def wctx(services: Services) -> WorkerContext:
 
 
 async def claimed_run(services: Services) -> runs.RunRow:
-    action = Enqueue(kind="probe", subject="jira:DEMO-1", origin="engine-test", input={"issue_key": "DEMO-1"})
+    action = Enqueue(
+        kind="probe",
+        subject="jira:DEMO-1",
+        origin="engine-test",
+        input=TicketLabelled(issue_key="DEMO-1", issue_id="1"),
+    )
     recorded = await inbox.record(services.sm, inbox.Incoming("jira", "k", "e", {}), action)
     assert recorded.run_id
     row = await runs.claim(services.sm, recorded.run_id, "test-worker")

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bot import triggers
 from bot.effects import find_marker, is_bot_text, with_marker
 from bot.repo_config import parse_repo_config
 from bot.store.runs import RunRow
 from orchestrators.proposal import Person, ProposalView
-from orchestrators.ship import command_text, flavor, is_gitlab, person
 from orchestrators.threads import (
     BOT_NOTE,
     BriefInputs,
@@ -36,6 +36,7 @@ from orchestrators.threads import (
     ticket_keys,
     unresolved,
 )
+from orchestrators.venue import MrThread, addressee, command_text, flavor, venue_of
 
 HOSTILE = (
     "multiply should reject None.\n"
@@ -259,23 +260,31 @@ def test_shipped_and_stale_replies() -> None:
     assert "@dev pushed `cccccccc`" in stale and "stale" in stale and "/retry" in stale
 
 
+NOTE = {"project_id": 1, "project_path": "demo/calculator", "mr_iid": 1, "note_id": 5, "discussion_id": "d1"}
+COMMENT = {"issue_key": "DEMO-1", "issue_id": "10001", "comment_id": "7"}
+
+
 def run_row(subject: str, **data: object) -> RunRow:
     now = datetime.now(UTC)
-    return RunRow("r1", "approve", subject, "running", 1, None, dict(data), now, now)
+    return RunRow("r1", "approve", subject, "running", 1, None, triggers.parse(data), now, now)
 
 
 @pytest.mark.parametrize(
-    ("subject", "expected"), [("gitlab:demo/calculator!1", "gitlab"), ("jira:DEMO-1", "jira")]
+    ("subject", "fields", "expected"),
+    [("gitlab:demo/calculator!1", NOTE, "gitlab"), ("jira:DEMO-1", COMMENT, "jira")],
 )
-def test_replies_follow_the_source_of_the_command(subject: str, expected: str) -> None:
-    run = run_row(subject, args=" abc1234 ")
-    assert flavor(run) == expected and is_gitlab(run) == (expected == "gitlab")
+def test_replies_follow_the_source_of_the_command(
+    subject: str, fields: dict[str, object], expected: str
+) -> None:
+    run = run_row(subject, **fields, args=" abc1234 ")
+    assert flavor(run) == expected and isinstance(venue_of(run), MrThread) == (expected == "gitlab")
     assert command_text(run, "/approve") == "/approve abc1234"
 
 
 def test_person_from_a_gitlab_or_a_jira_author() -> None:
-    assert person({"id": 7, "username": "maintainer"}) == Person("maintainer", gitlab_username="maintainer")
-    jira = person({"account_id": "5d1", "name": "alice", "display_name": "Alice"})
+    gitlab = addressee(triggers.Person(id=7, username="maintainer"))
+    assert gitlab == Person("maintainer", gitlab_username="maintainer")
+    jira = addressee(triggers.Person(account_id="5d1", name="alice", display_name="Alice"))
     assert jira == Person("Alice", jira_account_id="5d1", jira_name="alice")
 
 

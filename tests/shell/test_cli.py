@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.store import inbox, runs
+from bot.triggers import TicketLabelled
 from handlers.actions import Enqueue
 from shell.cli import app
 from shell.services import Services
@@ -29,7 +30,10 @@ async def seed(services: Services, n: int) -> list[str]:
     ids = []
     for i in range(n):
         action = Enqueue(
-            kind="implement", subject=f"jira:DEMO-{i}", origin=f"o-{i}", input={"issue_key": f"DEMO-{i}"}
+            kind="implement",
+            subject=f"jira:DEMO-{i}",
+            origin=f"o-{i}",
+            input=TicketLabelled(issue_key=f"DEMO-{i}", issue_id=str(i)),
         )
         recorded = await inbox.record(
             services.sm, inbox.Incoming("jira", f"k{i}", "jira:issue_updated", {}), action
