@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     jira_bot_name: str | None = None
 
     trigger_label: str = "ai-implement"
+    design_label: str = "ai-design"  # a ticket labelled so gets an ADR drafted (orchestrators/design.py)
     projects_file: Path | None = None  # default: config/projects.yaml (the sandbox: the packaged example)
     skills_file: Path | None = None  # default: the packaged config/skills.yaml
     public_url: str | None = None  # where GitLab/Jira reach Baton, for `baton hooks install`
@@ -97,6 +98,10 @@ class Settings(BaseSettings):
     containment_gid: int = 65534
     containment_paths: str = ""  # extra read-only host paths for the sandbox, separated by ':'
     containment_bwrap: str = "bwrap"  # the bubblewrap program (a name looked up in PATH, or a path)
+    # The knowledge store (bot/knowledge): the wiki's git repository, its remote, and the derived index.
+    wiki_dir: Path | None = None  # default: <state_dir>/wiki
+    wiki_remote: str | None = None  # a git URL the wiki fetches and pushes (token: BATON_GITLAB_TOKEN)
+    knowledge_index: Path | None = None  # default: <state_dir>/knowledge.db
 
     @classmethod
     def settings_customise_sources(
@@ -145,6 +150,15 @@ class Settings(BaseSettings):
         if local.exists() or not self.sandbox_mode:
             return local
         return Path(__file__).with_name("projects.example.yaml")
+
+    @property
+    def wiki_path(self) -> Path:
+        return self.wiki_dir if self.wiki_dir is not None else Path(self.state_dir) / "wiki"
+
+    @property
+    def knowledge_index_path(self) -> Path:
+        default = Path(self.state_dir) / "knowledge.db"
+        return self.knowledge_index if self.knowledge_index is not None else default
 
     @property
     def webhook_base_url(self) -> str:

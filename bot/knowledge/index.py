@@ -1,0 +1,404 @@
+"""The search index: a derived SQLite FTS5 database over the wiki, never the source of truth.
+
+`refresh(wiki)` (a coroutine: it reads the wiki through git) brings the index to the wiki's head: from the
+changes since the last indexed commit, or by a full rebuild into a fresh file swapped in by rename when the
+index is missing, unreadable, corrupt or of another schema. `search` is synchronous (one SQLite query,
+a few milliseconds) and never raises on what it is given or on a broken database: a broken index answers
+nothing and is rebuilt by the next `refresh`.
+
+Ranking: BM25 over title, modules and body with column weights; the query text is shaped first (words
+folded like the FTS tokenizer folds them, stop words dropped, the rarest terms kept, each one quoted so
+FTS syntax in ticket text is inert). Pages whose `modules` cover the paths given are added and boosted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import sqlite3
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from bot.knowledge.modules import best_coverage, literal_key, lookup_keys, normalize
+from bot.knowledge.pages import Page
+
+SCHEMA_VERSION = "1"
+TITLE_WEIGHT, MODULES_WEIGHT, BODY_WEIGHT = 6.0, 3.0, 1.0
+MAX_QUERY_CHARS = 20_000  # ticket text past this adds nothing a search needs
+MAX_CANDIDATE_TERMS = 200  # distinct words looked up in the vocabulary
+TOP_TERMS = 10  # the rarest terms that go into the MATCH
+COMMON_FRACTION = 0.2  # a term in more than this share of pages says little: dropped while rarer ones exist
+CANDIDATES = 40  # text matches ranked before module boosts
+MODULE_CANDIDATES = 200
+MODULE_BOOST = 0.8  # added to a page's normalized text score, times how closely its modules cover a path
+MODULE_ONLY_SCORE = 0.3  # a page found by its modules alone starts here (times coverage)
+TOKENIZER = "unicode61 remove_diacritics 2"
+_STOP_TEXT = """a about above after again against all also am an and any are as at be because been before
+    being below between both but by can cannot could did do does doing done down during each else etc even
+    ever every few for from further get gets got had has have having he her here hers him his how however i if
+    in into is it its itself just let like may me might more most must my no nor not now of off on once
+    only or other our ours out over own per please same shall she should since so some such than that the
+    their them then there these they this those though through thus to too under until up upon us use used
+    using very via was way we were what when where which while who whom why will with within without would
+    yet you your yours able add added adds also cant currently dont etc hi hello thanks thank want wants
+    need needs needed make makes made new instead seems seem see still work works working one two"""
+STOP_WORDS = frozenset(_STOP_TEXT.split())
+_WORD_RE = re.compile(r"[^\W_]+")
+log = logging.getLogger(__name__)
+
+
+class PageSource(Protocol):
+    """What the index reads from the wiki (`bot.knowledge.wiki.Wiki` satisfies it)."""
+
+    async def head(self) -> str | None: ...
+
+    async def pages(self, at: str | None = None) -> list[Page]: ...
+
+    async def load(
+        self, paths: Sequence[str], at: str | None = None
+    ) -> tuple[list[Page], list[tuple[str, str]]]: ...
+
+    async def changed_since(self, sha: str | None, at: str | None = None) -> tuple[list[str], list[str]]: ...
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A page found by a search, its score (higher is better) and whether its modules cover a given path."""
+
+    page: Page
+    score: float
+    modules_matched: bool = False
+
+
+class _Stale(Exception):
+    """Another process moved the index while this one prepared its changes."""
+
+
+def fold(word: str) -> str:
+    """A word as the FTS tokenizer stores it: lower case, diacritics removed."""
+    decomposed = unicodedata.normalize("NFKD", word.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _searchable(word: str) -> bool:
+    """Numbers of three digits or more (error codes, ports) count; shorter ones and stop words do not."""
+    if word.isdigit():
+        return len(word) >= 3
+    return len(word) > 1 and word not in STOP_WORDS
+
+
+def query_terms(text: str) -> list[str]:
+    """The distinct searchable words of `text` in order: folded, no stop words, no single characters."""
+    seen: dict[str, None] = {}
+    for match in _WORD_RE.finditer(text[:MAX_QUERY_CHARS]):
+        word = fold(match.group())
+        if _searchable(word):
+            seen.setdefault(word[:64], None)
+            if len(seen) >= MAX_CANDIDATE_TERMS:
+                break
+    return list(seen)
+
+
+def match_expression(terms: Iterable[str]) -> str:
+    """An FTS5 MATCH of any of `terms`, each a quoted string (quotes doubled), so no word is syntax."""
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def choose_terms(frequencies: dict[str, int], pages: int, top: int = TOP_TERMS) -> list[str]:
+    """The `top` rarest terms present in the index; very common ones only when nothing rarer is left."""
+    present = sorted((df, term) for term, df in frequencies.items() if df > 0)
+    limit = max(1, int(pages * COMMON_FRACTION))
+    rare = [term for df, term in present if df <= limit]
+    return (rare or [term for _, term in present])[:top]
+
+
+class Index:
+    """The FTS5 index at `db_path` (created on first use; safe to delete: it is rebuilt from the wiki)."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = Path(db_path)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None
+
+    # -- the public surface ----------------------------------------------------------------------
+
+    async def refresh(self, wiki: PageSource) -> int:
+        """Bring the index to the wiki's head; how many pages were (re)indexed or removed."""
+        for _ in range(3):
+            head = await wiki.head()
+            indexed = await asyncio.to_thread(self.indexed_head)
+            if indexed == head and (head is not None or await asyncio.to_thread(self._usable)):
+                return 0
+            if head is None:
+                return await asyncio.to_thread(self._rebuild, [], None)
+            if indexed is not None:
+                try:
+                    return await self._incremental(wiki, indexed, head)
+                except _Stale:
+                    continue
+                except Exception as exc:  # any failure here ends in a full rebuild
+                    log.warning(
+                        "knowledge index: incremental refresh failed (%s); rebuilding", type(exc).__name__
+                    )
+            pages = await wiki.pages(at=head)
+            return await asyncio.to_thread(self._rebuild, pages, head)
+        pages = await wiki.pages(at=head)
+        return await asyncio.to_thread(self._rebuild, pages, head)
+
+    def search(self, text: str, modules: Sequence[str] = (), limit: int = 8) -> list[Hit]:
+        """The pages best matching `text` (any length, any content) and covering `modules`, best first."""
+        if limit <= 0:
+            return []
+        paths = [normalize(m) for m in modules if isinstance(m, str) and normalize(m)][:50]
+        try:
+            with self._lock:
+                conn = self._connection()
+                if conn is None:
+                    return []
+                return self._search(conn, text if isinstance(text, str) else "", paths, limit)
+        except sqlite3.Error as exc:
+            log.warning(
+                "knowledge index unusable (%s: %s); it is rebuilt at the next refresh",
+                type(exc).__name__,
+                exc,
+            )
+            self._discard()
+            return []
+
+    def indexed_head(self) -> str | None:
+        """The wiki commit the index reflects; None when empty, missing, corrupt or of another schema."""
+        try:
+            with self._lock:
+                conn = self._connection()
+                return None if conn is None else _meta(conn, "head")
+        except sqlite3.Error:
+            self._discard()
+            return None
+
+    def count(self) -> int:
+        """How many pages the index holds (0 when it is unusable)."""
+        try:
+            with self._lock:
+                conn = self._connection()
+                return 0 if conn is None else int(conn.execute("SELECT count(*) FROM pages").fetchone()[0])
+        except sqlite3.Error:
+            self._discard()
+            return 0
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn, self._identity = None, None
+
+    # -- searching -------------------------------------------------------------------------------
+
+    def _search(self, conn: sqlite3.Connection, text: str, paths: Sequence[str], limit: int) -> list[Hit]:
+        scores: dict[int, float] = {}
+        terms = query_terms(text)
+        if terms:
+            scores = _text_scores(conn, terms, max(CANDIDATES, limit * 3))
+        rows = _load(conn, scores.keys() | _module_candidates(conn, paths))
+        hits = []
+        for rowid, page in rows.items():
+            cover = best_coverage(page.modules, paths) if paths else 0.0
+            base = scores.get(rowid, 0.0)
+            if base == 0.0 and cover == 0.0:
+                continue
+            score = base + MODULE_BOOST * cover if base else MODULE_ONLY_SCORE * cover
+            hits.append(Hit(page, round(score, 6), cover > 0.0))
+        hits.sort(key=lambda h: (-h.score, h.page.path))
+        return hits[:limit]
+
+    # -- connection and maintenance ----------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection | None:
+        """The open connection (reopened when the file was swapped); None when there is no usable index."""
+        try:
+            stat = os.stat(self.db_path)
+        except FileNotFoundError:
+            self.close()
+            return None
+        identity = (stat.st_dev, stat.st_ino)
+        if self._conn is None or identity != self._identity:
+            self.close()
+            conn = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            try:
+                if _meta(conn, "schema") != SCHEMA_VERSION:
+                    conn.close()
+                    return None
+            except sqlite3.Error:
+                conn.close()
+                raise
+            self._conn, self._identity = conn, identity
+        return self._conn
+
+    def _usable(self) -> bool:
+        try:
+            with self._lock:
+                return self._connection() is not None
+        except sqlite3.Error:
+            self._discard()
+            return False
+
+    def _discard(self) -> None:
+        """Forget a broken index file (the next refresh rebuilds it)."""
+        with self._lock:
+            self.close()
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{self.db_path}{suffix}")
+
+    async def _incremental(self, wiki: PageSource, indexed: str, head: str) -> int:
+        changed, deleted = await wiki.changed_since(indexed, at=head)
+        pages, _ = await wiki.load(changed, at=head)
+        return await asyncio.to_thread(self._apply, pages, [*changed, *deleted], indexed, head)
+
+    def _apply(self, pages: Sequence[Page], paths: Sequence[str], indexed: str, head: str) -> int:
+        with self._lock:
+            conn = self._connection()
+            if conn is None:
+                raise sqlite3.DatabaseError("the index disappeared")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                now = _meta(conn, "head")
+                if now == head:
+                    conn.execute("ROLLBACK")
+                    return 0
+                if now != indexed:
+                    raise _Stale
+                _remove(conn, paths)
+                _insert(conn, pages)
+                _set_meta(conn, "head", head)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return len(set(paths))
+
+    def _rebuild(self, pages: Sequence[Page], head: str | None) -> int:
+        """Write a whole new index next to the old one and swap it in by rename."""
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.db_path.with_name(f".{self.db_path.name}.{os.getpid()}.{threading.get_ident()}.new")
+        staging.unlink(missing_ok=True)
+        conn = sqlite3.connect(staging, isolation_level=None)
+        try:
+            conn.executescript(SCHEMA)
+            conn.execute("BEGIN")
+            _insert(conn, pages)
+            _set_meta(conn, "schema", SCHEMA_VERSION)
+            _set_meta(conn, "head", head or "")
+            conn.execute("COMMIT")
+            conn.execute("INSERT INTO fts(fts) VALUES ('optimize')")
+        finally:
+            conn.close()
+        with self._lock:
+            self.close()
+            for suffix in ("-journal", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{self.db_path}{suffix}")
+            os.replace(staging, self.db_path)
+        log.info("knowledge index rebuilt: %d pages at %s", len(pages), (head or "-")[:12])
+        return len(pages)
+
+
+SCHEMA = f"""
+PRAGMA journal_mode = DELETE;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE pages (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, page TEXT NOT NULL);
+CREATE TABLE modules (page_id INTEGER NOT NULL, key TEXT NOT NULL);
+CREATE INDEX modules_key ON modules (key);
+CREATE INDEX modules_page ON modules (page_id);
+CREATE VIRTUAL TABLE fts USING fts5 (title, modules, body, tokenize = '{TOKENIZER}');
+CREATE VIRTUAL TABLE vocab USING fts5vocab (fts, row);
+"""
+
+
+def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return (row[0] or None) if row else None
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _remove(conn: sqlite3.Connection, paths: Iterable[str]) -> None:
+    for path in paths:
+        row = conn.execute("SELECT id FROM pages WHERE path = ?", (path,)).fetchone()
+        if row is not None:
+            conn.execute("DELETE FROM fts WHERE rowid = ?", row)
+            conn.execute("DELETE FROM modules WHERE page_id = ?", row)
+            conn.execute("DELETE FROM pages WHERE id = ?", row)
+
+
+def _insert(conn: sqlite3.Connection, pages: Iterable[Page]) -> None:
+    for page in pages:
+        rowid = conn.execute(
+            "INSERT INTO pages (path, page) VALUES (?, ?)", (page.path, page.model_dump_json())
+        ).lastrowid
+        modules_text = " ".join(page.modules)
+        conn.execute(
+            "INSERT INTO fts (rowid, title, modules, body) VALUES (?, ?, ?, ?)",
+            (rowid, page.title, modules_text, page.body),
+        )
+        conn.executemany(
+            "INSERT INTO modules (page_id, key) VALUES (?, ?)",
+            [(rowid, key) for key in dict.fromkeys(literal_key(m) for m in page.modules)],
+        )
+
+
+def _text_scores(conn: sqlite3.Connection, terms: Sequence[str], limit: int) -> dict[int, float]:
+    """rowid → text score in (0, 1] (the best match scores 1) for the rarest of `terms`."""
+    marks = ",".join("?" * len(terms))
+    frequencies = dict(conn.execute(f"SELECT term, doc FROM vocab WHERE term IN ({marks})", terms).fetchall())  # noqa: S608
+    total = int(conn.execute("SELECT count(*) FROM pages").fetchone()[0])
+    chosen = choose_terms(frequencies, total)
+    if not chosen:
+        return {}
+    rows = conn.execute(
+        "SELECT rowid, bm25(fts, ?, ?, ?) AS rank FROM fts WHERE fts MATCH ? ORDER BY rank LIMIT ?",
+        (TITLE_WEIGHT, MODULES_WEIGHT, BODY_WEIGHT, match_expression(chosen), limit),
+    ).fetchall()
+    best = -rows[0][1] if rows and rows[0][1] < 0 else 1.0
+    return {rowid: max(-rank, 0.0) / best for rowid, rank in rows}
+
+
+def _module_candidates(conn: sqlite3.Connection, paths: Sequence[str]) -> set[int]:
+    """Pages with a module pattern that may cover one of `paths` (checked precisely afterwards)."""
+    found: set[int] = set()
+    for path in paths:
+        keys = lookup_keys(path)
+        marks = ",".join("?" * len(keys))
+        query = (
+            f"SELECT page_id FROM modules WHERE key IN ({marks}) "  # noqa: S608 - placeholders only
+            "UNION SELECT page_id FROM modules WHERE key >= ? AND key < ? LIMIT ?"
+        )
+        rows = conn.execute(query, (*keys, path + "/", path + "0", MODULE_CANDIDATES)).fetchall()
+        found.update(row[0] for row in rows)
+    return found
+
+
+def _load(conn: sqlite3.Connection, rowids: Iterable[int]) -> dict[int, Page]:
+    ids = list(rowids)
+    pages: dict[int, Page] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for rowid, raw in conn.execute(f"SELECT id, page FROM pages WHERE id IN ({marks})", chunk):  # noqa: S608
+            try:
+                pages[rowid] = Page.model_validate_json(raw)
+            except ValidationError:
+                log.warning("knowledge index: an unreadable row for page id %d is skipped", rowid)
+    return pages
