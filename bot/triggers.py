@@ -45,7 +45,7 @@ class Person(_Model):
 
 
 class TicketLabelled(_Model):
-    """The trigger label was added to a Jira ticket: an `implement` run."""
+    """The trigger label was added to a Jira ticket: an `implement` run (the design label: a `design` run)."""
 
     trigger: Literal["ticket_labelled"] = "ticket_labelled"
     issue_key: str | None = None
@@ -95,6 +95,20 @@ class MergeRequestPushed(_Model):
     actor: Person = Person()
 
 
+class MergeRequestMerged(_Model):
+    """A merge request whose source branch Baton made (`baton/...`) was merged: a `learn` run."""
+
+    trigger: Literal["mr_merged"] = "mr_merged"
+    project_id: int
+    project_path: str
+    mr_iid: int
+    source_branch: str
+    target_branch: str
+    head_sha: str | None = None
+    web_url: str | None = None
+    actor: Person = Person()
+
+
 class JiraReplyTarget(_Model):
     kind: Literal["jira_comment"] = "jira_comment"
     issue_key: str
@@ -135,6 +149,8 @@ def _tag(data: Any) -> str | None:
     for key, implied in (("text", "reply"), ("comment_id", "ticket_command"), ("note_id", "thread_command")):
         if key in data:
             return implied
+    if "target_branch" in data:
+        return "mr_merged"
     return "mr_pushed" if "head_sha" in data else "ticket_labelled"
 
 
@@ -143,11 +159,14 @@ Trigger = Annotated[
     | Annotated[TicketCommand, Tag("ticket_command")]
     | Annotated[ThreadCommand, Tag("thread_command")]
     | Annotated[MergeRequestPushed, Tag("mr_pushed")]
+    | Annotated[MergeRequestMerged, Tag("mr_merged")]
     | Annotated[ReplyRequest, Tag("reply")],
     Discriminator(_tag),
 ]
 _ADAPTER: TypeAdapter[Trigger] = TypeAdapter(Trigger)
-AnyTrigger = TicketLabelled | TicketCommand | ThreadCommand | MergeRequestPushed | ReplyRequest
+AnyTrigger = (
+    TicketLabelled | TicketCommand | ThreadCommand | MergeRequestPushed | MergeRequestMerged | ReplyRequest
+)
 
 
 def parse(data: Mapping[str, Any]) -> AnyTrigger | Unreadable:

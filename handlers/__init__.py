@@ -50,9 +50,12 @@ def _command_in(*path: str) -> Callable[[Mapping[str, Any]], bool]:
 
 
 def _new_commits(payload: Mapping[str, Any]) -> bool:
-    return _at(payload, "object_attributes", "action") == "update" and bool(
-        _at(payload, "object_attributes", "oldrev")
-    )
+    """New commits on a merge request, or the merge of one of Baton's (`baton/…` branches)."""
+    action = _at(payload, "object_attributes", "action")
+    if action == "merge":
+        branch = _at(payload, "object_attributes", "source_branch")
+        return isinstance(branch, str) and branch.startswith("baton/")
+    return action == "update" and bool(_at(payload, "object_attributes", "oldrev"))
 
 
 def _labels_changed(payload: Mapping[str, Any]) -> bool:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot.triggers import (
     JiraReplyTarget,
+    MergeRequestMerged,
     MergeRequestPushed,
     ThreadCommand,
     ThreadReplyTarget,
@@ -25,7 +26,7 @@ class Enqueue:
     kind: str
     subject: str
     origin: str
-    input: TicketLabelled | TicketCommand | ThreadCommand | MergeRequestPushed
+    input: TicketLabelled | TicketCommand | ThreadCommand | MergeRequestPushed | MergeRequestMerged
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What a handler may know besides the event: who the bot is and the configured trigger."""
+"""What a handler may know besides the event: who the bot is and the configured trigger and design labels."""
 
 from __future__ import annotations
 
@@ -21,4 +21,5 @@ class BotIdentity:
 class HandlerContext:
     bot: BotIdentity = field(default_factory=BotIdentity)
     trigger_label: str = "ai-implement"
+    design_label: str = "ai-design"
     skills: SkillManifest = field(default_factory=default_skills)

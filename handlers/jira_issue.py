@@ -1,4 +1,5 @@
-"""Jira `jira:issue_updated`: the trigger label being added starts an implementation run."""
+"""Jira `jira:issue_updated`: the trigger label being added starts an implementation run, the design
+label (`BATON_DESIGN_LABEL`, default `ai-design`) a `design` run that drafts an ADR."""
 
 from __future__ import annotations
 
@@ -17,15 +18,15 @@ def added_labels(item: ChangeItem) -> set[str]:
     return set((item.to_string or "").split()) - set((item.from_string or "").split())
 
 
-def label_added(event: IssueUpdatedEvent, ctx: HandlerContext) -> Action:
-    """Enqueue `implement` for the issue, once per changelog."""
+def label_added(event: IssueUpdatedEvent, ctx: HandlerContext, kind: str = "implement") -> Action:
+    """Enqueue `kind` (`implement`, or `design` for the design label) for the issue, once per changelog."""
     issue = event.issue
     stamp = "unknown" if event.timestamp is None else event.timestamp
     origin = f"jira:issue:{issue.id}:labels:{stamp}"
     if event.changelog and event.changelog.id:
         origin = f"jira:changelog:{event.changelog.id}"
     return Enqueue(
-        kind="implement",
+        kind=kind,
         subject=f"jira:{issue.key}",
         origin=origin,
         input=TicketLabelled(
@@ -38,16 +39,20 @@ def label_added(event: IssueUpdatedEvent, ctx: HandlerContext) -> Action:
     )
 
 
-def trigger_label_added(event: IssueUpdatedEvent, ctx: HandlerContext) -> bool:
+def trigger_label_added(event: IssueUpdatedEvent, ctx: HandlerContext, label: str | None = None) -> bool:
+    """Whether `label` (default: the trigger label) is among the labels this change added."""
+    wanted = label or ctx.trigger_label
     items = event.changelog.items if event.changelog else []
-    return any(i.field == LABELS_FIELD and ctx.trigger_label in added_labels(i) for i in items)
+    return any(i.field == LABELS_FIELD and wanted in added_labels(i) for i in items)
 
 
 def issue_updated(event: IssueUpdatedEvent, ctx: HandlerContext) -> Action:
-    if trigger_label_added(event, ctx):
-        if jira_comment.by_bot(event.user, "", ctx):
-            return Ignore("the bot added the label itself")
-        return label_added(event, ctx)
+    """The trigger label wins when one change adds both labels (the design is asked for on its own)."""
+    for label, kind in ((ctx.trigger_label, "implement"), (ctx.design_label, "design")):
+        if trigger_label_added(event, ctx, label):
+            if jira_comment.by_bot(event.user, "", ctx):
+                return Ignore("the bot added the label itself")
+            return label_added(event, ctx, kind)
     if event.issue_event_type_name == "issue_commented" and event.comment is not None:
         return jira_comment.new_comment(issue_ref(event.issue), event.comment, ctx)
     if event.issue_event_type_name in EDITED_COMMENT_TYPES:

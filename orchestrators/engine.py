@@ -239,6 +239,19 @@ async def _next_pending(sm: async_sessionmaker[AsyncSession], workflow: Workflow
     return next((name for name in workflow.names if rows[name].status != DONE), None)
 
 
+SENT_BACK = "sent-back"  # the activity that keeps a round's output when its phase sent the change back
+
+
+async def _sent_back(
+    sm: async_sessionmaker[AsyncSession], run_id: str, source: str, target: str, output: Mapping[str, Any]
+) -> None:
+    """Keep the output of a round that sent the change back (the next round overwrites the phase's
+    output): what failed before it passed is what the learning loop learns from (orchestrators/learn.py)."""
+    async with sm.begin() as session:
+        message = f"{source} sent the change back to {target}"
+        await add_activity(session, run_id, "baton", SENT_BACK, message, phase=source, output=dict(output))
+
+
 async def _jump(
     wctx: WorkerContext, workflow: Workflow, run_id: str, source: str, target: str
 ) -> Outcome | None:
@@ -276,6 +289,7 @@ async def execute(workflow: Workflow, wctx: WorkerContext, run: RunRow) -> Outco
         if result.stop is not None:
             return result.stop
         if result.goto is not None:
+            await _sent_back(wctx.sm, run.id, name, result.goto, result.output)
             stopped = await _jump(wctx, workflow, run.id, name, result.goto)
             if stopped is not None:
                 return stopped

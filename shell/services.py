@@ -45,7 +45,9 @@ def handler_context(settings: Settings, skills: SkillManifest) -> HandlerContext
         jira_account_id=settings.jira_bot_account_id,
         jira_name=settings.jira_bot_name,
     )
-    return HandlerContext(bot=bot, trigger_label=settings.trigger_label, skills=skills)
+    return HandlerContext(
+        bot=bot, trigger_label=settings.trigger_label, design_label=settings.design_label, skills=skills
+    )
 
 
 def build(settings: Settings, skills: SkillManifest) -> Services:

@@ -10,6 +10,7 @@ import pytest
 from bot import triggers
 from bot.triggers import (
     JiraReplyTarget,
+    MergeRequestMerged,
     MergeRequestPushed,
     Person,
     ReplyRequest,
@@ -38,6 +39,16 @@ MODELS: list[triggers.AnyTrigger] = [
         author=DEV,
     ),
     MergeRequestPushed(project_id=1, mr_iid=3, source_branch="feature", head_sha="a" * 40, actor=DEV),
+    MergeRequestMerged(
+        project_id=1,
+        project_path="demo/calc",
+        mr_iid=3,
+        source_branch="baton/DEMO-1-add",
+        target_branch="main",
+        head_sha="b" * 40,
+        web_url="http://gitlab.test/demo/calc/-/merge_requests/3",
+        actor=DEV,
+    ),
     ReplyRequest(target=JiraReplyTarget(issue_key="DEMO-1"), text="did you mean /approve?"),
     ReplyRequest(target=ThreadReplyTarget(project_id=1, mr_iid=3, discussion_id=None), text="hi"),
 ]
@@ -101,6 +112,10 @@ HOSTILE: list[tuple[dict[str, Any], str]] = [
     ({"text": "x", "target": None}, "target"),
     ({"issue_id": "1", "revisions": "not a list"}, "revisions"),
     ({"head_sha": None, "project_id": 1, "mr_iid": 1, "source_branch": "b"}, "head_sha"),
+    ({"trigger": "mr_merged", "project_id": 1, "mr_iid": 1, "source_branch": "b", "target_branch": "m"},
+     "project_path"),
+    ({"project_id": 1, "project_path": "g/p", "mr_iid": 1, "source_branch": "b", "target_branch": ["m"]},
+     "target_branch"),
 ]  # fmt: skip
 
 

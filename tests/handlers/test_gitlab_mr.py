@@ -1,4 +1,5 @@
-"""GitLab Merge Request, Push and Pipeline hooks: only new commits on a merge request start anything."""
+"""GitLab Merge Request, Push and Pipeline hooks: new commits on a merge request, and the merge of a
+merge request on one of Baton's branches, start something; nothing else does."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.triggers import MergeRequestPushed
-from handlers import route
+from bot.triggers import MergeRequestMerged, MergeRequestPushed, Person
+from handlers import PayloadInvalid, route
 from handlers.actions import Enqueue, Ignore
 from handlers.context import HandlerContext
 
@@ -44,7 +45,7 @@ def test_new_commits_on_a_merge_request(payload: Payload, ctx: HandlerContext) -
         ("update", "metadata-only update (no new commits)"),
         ("close", "closed merge requests are not handled yet"),
         ("reopen", "reopening a merge request starts nothing"),
-        ("merge", "merged merge requests are not handled yet"),
+        ("merge", "the merged branch is not one Baton made; nothing to learn from"),
         ("approved", "GitLab approvals are not Baton approvals; reply /approve on the proposal"),
         ("approval", "GitLab approvals are not Baton approvals; reply /approve on the proposal"),
         ("unapproved", "GitLab approvals are not Baton approvals"),
@@ -68,3 +69,68 @@ def test_the_recorded_push_and_pipeline_are_ignored(payload: Payload, ctx: Handl
     pipeline = route("gitlab", payload("gitlab/pipeline_mr"), ctx)
     assert push == Ignore("push events are not handled; merge request updates carry new commits")
     assert pipeline == Ignore("pipeline events are not handled yet")
+
+
+# The recorded hook is an `open`; GitLab sends the merge as the same hook with `action: merge` and
+# `state: merged` (PROTOCOLS.md §A3), so the merge cases are derived from it.
+MERGED = {"object_attributes.action": "merge", "object_attributes.state": "merged"}
+BRANCH = "baton/DEMO-1-add-a-multiply-function"
+
+
+def test_the_merge_of_a_baton_branch_starts_learn(payload: Payload, ctx: HandlerContext) -> None:
+    merged = payload(MR, {**MERGED, "object_attributes.source_branch": BRANCH})
+    assert route("gitlab", merged, ctx) == Enqueue(
+        kind="learn",
+        subject="gitlab:gitlabhq/gitlab-test!1",
+        origin="gitlab:mr:1:1:merge",
+        input=MergeRequestMerged(
+            project_id=1,
+            project_path="gitlabhq/gitlab-test",
+            mr_iid=1,
+            source_branch=BRANCH,
+            target_branch="master",
+            head_sha=HEAD,
+            web_url="http://example.com/diaspora/merge_requests/1",
+            actor=Person(id=1, username="user1"),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "branch",
+    ["ms-viewport", "baton", "baton/", "feature/baton/DEMO-1", "Baton/DEMO-1-x", "batonx/DEMO-1"],
+)
+def test_the_merge_of_any_other_branch_is_ignored(payload: Payload, ctx: HandlerContext, branch: str) -> None:
+    merged = payload(MR, {**MERGED, "object_attributes.source_branch": branch})
+    assert route("gitlab", merged, ctx) == Ignore(
+        "the merged branch is not one Baton made; nothing to learn from"
+    )
+
+
+@pytest.mark.parametrize("action", ["close", "update", "open", "reopen", "approved"])
+def test_other_actions_on_a_baton_branch_start_no_learning(
+    payload: Payload, ctx: HandlerContext, action: str
+) -> None:
+    event = payload(MR, {"object_attributes.action": action, "object_attributes.source_branch": BRANCH})
+    result = route("gitlab", event, ctx)
+    assert not (isinstance(result, Enqueue) and result.kind == "learn")
+
+
+def test_two_deliveries_of_one_merge_make_one_origin(payload: Payload, ctx: HandlerContext) -> None:
+    """GitLab may send the merge hook again (a retry, a second hook): the run's origin is the merge itself."""
+    first = route("gitlab", payload(MR, {**MERGED, "object_attributes.source_branch": BRANCH}), ctx)
+    again = payload(
+        MR, {**MERGED, "object_attributes.source_branch": BRANCH, "object_attributes.updated_at": "x"}
+    )
+    second = route("gitlab", again, ctx)
+    assert isinstance(first, Enqueue) and isinstance(second, Enqueue) and first.origin == second.origin
+
+
+def test_a_malformed_merge_of_a_baton_branch_is_refused_not_ignored(
+    payload: Payload, ctx: HandlerContext
+) -> None:
+    broken = payload(MR, {**MERGED, "object_attributes.source_branch": BRANCH, "project.id": "not a number"})
+    with pytest.raises(PayloadInvalid, match=r"project\.id"):
+        route("gitlab", broken, ctx)
+    other = payload(MR, {**MERGED, "project.id": "not a number"})
+    assert isinstance(route("gitlab", other, ctx), Ignore)

@@ -21,24 +21,28 @@ ACTOR = {
     "key": "admin",
     "display_name": "Test User",
 }
+LABELLED = TicketLabelled.model_validate(
+    {
+        "issue_key": "TES-41",
+        "issue_id": "10040",
+        "project_key": "TES",
+        "summary": "Unit test summary 1",
+        "actor": ACTOR,
+    }
+)
 
 
-def test_the_recorded_label_change_triggers_when_its_label_is_the_trigger(payload: Payload) -> None:
-    action = route("jira", payload(LABELS), HandlerContext(trigger_label="sad"))
-    assert action == Enqueue(
-        kind="implement",
-        subject="jira:TES-41",
-        origin="jira:changelog:10233",
-        input=TicketLabelled.model_validate(
-            {
-                "issue_key": "TES-41",
-                "issue_id": "10040",
-                "project_key": "TES",
-                "summary": "Unit test summary 1",
-                "actor": ACTOR,
-            }
-        ),
-    )
+@pytest.mark.parametrize(
+    ("ctx", "kind"),
+    [(HandlerContext(trigger_label="sad"), "implement"), (HandlerContext(design_label="sad"), "design")],
+    ids=["trigger label", "design label"],
+)
+def test_the_recorded_label_change_triggers_when_its_label_is_configured(
+    payload: Payload, ctx: HandlerContext, kind: str
+) -> None:
+    """The trigger label starts `implement`; the design label a `design` run of the same trigger."""
+    action = route("jira", payload(LABELS), ctx)
+    assert action == Enqueue(kind=kind, subject="jira:TES-41", origin="jira:changelog:10233", input=LABELLED)
 
 
 def test_the_recorded_label_change_with_the_default_trigger_label(payload: Payload) -> None:
@@ -153,3 +157,25 @@ def test_edited_comment_updates_never_trigger(payload: Payload, ctx: HandlerCont
 def test_an_update_without_changelog_or_comment(payload: Payload, ctx: HandlerContext) -> None:
     changes = {"changelog": ..., "issue_event_type_name": "issue_generic"}
     assert route("jira", payload(LABELS, changes), ctx) == Ignore("no 'ai-implement' label added")
+
+
+@pytest.mark.parametrize(
+    ("to_string", "kind"),
+    [
+        ("ai-design", "design"),
+        ("ai-implement", "implement"),
+        ("ai-design ai-implement", "implement"),  # both at once: the trigger label wins
+        ("ai-designer", None),
+        ("AI-DESIGN", None),
+    ],
+)
+def test_which_label_starts_which_run(payload: Payload, to_string: str, kind: str | None) -> None:
+    changes = {"changelog.items.0.fromString": "", "changelog.items.0.toString": to_string}
+    action = route("jira", payload(LABELS, changes), HandlerContext())
+    assert (action.kind if isinstance(action, Enqueue) else None) == kind
+
+
+def test_the_bot_adding_the_design_label_starts_nothing(payload: Payload) -> None:
+    changes = {"changelog.items.0.fromString": "", "changelog.items.0.toString": "ai-design"}
+    ctx = HandlerContext(bot=BotIdentity(jira_account_id=ACTOR["account_id"]))
+    assert route("jira", payload(LABELS, changes), ctx) == Ignore("the bot added the label itself")
