@@ -19,6 +19,7 @@ from types import FrameType
 from rich.console import Console
 from rich.text import Text
 
+import config
 from bot.sandbox.demo.scenario import TICKET_KEY, ScenarioError, load_demo_scenario
 from bot.sandbox.demo.steps import Demo, DemoFailed
 from bot.sandbox.stack import DEFAULT_SCENARIO
@@ -30,7 +31,7 @@ DEFAULT_TIMEOUT_S = 300.0
 STOP_WAIT_S = 10.0
 MARKER = ".baton-demo"
 KEPT_SETTINGS = ("BATON_LOG_LEVEL",)
-PROJECTS_FILE = Path(__file__).resolve().parent.parent / "config" / "projects.example.yaml"
+PROJECTS_FILE = Path(config.__file__).resolve().with_name("projects.example.yaml")  # shipped with the package
 
 
 def demo_state_dir(environ: Mapping[str, str]) -> Path:
