@@ -13,7 +13,13 @@ from bot.sandbox.gitlab_sim.webhooks import WebhookSender
 
 
 def mr_git(project: Project, mr: MergeRequest) -> MrGit:
-    """Head, merge base and target head of a merge request, read from the bare repository (blocking)."""
+    """Head, merge base and target head of a merge request, read from the bare repository (blocking); a
+    merged one keeps the head and base it was merged with, so its diff stays what was merged."""
+    if mr.state == "merged" and mr.merged_base and mr.head_sha:
+        merged = len(repo.changes(project.repo_path, mr.merged_base, mr.head_sha))
+        return MrGit(
+            head_sha=mr.head_sha, base_sha=mr.merged_base, start_sha=mr.merged_base, changes_count=merged
+        )
     head = repo.branch_head(project.repo_path, mr.source_branch) or mr.head_sha
     start = repo.branch_head(project.repo_path, mr.target_branch)
     base = repo.merge_base(project.repo_path, start, head) if head and start else None

@@ -81,6 +81,8 @@ class MergeRequest:
     state: str = "opened"
     created_at: datetime = field(default_factory=now)
     updated_at: datetime = field(default_factory=now)
+    merge_commit_sha: str | None = None  # set when merged (`PUT .../merge`)
+    merged_base: str | None = None  # the merge base when merged: the MR's diff stays what it was
 
 
 @dataclass

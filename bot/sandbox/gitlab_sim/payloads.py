@@ -104,7 +104,7 @@ def mr_attributes(state: GitLabState, p: Project, mr: MergeRequest, head: Commit
         "iid": mr.iid,
         "last_edited_at": None,
         "last_edited_by_id": None,
-        "merge_commit_sha": None,
+        "merge_commit_sha": mr.merge_commit_sha,
         "merge_error": None,
         "merge_params": {"force_remove_source_branch": "0"},
         "merge_status": "can_be_merged",

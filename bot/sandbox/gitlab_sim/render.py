@@ -145,7 +145,7 @@ def merge_request(
         if mr.draft
         else ("mergeable" if mr.state == "opened" else "not_open"),
         "sha": git.head_sha or mr.head_sha,
-        "merge_commit_sha": None,
+        "merge_commit_sha": mr.merge_commit_sha,
         "squash_commit_sha": None,
         "discussion_locked": None,
         "should_remove_source_branch": None,

@@ -182,3 +182,25 @@ def commit_files(
         sha = git(repo, "commit-tree", tree, *parents, stdin=message + "\n", env=env).strip()
     git(repo, "update-ref", f"refs/heads/{branch}", sha)
     return sha
+
+
+def merge(repo: Path, target: str, source_head: str, message: str, author: tuple[str, str]) -> str:
+    """Merge `source_head` into branch `target` with a merge commit (GitLab's default merge method) and
+    move the branch by compare-and-set; GitError when the two conflict or the target moved meanwhile."""
+    start = branch_head(repo, target)
+    if start is None:
+        raise GitError(f"target branch {target[:60]!r} does not exist")
+    tree = (
+        git(repo, "merge-tree", "--write-tree", "--no-messages", start, source_head).split("\n", 1)[0].strip()
+    )
+    env = {
+        "GIT_AUTHOR_NAME": author[0],
+        "GIT_AUTHOR_EMAIL": author[1],
+        "GIT_COMMITTER_NAME": author[0],
+        "GIT_COMMITTER_EMAIL": author[1],
+    }
+    sha = git(
+        repo, "commit-tree", tree, "-p", start, "-p", source_head, stdin=message + "\n", env=env
+    ).strip()
+    git(repo, "update-ref", f"refs/heads/{target}", sha, start)
+    return sha

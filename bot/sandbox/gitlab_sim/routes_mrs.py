@@ -1,4 +1,4 @@
-"""REST routes for merge requests: list (filters), create, get, update, changes and diffs."""
+"""REST routes for merge requests: list (filters), create, get, update, merge, changes and diffs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,16 @@ from starlette.routing import Route
 from bot.sandbox.gitlab_sim import render, repo
 from bot.sandbox.gitlab_sim.context import Sim
 from bot.sandbox.gitlab_sim.http import as_int, authenticate, body_of, paginate, path_value, require
-from bot.sandbox.gitlab_sim.model import DEVELOPER, GUEST, MergeRequest, Project, SimError, User, now
+from bot.sandbox.gitlab_sim.model import (
+    DEVELOPER,
+    GUEST,
+    MAINTAINER,
+    MergeRequest,
+    Project,
+    SimError,
+    User,
+    now,
+)
 
 DRAFT_PREFIXES = ("draft:", "[draft]", "(draft)")
 STATE_EVENTS = {"close": ("closed", "close"), "reopen": ("opened", "reopen")}
@@ -122,6 +131,42 @@ class MergeRequestRoutes:
         git = await self.sim.mr_git(project, mr)
         return JSONResponse(render.merge_request(self.state, project, mr, git, single=True))
 
+    async def merge(self, request: Request) -> Response:
+        """`PUT .../merge`: a merge commit on the target branch (maintainers only for the default branch),
+        `sha` (if given) must be the source head; then the Merge Request Hook with `action: merge`."""
+        user, project, mr = self._lookup(request, DEVELOPER)
+        if mr.target_branch == project.default_branch:
+            require(self.state, project, user, MAINTAINER)
+        data = await body_of(request)
+        if mr.state != "opened" or mr.draft:
+            raise SimError(405, "405 Method Not Allowed")
+        head = await asyncio.to_thread(repo.branch_head, project.repo_path, mr.source_branch)
+        if head is None:
+            raise SimError(406, "Branch cannot be merged")
+        if data.get("sha") and str(data["sha"]) != head:
+            raise SimError(409, "SHA does not match HEAD of source branch")
+        start = await asyncio.to_thread(repo.branch_head, project.repo_path, mr.target_branch)
+        base = await asyncio.to_thread(repo.merge_base, project.repo_path, start, head) if start else None
+        message = str(data.get("merge_commit_message") or "") or (
+            f"Merge branch '{mr.source_branch}' into '{mr.target_branch}'\n\n{mr.title}\n\n"
+            f"See merge request {project.path_with_namespace}!{mr.iid}"
+        )
+        try:
+            sha = await asyncio.to_thread(
+                repo.merge, project.repo_path, mr.target_branch, head, message, (user.name, user.email)
+            )
+        except repo.GitError as exc:
+            raise SimError(406, "Branch cannot be merged") from exc
+
+        def merged() -> None:
+            mr.state, mr.head_sha, mr.merge_commit_sha, mr.merged_base = "merged", head, sha, base
+            mr.updated_at = now()
+
+        self.state.locked(merged)
+        await self.sim.mr_event(project, mr, user, "merge")
+        git = await self.sim.mr_git(project, mr)
+        return JSONResponse(render.merge_request(self.state, project, mr, git, single=True))
+
     async def changes(self, request: Request) -> Response:
         _, project, mr = self._lookup(request, GUEST)
         git = await self.sim.mr_git(project, mr)
@@ -141,6 +186,7 @@ class MergeRequestRoutes:
             Route(prefix, self.create, methods=["POST"]),
             Route(prefix + "/{iid}", self.get, methods=["GET"]),
             Route(prefix + "/{iid}", self.update, methods=["PUT"]),
+            Route(prefix + "/{iid}/merge", self.merge, methods=["PUT"]),
             Route(prefix + "/{iid}/changes", self.changes, methods=["GET"]),
             Route(prefix + "/{iid}/diffs", self.diffs, methods=["GET"]),
         ]
