@@ -28,6 +28,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from bot.errors import BatonError
 from bot.knowledge.modules import best_coverage, literal_key, lookup_keys, normalize
 from bot.knowledge.pages import Page
 
@@ -133,27 +134,31 @@ class Index:
     # -- the public surface ----------------------------------------------------------------------
 
     async def refresh(self, wiki: PageSource) -> int:
-        """Bring the index to the wiki's head; how many pages were (re)indexed or removed."""
+        """Bring the index to the wiki's head; how many pages were (re)indexed or removed. A missing,
+        corrupt or foreign index is rebuilt; an index that cannot even be written is logged, not raised."""
+        head = await wiki.head()
         for _ in range(3):
-            head = await wiki.head()
             indexed = await asyncio.to_thread(self.indexed_head)
-            if indexed == head and (head is not None or await asyncio.to_thread(self._usable)):
+            if indexed == head and await asyncio.to_thread(self._usable):
                 return 0
-            if head is None:
-                return await asyncio.to_thread(self._rebuild, [], None)
-            if indexed is not None:
-                try:
-                    return await self._incremental(wiki, indexed, head)
-                except _Stale:
-                    continue
-                except Exception as exc:  # any failure here ends in a full rebuild
-                    log.warning(
-                        "knowledge index: incremental refresh failed (%s); rebuilding", type(exc).__name__
-                    )
-            pages = await wiki.pages(at=head)
+            if indexed is None or head is None:
+                break
+            try:
+                return await self._incremental(wiki, indexed, head)
+            except _Stale:
+                head = await wiki.head()
+            except (sqlite3.Error, OSError, BatonError) as exc:
+                log.warning("knowledge index: incremental refresh failed (%s); rebuilding", exc)
+                break
+        return await self._full(wiki, head)
+
+    async def _full(self, wiki: PageSource, head: str | None) -> int:
+        pages = await wiki.pages(at=head) if head is not None else []
+        try:
             return await asyncio.to_thread(self._rebuild, pages, head)
-        pages = await wiki.pages(at=head)
-        return await asyncio.to_thread(self._rebuild, pages, head)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("knowledge index cannot be rebuilt at %s: %s", self.db_path, exc)
+            return 0
 
     def search(self, text: str, modules: Sequence[str] = (), limit: int = 8) -> list[Hit]:
         """The pages best matching `text` (any length, any content) and covering `modules`, best first."""

@@ -56,7 +56,7 @@ SLUG_CHARS = 60
 FIELDS = ("title", "kind", "status", "modules", "source", "updated")
 
 _PATH_SEGMENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")  # YAML reads some as line breaks
 _MODULE_RE = re.compile(r"[A-Za-z0-9_.*?\[\]{}!/+@,=-]{1,300}")
 _FENCE = "---"
 
@@ -160,6 +160,7 @@ class Page(BaseModel):
     def _body(cls, value: str) -> str:
         if "\x00" in value:
             raise ValueError("body contains NUL characters")
+        value = value.replace("\r\n", "\n")
         return value.strip("\n").rstrip() if value.strip() else ""
 
     @property

@@ -13,7 +13,11 @@ Every method is a coroutine, like the rest of bot/git.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -39,15 +43,18 @@ from bot.knowledge.pages import (
 BRANCH = "main"
 REF = f"refs/heads/{BRANCH}"
 REMOTE_REF = f"refs/remotes/origin/{BRANCH}"
+FETCH_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"  # an empty remote has no main yet: no error
 ZERO = "0" * 40
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 COMMIT_FLAGS = ("--no-gpg-sign",)
-PUSH_ATTEMPTS = 4
+PUSH_ATTEMPTS = 8  # someone else pushed first: fetch, rebuild on their commit, push again
 LOCK_WAIT_S = 120.0
 DEFAULT_EMAIL = "baton@localhost"
 SKIPPED_NAMES = frozenset({"readme.md"})  # notes for people browsing the wiki, not pages
 _DECISION_RE = re.compile(r"decisions/(\d{4})-")
 
 Problem = tuple[str, str]
+log = logging.getLogger(__name__)
 
 
 class UnknownCommit(KnowledgeError):
@@ -158,6 +165,19 @@ class Wiki:
         paths = [page.path for page in pages]
         if len(set(paths)) != len(paths):
             raise PageError("put was given two pages for the same path")
+        sha = await self._write(pages, (), message, author)
+        assert sha is not None  # a put on an empty wiki always makes its first commit
+        return sha
+
+    async def remove(self, paths: Sequence[str], message: str, author: str = "Baton") -> str | None:
+        """Delete the pages at `paths` in one commit (missing ones are ignored); the head afterwards."""
+        for path in paths:
+            check_path(path)
+        return await self._write((), paths, message, author)
+
+    async def _write(
+        self, pages: Sequence[Page], removed: Sequence[str], message: str, author: str
+    ) -> str | None:
         who = GitAuthor(author.strip()[:200] or "Baton", self._email)
         await self._prepare()
         async with self._locked():
@@ -165,15 +185,17 @@ class Wiki:
                 if self.remote is not None:
                     await self._fetch()
                 parent = await self._base()
-                sha = await self._commit(parent, pages, message, who)
-                if sha == parent or await self._publish(sha, parent):
+                sha = await self._commit(parent, pages, removed, message, who)
+                if sha == parent or (sha is not None and await self._publish(sha, parent)):
                     self._synced_at = time.monotonic()
                     return sha
+                await asyncio.sleep(random.uniform(0.02, 0.2))  # noqa: S311 - jitter, not a secret
         raise WikiError(f"the wiki remote kept moving: {PUSH_ATTEMPTS} pushes refused")
 
     async def sync(self) -> str | None:
-        """Fetch the remote now (if there is one) and move the local branch to it; the head."""
-        await self._prepare()
+        """Fetch the remote now (if there is one) and move the local branch to it; the head.
+        WikiError when the remote cannot be reached (other reads fall back to the local copy)."""
+        await self._prepare(fetch=False)
         if self.remote is not None:
             async with self._locked():
                 await self._fetch()
@@ -182,18 +204,38 @@ class Wiki:
 
     # -- internals -----------------------------------------------------------------------------
 
-    async def _prepare(self) -> None:
+    async def _prepare(self, fetch: bool = True) -> None:
         if not self._ready:
             if not (self.root / "HEAD").is_file():
-                self.root.parent.mkdir(parents=True, exist_ok=True)
-                if self.root.exists() and any(self.root.iterdir()):
-                    raise WikiError(f"{self.root} exists and is not a bare git repository")
-                await self._runner.run(["init", "--bare", "--quiet", "--end-of-options", str(self.root)])
+                await self._create()
             self._ready = True
-        if self.remote is not None and time.monotonic() - self._synced_at >= self._sync_interval_s:
-            async with self._locked():
-                await self._fetch()
-                await self._follow_remote()
+        due = time.monotonic() - self._synced_at >= self._sync_interval_s
+        if fetch and self.remote is not None and due:
+            try:
+                async with self._locked():
+                    await self._fetch()
+                    await self._follow_remote()
+            except WikiError as exc:  # reads go on from the local copy; writes fetch again and fail loudly
+                log.warning("wiki remote unreachable, reading the local copy: %s", exc)
+                self._synced_at = time.monotonic()
+
+    async def _create(self) -> None:
+        """`git init --bare` at the root, once even when several writers start together."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        async with file_lock(self.root.parent / f".{self.root.name}.init-lock", LOCK_WAIT_S):
+            if (self.root / "HEAD").is_file():
+                return
+            if self.root.exists() and any(self.root.iterdir()):
+                raise WikiError(f"{self.root} exists and is not a bare git repository")
+            # Made aside and renamed into place: nobody sees a half-initialised repository.
+            staging = Path(tempfile.mkdtemp(dir=self.root.parent, prefix=f".{self.root.name}.new-"))
+            try:
+                await self._runner.run(["init", "--bare", "--quiet", "--end-of-options", str(staging)])
+                if self.root.exists():
+                    self.root.rmdir()
+                staging.rename(self.root)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
 
     def _locked(self) -> AbstractAsyncContextManager[None]:
         return file_lock(self.root / "baton-wiki.lock", LOCK_WAIT_S)
@@ -296,23 +338,22 @@ class Wiki:
         found = await self._git(["rev-parse", "--verify", "--quiet", f"{REMOTE_REF}^{{commit}}"], check=False)
         return found.text if found.returncode == 0 else None
 
-    async def _commit(self, parent: str | None, pages: Sequence[Page], message: str, who: GitAuthor) -> str:
-        """A commit of `pages` on top of `parent`; `parent` itself when the tree would not change."""
+    async def _commit(
+        self, parent: str | None, pages: Sequence[Page], removed: Sequence[str], message: str, who: GitAuthor
+    ) -> str | None:
+        """A commit of `pages` and without `removed` on top of `parent`; `parent` itself when the tree
+        would not change."""
         with tempfile.TemporaryDirectory(dir=self.root, prefix="baton-put-") as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             if parent is not None:
                 await self._git(["read-tree", "--end-of-options", parent], env=env)
-            files = []
-            for number, page in enumerate(pages):
-                file = Path(tmp) / f"{number}.md"
-                file.write_text(render_page(page), encoding="utf-8")
-                files.append(str(file))
-            hashed = await self._git(["hash-object", "-w", "--no-filters", "--stdin-paths"],
-                                     stdin="".join(f"{f}\n" for f in files).encode())  # fmt: skip
-            shas = hashed.text.split("\n")
-            info = "".join(f"100644 {sha}\t{page.path}\0" for sha, page in zip(shas, pages, strict=True))
-            await self._git(["update-index", "-z", "--index-info"], env=env, stdin=info.encode())
+            shas = await self._hash(Path(tmp), pages)
+            info = [f"0 {ZERO}\t{path}\0" for path in removed]
+            info += [f"100644 {sha}\t{page.path}\0" for sha, page in zip(shas, pages, strict=True)]
+            await self._git(["update-index", "-z", "--index-info"], env=env, stdin="".join(info).encode())
             tree = (await self._git(["write-tree"], env=env)).text
+        if parent is None and tree == EMPTY_TREE:
+            return None
         if parent is not None and tree == (await self._git(["rev-parse", f"{parent}^{{tree}}"])).text:
             return parent
         text = message.strip() or "Update the wiki"
@@ -320,6 +361,19 @@ class Wiki:
         made = await self._git(["commit-tree", *COMMIT_FLAGS, *parents, "-F", "-", "--end-of-options", tree],
                                env=who.env(), stdin=text.encode())  # fmt: skip
         return made.text
+
+    async def _hash(self, tmp: Path, pages: Sequence[Page]) -> list[str]:
+        """Write each page's rendered file as a blob; their SHAs in order."""
+        if not pages:
+            return []
+        files = []
+        for number, page in enumerate(pages):
+            file = tmp / f"{number}.md"
+            file.write_text(render_page(page), encoding="utf-8")
+            files.append(str(file))
+        hashed = await self._git(["hash-object", "-w", "--no-filters", "--stdin-paths"],
+                                 stdin="".join(f"{f}\n" for f in files).encode())  # fmt: skip
+        return hashed.text.split("\n")
 
     async def _publish(self, sha: str, parent: str | None) -> bool:
         """Push `sha` (with a remote), then move the local branch to it; False when the push was refused."""
@@ -338,8 +392,8 @@ class Wiki:
 
     async def _fetch(self) -> None:
         assert self.remote is not None
-        await self._remote(["fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head",
-                            "--end-of-options", self.remote, f"+{REF}:{REMOTE_REF}"])  # fmt: skip
+        flags = ["--quiet", "--prune", "--no-tags", "--no-write-fetch-head"]
+        await self._remote(["fetch", *flags, "--end-of-options", self.remote, FETCH_REFSPEC])
         self._synced_at = time.monotonic()
 
     async def _follow_remote(self) -> None:
