@@ -1,4 +1,4 @@
-"""The `baton` command line: up, serve, worker, migrate, runs, show, demo."""
+"""The `baton` command line: up, serve, worker, migrate, runs, show, demo, wiki."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import SchemaOutdated, check_current, upgrade
 from config.settings import Settings, SettingsError, load_settings
 from config.skills import SkillError, SkillManifest
+from shell.wiki_cli import wiki_app
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Baton: tickets to Claude Code, with approval."
@@ -212,6 +213,7 @@ def doctor() -> None:
 
 hooks_app = typer.Typer(no_args_is_help=True, help="Webhook registration.")
 app.add_typer(hooks_app, name="hooks")
+app.add_typer(wiki_app, name="wiki")
 
 
 @hooks_app.command("install")
