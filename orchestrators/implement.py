@@ -18,8 +18,10 @@ from bot.store.runs import RunRow
 from bot.store.tables import Phase
 from orchestrators import Outcome, agents, outputs, progress, prompts
 from orchestrators.brief import build_brief
+from orchestrators.knowledge import facts_for
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, PhaseState, Workflow, execute, states
 from orchestrators.outputs import (
+    Fact,
     Check,
     Implemented,
     Proposed,
@@ -96,7 +98,8 @@ async def triage(ctx: PhaseContext) -> PhaseResult:
 
 
 async def assemble(ctx: PhaseContext) -> PhaseResult:
-    """Python only: ticket, links, comments, repo config, mirror fetch, worktree and branch, the brief."""
+    """Python only: ticket, links, comments, repo config, mirror fetch, worktree and branch, the team's
+    facts for the modules the ticket touches (orchestrators/knowledge.py), the brief."""
     clients, run, key = _clients(ctx), ctx.run, progress.issue_key(ctx.run)
     issue = await clients.jira.issue(key)
     mapping = project_for(clients, issue)
@@ -108,12 +111,18 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
     branch = branch_name(issue.key, issue.summary, run.id if later else None)
     worktree = await clients.workspace.create_worktree(repo_id, run.id, target, branch)
     config_text, repo = read_repo_config(worktree)
-    brief = build_brief(ticket_info(issue, clients.jira.config.url), linked(issue), comments(issue), [], repo)
+    ticket = ticket_info(issue, clients.jira.config.url)
+    found = await facts_for(clients.knowledge, f"{ticket.summary}\n\n{ticket.description}", worktree, repo)
+    brief = build_brief(
+        ticket, linked(issue), comments(issue), found.facts, repo, knowledge_unavailable=found.unavailable
+    )
+    shown = found.facts[: len(brief.json["knowledge"])]  # what the budget left in the brief
     output = TicketAssembled(
         worktree=worktree, branch=branch, base_sha=await clients.workspace.head(worktree),
         target_branch=target, project_id=project.id, project_path=repo_id,
         remote_url=project.http_url_to_repo, repo=repo, repo_config=config_text, brief=brief.markdown,
-        brief_tokens=brief.tokens, summary=issue.summary,
+        brief_tokens=brief.tokens, summary=issue.summary, knowledge=tuple(Fact.of(f) for f in shown),
+        knowledge_unavailable=found.unavailable,
     )  # fmt: skip
     return PhaseResult(output.model_dump(mode="json"))
 
@@ -179,13 +188,16 @@ async def validate(ctx: PhaseContext) -> PhaseResult:
 
 
 async def review(ctx: PhaseContext) -> PhaseResult:
-    """A read-only reviewer in a separate context returns a typed verdict; blockers go back to implement."""
+    """A read-only reviewer in a separate context checks the diff against the brief and the decisions
+    (ADRs) it quoted, and returns a typed verdict; blockers go back to implement."""
     assembled = ticket_assembled(ctx)
     worktree = assembled.workdir()
     key = progress.issue_key(ctx.run)
     diff = (await _clients(ctx).workspace.diff(worktree, assembled.base_sha))[:DIFF_FOR_REVIEW]
     checks = "\n".join(c.line() for c in validated(ctx).checks)
-    prompt = prompts.review(key, assembled.brief, diff, checks)
+    prompt = prompts.review(
+        key, assembled.brief, diff, checks, assembled.decisions(), assembled.knowledge_unavailable
+    )
     result = await agents.call(
         ctx.wctx, "reviewer", prompt, worktree, output_model=Verdict, run_id=ctx.run.id
     )

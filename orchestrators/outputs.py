@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from bot.agent.result import AgentResult
 from bot.repo_config import RepoConfig, RepoConfigError, Stage, parse_repo_config
 from orchestrators.agents import denials
+from orchestrators.brief import KnowledgeItem, KnowledgeStatus
 from orchestrators.engine import PhaseContext
 from orchestrators.threads import Thread, thread_data, thread_from
 from orchestrators.validate import CommandResult, Status
@@ -47,6 +48,36 @@ class Triaged(Output):
 # --- assemble ------------------------------------------------------------------------------------
 
 
+class Fact(Output):
+    """A fact from the team's wiki that assemble put in the brief (the run's record; `baton show`)."""
+
+    path: str
+    status: KnowledgeStatus
+    kind: str = ""
+    title: str = ""
+    source: str = ""
+    modules: tuple[str, ...] = ()
+    text: str = ""
+
+    @classmethod
+    def of(cls, item: KnowledgeItem) -> Fact:
+        return cls(
+            path=item.path, status=item.status, kind=item.kind, title=item.title, source=item.source,
+            modules=item.modules, text=item.text,
+        )  # fmt: skip
+
+    def item(self) -> KnowledgeItem:
+        return KnowledgeItem(
+            self.title,
+            self.status,
+            self.source,
+            self.text,
+            kind=self.kind,
+            path=self.path,
+            modules=self.modules,
+        )
+
+
 class Assembled(Output):
     """What both assemble phases (ticket and MR thread) gather: the worktree, its base, the brief."""
 
@@ -61,6 +92,8 @@ class Assembled(Output):
     repo_config: str | None = None  # its raw text (None: the repository has none), for older runs
     brief: str
     brief_tokens: int = 0
+    knowledge: tuple[Fact, ...] = ()  # the wiki's facts in the brief (none in outputs stored before)
+    knowledge_unavailable: str = ""  # why the wiki could not be read, when it could not
 
     @model_validator(mode="before")
     @classmethod
@@ -75,6 +108,10 @@ class Assembled(Output):
             return {**data, "repo": parse_repo_config(text)}
         except RepoConfigError as exc:
             raise ValueError(str(exc)) from None
+
+    def decisions(self) -> list[KnowledgeItem]:
+        """The decisions (ADRs) among the brief's facts, for the reviewer."""
+        return [fact.item() for fact in self.knowledge if fact.kind == "decision"]
 
     def workdir(self) -> Path:
         """The run's worktree, which must still exist."""

@@ -2,8 +2,9 @@
 
 Orchestrators depend on these, never on the concrete adapters: `Clients` (orchestrators/resources.py)
 types its fields with the composites at the bottom, and the adapters satisfy them structurally (mypy
-proves it where shell/wiring.py builds `Clients` from `GitLabClient`, `JiraClient`, `Workspace` and
-`StoreEffectLedger`). The recording fakes in tests/support/fakes.py implement the same Protocols.
+proves it where shell/wiring.py builds `Clients` from `GitLabClient`, `JiraClient`, `Workspace`,
+`StoreEffectLedger` and bot/knowledge's `Knowledge`). The recording fakes in tests/support/fakes.py
+implement the same Protocols.
 
 Every signature is exactly the adapter's. Writes take an `effect_key` and happen once per key: the
 adapter records the key in the ledger and ends the posted text with the hidden marker
@@ -12,7 +13,7 @@ adapter records the key in the ledger and ends the posted text with the hidden m
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +22,7 @@ from bot.clients.jira import JiraConfig, JiraIssue
 from bot.effects import EffectLedger
 from bot.git.diffstat import DiffStat
 from bot.git.workspace import Secret
+from bot.knowledge import Hit, Page
 
 # --- GitLab ---------------------------------------------------------------------------------------
 
@@ -172,6 +174,39 @@ class Diffs(Protocol):
     async def diffstat(self, worktree: Path, base: str) -> DiffStat: ...
 
 
+# --- the team's knowledge base --------------------------------------------------------------------
+
+
+class WikiPages(Protocol):
+    """Reading one page of the wiki (bot/knowledge/wiki.py `Wiki`)."""
+
+    async def get(self, path: str, at: str | None = None) -> Page | None:
+        """The page at `path`; None when there is none, PageError when the path or page is invalid."""
+        ...
+
+
+class Knowledge(Protocol):
+    """The wiki and its search index (bot/knowledge `Knowledge`): facts for briefs, close matches for a
+    page name, writes (one commit each). Callers treat any error as "knowledge unavailable"."""
+
+    @property
+    def wiki(self) -> WikiPages: ...
+
+    async def relevant(self, text: str, modules: Sequence[str], budget_tokens: int) -> list[Page]:
+        """The pages a brief about `text` touching `modules` should show, within `budget_tokens`."""
+        ...
+
+    async def search(self, text: str, modules: Sequence[str] = (), limit: int = 8) -> list[Hit]: ...
+
+    async def land(self, pages: Sequence[Page], message: str, author: str = "Baton") -> str:
+        """Commit `pages` (nothing when unchanged); the commit SHA."""
+        ...
+
+    async def verify(self, path: str, who: str) -> Page:
+        """Mark the page `verified` by `who` and commit it; PageError when there is no such page."""
+        ...
+
+
 # --- what `Clients` must provide ------------------------------------------------------------------
 
 
@@ -202,11 +237,13 @@ __all__ = [
     "GitLab",
     "Groups",
     "Jira",
+    "Knowledge",
     "Ledger",
     "MergeRequests",
     "Notes",
     "Repositories",
     "Threads",
     "Tickets",
+    "WikiPages",
     "Worktrees",
 ]

@@ -1,10 +1,11 @@
 """`/remediate` in an MR thread: the whole thread, its diff position and the MR → a fix proposed there.
 
 Phases: assemble (Python: MR, thread(s), diff, linked ticket, mirror, a worktree of the MR's source
-branch, the brief) → implement (agent) → validate (the repo's checks) → review (read-only agent) →
-propose (commit, record the proposal bound to its SHA and to the branch head it builds on, reply in
-the thread). `/remediate all` on the MR overview addresses every unresolved thread in one proposal,
-one commit per thread.
+branch, the team's facts for the files the MR and the threads touch, the brief) → implement (agent) →
+validate (the repo's checks) → review (read-only agent, also given the decisions quoted) → propose
+(commit, record the proposal bound to its SHA and to the branch head it builds on, reply in the thread).
+`/remediate all` on the MR overview addresses every unresolved thread in one proposal, one commit per
+thread.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.agent.result import AgentResult
-from bot.clients.gitlab import Discussion, MergeRequest, ProjectRef
+from bot.clients.gitlab import Discussion, MergeRequest, MergeRequestDiff, ProjectRef
 from bot.clients.jira import JiraProblem
 from bot.effects import is_bot_text
 from bot.git.branch import is_valid_branch
@@ -41,7 +42,9 @@ from orchestrators.engine import (
     states,
 )
 from orchestrators.implement import commit_proposal, validate, verdict_result
+from orchestrators.knowledge import facts_for
 from orchestrators.outputs import (
+    Fact,
     Proposed,
     Refused,
     StoredThread,
@@ -171,6 +174,19 @@ async def _ticket(ctx: PhaseContext, mr: MergeRequest) -> tuple[LinkedTicket | N
     return None, f"The merge request names {', '.join(keys[:3])}, but Jira returned none of them."
 
 
+def _about(mr: MergeRequestInfo, threads: list[Thread], asked: str, ticket: LinkedTicket | None) -> str:
+    """What the fix is about, for choosing the team's facts: the MR, the threads, the request, the ticket."""
+    notes = [n.body for t in threads for n in t.human_notes]
+    linked = [ticket.summary, ticket.description] if ticket else []
+    return "\n\n".join([mr.title, mr.description, *notes, asked, *linked])
+
+
+def _touched(diff: MergeRequestDiff, threads: list[Thread]) -> list[str]:
+    """The files the merge request changes and the ones the threads are attached to."""
+    paths = [p for f in diff.files for p in (f.new_path, f.old_path) if p]
+    return list(dict.fromkeys([*(t.position.path for t in threads if t.position), *paths]))
+
+
 def _chosen(run: RunRow, threads: list[Thread]) -> list[Thread]:
     _project, _iid, discussion = where(run)
     if is_all(run):
@@ -211,16 +227,24 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
     info = MergeRequestInfo(
         mr_ref(run), mr.title, mr.description, mr.source_branch, mr.target_branch, mr.web_url
     )
+    mr_diff = await clients.gitlab.mr_diff(project_id, iid)
+    found = await facts_for(
+        clients.knowledge, _about(info, chosen, instructions(run), ticket), worktree, repo,
+        touched=_touched(mr_diff, chosen),
+    )  # fmt: skip
     inputs = BriefInputs(
         mr=info, repo=repo, instructions=instructions(run),
-        requester=author_of(run).username or "",
-        mr_diff=(await clients.gitlab.mr_diff(project_id, iid)).patch(), ticket=ticket,
-        ticket_note=ticket_note,
+        requester=author_of(run).username or "", mr_diff=mr_diff.patch(), ticket=ticket,
+        ticket_note=ticket_note, knowledge=found.facts, knowledge_unavailable=found.unavailable,
     )  # fmt: skip
     head = await clients.workspace.head(worktree)
     inputs = replace(inputs, branch_head=head)
     briefs = [build_thread_brief(t, replace(inputs, excerpt=_excerpt(worktree, t.position))) for t in chosen]
-    brief = briefs[0].markdown if not is_all(run) else overview_brief(info.ref, chosen, inputs.repo)
+    brief = (
+        briefs[0].markdown
+        if not is_all(run)
+        else overview_brief(info.ref, chosen, inputs.repo, found.facts, found.unavailable)
+    )
     output = ThreadAssembled(
         worktree=worktree, branch=branch, base_sha=head,
         source_branch=mr.source_branch, target_branch=mr.target_branch, project_id=project.id,
@@ -228,7 +252,8 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
         repo=repo, repo_config=config_text, all=is_all(run), discussion_id=discussion,
         threads=tuple(StoredThread.of(t) for t in chosen), briefs=tuple(b.markdown for b in briefs),
         brief=brief, brief_tokens=sum(b.tokens for b in briefs), title=mr.title,
-        ticket=ticket.key if ticket else None,
+        ticket=ticket.key if ticket else None, knowledge=tuple(Fact.of(f) for f in found.facts),
+        knowledge_unavailable=found.unavailable,
     )  # fmt: skip
     return PhaseResult(output.model_dump(mode="json"))
 
@@ -311,7 +336,9 @@ async def review(ctx: PhaseContext) -> PhaseResult:
     worktree = assembled.workdir()
     diff = (await _clients(ctx).workspace.diff(worktree, assembled.base_sha))[:DIFF_FOR_REVIEW]
     checks = "\n".join(c.line() for c in validated(ctx).checks)
-    prompt = prompts.review(mr_ref(ctx.run), assembled.brief, diff, checks)
+    prompt = prompts.review(
+        mr_ref(ctx.run), assembled.brief, diff, checks, assembled.decisions(), assembled.knowledge_unavailable
+    )
     result = await agents.call(
         ctx.wctx, "reviewer", prompt, worktree, output_model=Verdict, run_id=ctx.run.id
     )

@@ -16,7 +16,7 @@ from bot.queue import Queue
 from config.projects import ProjectMap
 from config.settings import Settings
 from config.skills import SkillManifest
-from orchestrators.ports import Git, GitLab, Jira, Ledger
+from orchestrators.ports import Git, GitLab, Jira, Knowledge, Ledger
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class Clients:
     jira: Jira  # bot/clients/jira.py JiraClient
     workspace: Git  # bot/git/workspace.py Workspace
     ledger: Ledger  # bot/store/effects.py StoreEffectLedger
+    knowledge: Knowledge  # bot/knowledge Knowledge, or orchestrators.knowledge.Unavailable saying why not
     projects: ProjectMap
     agent: AgentEndpoint
     gitlab_token: SecretStr

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.repo_config import RepoConfig
-from orchestrators.brief import NO_KNOWLEDGE, clean, estimate_tokens, fence, inline_code, one_line
+from orchestrators.brief import (
+    KnowledgeItem,
+    clean,
+    estimate_tokens,
+    fence,
+    inline_code,
+    knowledge_block,
+    knowledge_section,
+    one_line,
+)
 from orchestrators.prompts import header
 from orchestrators.proposal import (
     Person,
@@ -136,6 +145,8 @@ class BriefInputs:
     ticket: LinkedTicket | None = None
     ticket_note: str = ""
     branch_head: str = ""  # the source branch's head now; a thread written on an older one may be off
+    knowledge: tuple[KnowledgeItem, ...] = ()  # facts selected from the wiki (orchestrators/knowledge.py)
+    knowledge_unavailable: str = ""  # why the wiki could not be read (the brief says so)
 
 
 # --- small pure helpers -------------------------------------------------------------------------
@@ -357,7 +368,7 @@ def build_thread_brief(thread: Thread, inputs: BriefInputs) -> ThreadBrief:
         _mr_section(inputs.mr),
         _ticket_section(inputs.ticket, inputs.ticket_note),
         repo_section(inputs.repo),
-        "## Team knowledge\n\n" + NO_KNOWLEDGE,
+        knowledge_section([knowledge_block(k) for k in inputs.knowledge], inputs.knowledge_unavailable),
         _diff_section(inputs.mr_diff),
     ]
     markdown = "\n\n".join(s for s in sections if s) + "\n"
@@ -366,6 +377,7 @@ def build_thread_brief(thread: Thread, inputs: BriefInputs) -> ThreadBrief:
         "thread": _thread_json(thread),
         "instructions": clean(inputs.instructions),
         "ticket": inputs.ticket.key if inputs.ticket else None,
+        "knowledge": [{"path": k.path, "status": k.status, "title": k.title} for k in inputs.knowledge],
         "untrusted": ["thread", "merge_request", "ticket", "instructions"],
     }
     tokens = estimate_tokens(markdown)
@@ -373,7 +385,13 @@ def build_thread_brief(thread: Thread, inputs: BriefInputs) -> ThreadBrief:
     return ThreadBrief(json=data, markdown=markdown, tokens=tokens)
 
 
-def overview_brief(mr_ref: str, threads: Sequence[Thread], repo: RepoConfig) -> str:
+def overview_brief(
+    mr_ref: str,
+    threads: Sequence[Thread],
+    repo: RepoConfig,
+    knowledge: Sequence[KnowledgeItem] = (),
+    knowledge_unavailable: str = "",
+) -> str:
     """All the addressed threads in one brief (for the reviewer and a fix-up round of `/remediate all`)."""
     parts = [
         f"# Brief for every open review thread on {inline_code(one_line(mr_ref, 200))}",
@@ -384,6 +402,7 @@ def overview_brief(mr_ref: str, threads: Sequence[Thread], repo: RepoConfig) -> 
         where = thread.position.describe() if thread.position else "the merge request as a whole"
         parts += [f"## Thread {number}: attached to {inline_code(where)}", _thread_section(thread)]
     parts.append(repo_section(repo))
+    parts.append(knowledge_section([knowledge_block(k) for k in knowledge], knowledge_unavailable))
     return "\n\n".join(parts) + "\n"
 
 

@@ -295,7 +295,8 @@ def show(
     run: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show one run: its phases (status, duration, tokens, cost) and its activity."""
+    """Show one run: its phases (status, duration, tokens, cost), the wiki facts its brief used, and its
+    activity."""
     settings = settings_or_exit(check=False)
 
     async def body(sm: Any) -> dict[str, Any]:
@@ -327,6 +328,11 @@ def _print_detail(detail: dict[str, Any]) -> None:
         cells = (p["name"], p["status"], str(p["attempts"]), duration, tokens, f"${p['cost_usd']:.4f}")
         phases.add_row(*(Text(cell) for cell in cells))
     console.print(phases if detail["phases"] else "no phases recorded")
+    if detail.get("knowledge"):
+        facts = Table("team knowledge in the brief", "status", "kind", "title")
+        for f in detail["knowledge"]:
+            facts.add_row(*(Text(f[key]) for key in ("path", "status", "kind", "title")))
+        console.print(facts)
     activity = Table("at", "actor", "action", "message")
     for a in detail["activity"]:
         activity.add_row(*(Text(a[key]) for key in ("at", "actor", "action", "message")))

@@ -1,5 +1,5 @@
 """Building the resources a worker hands its jobs (orchestrators.resources): GitLab, Jira, the git
-workspace, the agent's endpoint and its OS sandbox."""
+workspace, the team's knowledge store, the agent's endpoint and its OS sandbox."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ from bot.clients.gitlab import GitLabClient
 from bot.clients.jira import client_from_settings
 from bot.containment.host import Containment, ContainmentUnavailable, describe, host_containment
 from bot.git.workspace import GitAuthor, Workspace
+from bot.knowledge import knowledge_for
 from bot.store.effects import StoreEffectLedger
 from config.projects import load_projects
 from config.settings import Settings
 from config.skills import SkillManifest, skills_from
 from orchestrators import Orchestrator
+from orchestrators.knowledge import Unavailable
+from orchestrators.ports import Knowledge
 from orchestrators.registry import WORKFLOWS
 from orchestrators.resources import AgentEndpoint, Clients
 
@@ -62,6 +65,16 @@ def containment_for(settings: Settings) -> Containment:
     return containment
 
 
+def knowledge_of(settings: Settings) -> Knowledge:
+    """The team's knowledge store (BATON_WIKI_DIR, BATON_KNOWLEDGE_INDEX), or, when it cannot be set
+    up, a stand-in that says why whenever it is used: a missing wiki never stops the worker."""
+    try:
+        return knowledge_for(settings)
+    except Exception as exc:
+        log.error("the knowledge store is unavailable: %s", exc)
+        return Unavailable(f"the knowledge store could not be set up: {type(exc).__name__}")
+
+
 def build_clients(settings: Settings, sm: async_sessionmaker[AsyncSession], skills: SkillManifest) -> Clients:
     """All external clients, or a clear error naming what is missing; `skills` is the manifest loaded
     at start-up (`load_manifest`)."""
@@ -87,6 +100,7 @@ def build_clients(settings: Settings, sm: async_sessionmaker[AsyncSession], skil
         jira=client_from_settings(settings, ledger),
         workspace=Workspace(Path(settings.state_dir) / "workspace", author),
         ledger=ledger,
+        knowledge=knowledge_of(settings),
         projects=load_projects(projects_path.read_text()),
         agent=AgentEndpoint(
             base_url=settings.anthropic_base_url or ANTHROPIC_API,

@@ -162,12 +162,15 @@ async def count_by_status(sm: async_sessionmaker[AsyncSession]) -> dict[str, int
 
 
 async def detail(sm: async_sessionmaker[AsyncSession], run_id: str) -> dict[str, Any]:
-    """Everything `baton show` prints: the run, its phases with timings and cost, its activity."""
+    """Everything `baton show` prints: the run, its phases with timings and cost, the wiki facts its
+    brief used, its activity."""
     run = await get(sm, run_id)
     async with sm() as session:
-        phases = (
-            await session.execute(select(Phase).where(Phase.run_id == run_id).order_by(Phase.position))
-        ).scalars()
+        phases = list(
+            (
+                await session.execute(select(Phase).where(Phase.run_id == run_id).order_by(Phase.position))
+            ).scalars()
+        )
         activity = (
             await session.execute(
                 select(Activity).where(Activity.run_id == run_id).order_by(Activity.at, Activity.id)
@@ -179,6 +182,7 @@ async def detail(sm: async_sessionmaker[AsyncSession], run_id: str) -> dict[str,
             "error": run.error,
             "input": run.trigger.model_dump(mode="json"),
             "phases": [_phase(p) for p in phases],
+            "knowledge": _facts(phases),
             "activity": [
                 {
                     "at": as_utc(a.at).isoformat(),
@@ -190,6 +194,17 @@ async def detail(sm: async_sessionmaker[AsyncSession], run_id: str) -> dict[str,
                 for a in activity
             ],
         }
+
+
+def _facts(phases: list[Phase]) -> list[dict[str, str]]:
+    """The wiki pages the run's brief used, with their status then (the assemble phase's `knowledge`)."""
+    stored = next(((p.output or {}).get("knowledge") for p in phases if p.name == "assemble"), None)
+    facts = stored if isinstance(stored, list) else []
+    return [
+        {key: str(fact.get(key) or "") for key in ("path", "status", "kind", "title")}
+        for fact in facts
+        if isinstance(fact, dict)
+    ]
 
 
 def _phase(phase: Phase) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import difflib
 import hashlib
 import itertools
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -48,7 +48,7 @@ from bot.clients.gitlab import (
     ProjectRef,
 )
 from bot.clients.jira import JiraComment, JiraConfig, JiraError, JiraIssue, JiraUnavailable, JiraUser
-from bot.clients.retry import exactly_once
+from bot.clients.retry import RetryableError, exactly_once
 from bot.containment.host import Containment
 from bot.effects import EffectLedger, EffectRecord, find_jira_marker, find_marker, marker, with_jira_marker
 from bot.effects import with_marker as with_effect_marker
@@ -58,6 +58,10 @@ from bot.git.diffstat import DiffStat, FileStat
 from bot.git.errors import GitError, HeadMoved, NothingToCommit, UnsafeInput, WorkspaceError
 from bot.git.paths import check_run_id
 from bot.git.workspace import UPSTREAM_PREFIX, Secret
+from bot.knowledge import Hit, Page, PageError, select
+from bot.knowledge.index import query_terms
+from bot.knowledge.modules import best_coverage
+from bot.knowledge.pages import check_path
 from config.projects import ProjectMap
 from config.skills import SkillManifest, default_skills
 from orchestrators.resources import AgentEndpoint, Clients
@@ -757,6 +761,79 @@ def _read(worktree: Path) -> dict[str, str]:
     }
 
 
+# --- the knowledge base -----------------------------------------------------------------------------
+
+
+class KnowledgeLost(RetryableError):
+    """A wiki write whose answer was lost (fake): the write happened."""
+
+
+class FakeKnowledge(Recorder):
+    """The wiki in a dict of pages and a naive search in place of FTS5 (bot/knowledge `Knowledge`).
+
+    `relevant` ranks pages by words shared with the text (title counts double) and by whether their
+    modules cover a given path, then lets bot.knowledge.select (the real, pure chooser) fit the budget.
+    `calls` lists the writes: ("land", paths, message), ("verify", path, who). `broken` makes every
+    call raise (a store that cannot be read); `fail`/`lose` as for the other fakes.
+    """
+
+    def __init__(self, journal: list[Call] | None = None) -> None:
+        super().__init__(journal)
+        self.pages: dict[str, Page] = {}
+        self.faults = Faults(KnowledgeLost)
+        self.broken: Exception | None = None
+
+    @property
+    def wiki(self) -> FakeKnowledge:
+        return self
+
+    def add(self, page: Page) -> Page:
+        self.pages[page.path] = page
+        return page
+
+    def _check(self, method: str) -> None:
+        if self.broken is not None:
+            raise self.broken
+        self.faults.before(method)
+
+    async def get(self, path: str, at: str | None = None) -> Page | None:
+        self._check("get")
+        check_path(path)
+        return self.pages.get(path)
+
+    async def search(self, text: str, modules: Sequence[str] = (), limit: int = 8) -> list[Hit]:
+        self._check("search")
+        words = set(query_terms(text))
+        hits = []
+        for page in self.pages.values():
+            shared = len(words & set(query_terms(page.body))) + 2 * len(words & set(query_terms(page.title)))
+            cover = best_coverage(page.modules, modules) if modules else 0.0
+            if shared or cover:
+                hits.append(Hit(page, shared + cover, cover > 0.0))
+        return sorted(hits, key=lambda h: (-h.score, h.page.path))[:limit]
+
+    async def relevant(self, text: str, modules: Sequence[str], budget_tokens: int) -> list[Page]:
+        return select(await self.search(text, modules, limit=24), budget_tokens)
+
+    async def land(self, pages: Sequence[Page], message: str, author: str = "Baton") -> str:
+        self._check("land")
+        for page in pages:
+            self.pages[page.path] = page
+        self._record("land", tuple(p.path for p in pages), message)
+        self.faults.after("land")
+        return hashlib.sha1(repr((sorted(self.pages), message)).encode()).hexdigest()  # noqa: S324
+
+    async def verify(self, path: str, who: str) -> Page:
+        self._check("verify")
+        page = self.pages.get(check_path(path))
+        if page is None:
+            raise PageError(f"no page {path!r} in the wiki")
+        self.pages[path] = page.model_copy(update={"status": "verified"})
+        self._record("verify", path, who)
+        self.faults.after("verify")
+        return self.pages[path]
+
+
 # --- the queue and the whole set --------------------------------------------------------------------
 
 
@@ -783,6 +860,7 @@ class FakeWorld:
     gitlab: FakeGitLab
     jira: FakeJira
     workspace: FakeWorkspace
+    knowledge: FakeKnowledge
 
     journal: list[Call]
 
@@ -793,7 +871,8 @@ class FakeWorld:
         journal: list[Call] = []
         gitlab = FakeGitLab(kept, journal=journal)
         workspace = FakeWorkspace(root, gitlab, journal=journal)
-        return cls(kept, gitlab, FakeJira(kept, journal=journal), workspace, journal)
+        knowledge = FakeKnowledge(journal=journal)
+        return cls(kept, gitlab, FakeJira(kept, journal=journal), workspace, knowledge, journal)
 
     def clients(self, projects: ProjectMap | None = None, skills: SkillManifest | None = None) -> Clients:
         agent = AgentEndpoint(
@@ -802,8 +881,8 @@ class FakeWorld:
         )  # fmt: skip
         return Clients(
             gitlab=self.gitlab, jira=self.jira, workspace=self.workspace, ledger=self.ledger,
-            projects=projects or ProjectMap(), agent=agent, gitlab_token=SecretStr("fake-gitlab-token"),
-            skills=skills or default_skills(),
+            knowledge=self.knowledge, projects=projects or ProjectMap(), agent=agent,
+            gitlab_token=SecretStr("fake-gitlab-token"), skills=skills or default_skills(),
         )  # fmt: skip
 
     def writes(self) -> list[str]:
