@@ -18,11 +18,11 @@ from bot.store.runs import RunRow
 from bot.store.tables import Phase
 from orchestrators import Outcome, agents, outputs, progress, prompts
 from orchestrators.brief import build_brief
-from orchestrators.knowledge import facts_for
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, PhaseState, Workflow, execute, states
+from orchestrators.knowledge import facts_for
 from orchestrators.outputs import (
-    Fact,
     Check,
+    Fact,
     Implemented,
     Proposed,
     Reviewed,
