@@ -14,6 +14,7 @@ from orchestrators.mr_ship import run_approve_mr, run_mr_pushed
 from orchestrators.remediate import run_remediate
 from orchestrators.ship import run_approve
 from orchestrators.venue import by_venue
+from orchestrators.verify import run_verify
 
 WORKFLOWS: Mapping[str, Orchestrator] = MappingProxyType(
     {
@@ -30,5 +31,6 @@ WORKFLOWS: Mapping[str, Orchestrator] = MappingProxyType(
         "status": run_status,
         "cancel": run_cancel,
         "remediate": run_remediate,
+        "verify": run_verify,
     }
 )

@@ -172,6 +172,7 @@ def test_known_commands_and_aliases() -> None:
         "cancel",
         "help",
         "remediate",
+        "verify",
     }
     assert ALIASES == {"fix": "remediate"}
     assert all(SKILLS.lookup(name) is not None for name in KNOWN_COMMANDS)
