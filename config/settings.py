@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "BATON_"
+MIN_DASHBOARD_TOKEN_CHARS = 16
 DEFAULT_STATE_DIR = Path(".baton")
 PLACEHOLDERS = frozenset(
     {"", "changeme", "change-me", "changethis", "secret", "token", "password", "xxx", "todo", "placeholder"}
@@ -98,6 +99,10 @@ class Settings(BaseSettings):
     containment_gid: int = 65534
     containment_paths: str = ""  # extra read-only host paths for the sandbox, separated by ':'
     containment_bwrap: str = "bwrap"  # the bubblewrap program (a name looked up in PATH, or a path)
+    # The read-only web dashboard (shell/dashboard): off unless "token"; unset, `baton up` in sandbox
+    # mode turns it on with a generated token.
+    dashboard: Literal["off", "token"] | None = None
+    dashboard_token: SecretStr | None = None
     # The knowledge store (bot/knowledge): the wiki's git repository, its remote, and the derived index.
     wiki_dir: Path | None = None  # default: <state_dir>/wiki
     wiki_remote: str | None = None  # a git URL the wiki fetches and pushes (token: BATON_GITLAB_TOKEN)
@@ -184,8 +189,21 @@ def _required(settings: Settings) -> list[tuple[str, SecretStr | None]]:
     return needed
 
 
+def check_dashboard(settings: Settings) -> None:
+    """With the dashboard on, its token must be set, not a placeholder and not short (sandbox too)."""
+    token = settings.dashboard_token
+    if settings.dashboard == "token" and (
+        is_placeholder(token) or token is None or len(token.get_secret_value()) < MIN_DASHBOARD_TOKEN_CHARS
+    ):
+        raise SettingsError(
+            f"BATON_DASHBOARD=token needs BATON_DASHBOARD_TOKEN: at least {MIN_DASHBOARD_TOKEN_CHARS} "
+            "characters, not a placeholder"
+        )
+
+
 def check_secrets(settings: Settings) -> None:
     """Refuse to start with a missing or placeholder secret, outside the sandbox."""
+    check_dashboard(settings)
     if settings.sandbox_mode:
         return
     bad = [ENV_PREFIX + name for name, value in _required(settings) if is_placeholder(value)]

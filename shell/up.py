@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,7 +23,7 @@ from bot.sandbox.demo.scenario import ScenarioError
 from bot.sandbox.stack import SandboxPorts, SandboxStack, baton_environment
 from bot.store.engine import create_engine
 from bot.store.migrate import upgrade
-from config.settings import Settings, SettingsError, check_secrets
+from config.settings import Settings, SettingsError, check_dashboard, check_secrets
 from shell import redis_local
 
 ROLES = ("serve", "worker")
@@ -82,9 +84,30 @@ def _stop(children: list[subprocess.Popen[bytes]], wait_s: float) -> None:
             child.wait()
 
 
-def _banner(console: Console, settings: Settings) -> None:
+def dashboard_access(settings: Settings) -> tuple[dict[str, str], str | None]:
+    """The dashboard settings the children get, and the URL to print. Configured on: its URL (sign in
+    with BATON_DASHBOARD_TOKEN). Unset in sandbox mode: on, with a token generated for this start (or the
+    configured one), and a URL that signs in. Otherwise off: no URL."""
+    base = f"{base_url(settings)}/dashboard/"
+    if settings.dashboard == "token":
+        return {}, base
+    if settings.dashboard is not None or not settings.sandbox_mode:
+        return {}, None
+    if settings.dashboard_token is not None:
+        with contextlib.suppress(SettingsError):  # a usable token of one's own is kept
+            check_dashboard(settings.model_copy(update={"dashboard": "token"}))
+            return {"BATON_DASHBOARD": "token"}, base
+    generated = secrets.token_urlsafe(24)
+    return {"BATON_DASHBOARD": "token", "BATON_DASHBOARD_TOKEN": generated}, f"{base}?token={generated}"
+
+
+def _banner(console: Console, settings: Settings, dashboard: str | None) -> None:
     base = base_url(settings)
     console.print(f"[bold green]Baton is starting[/bold green] on {base}")
+    if dashboard:
+        console.print(f"  dashboard  {dashboard}", soft_wrap=True)
+    else:
+        console.print("  dashboard  off (BATON_DASHBOARD=token with BATON_DASHBOARD_TOKEN turns it on)")
     console.print(f"  readiness  {base}/readyz    metrics {base}/metrics")
     console.print(f"  webhooks   {base}/webhooks/gitlab   {base}/webhooks/jira")
     console.print(f"  state      {settings.async_database_url}")
@@ -106,6 +129,7 @@ class Started:
     stack: SandboxStack | None = None
     sandbox: dict[str, Any] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    dashboard_url: str | None = None  # where the dashboard is (in sandbox mode, a link that signs in)
 
     def stop(self, wait_s: float) -> None:
         """Stop the children (SIGTERM, then SIGKILL after `wait_s`), then Redis, then the sandbox."""
@@ -154,6 +178,8 @@ def start_all(
         if settings.sandbox_mode:
             started.stack, started.sandbox = start_sandbox(settings, console)
         started.env = _child_env(settings, redis_url, started.sandbox, environ)
+        dashboard_env, started.dashboard_url = dashboard_access(settings)
+        started.env.update(dashboard_env)
         for role in ROLES:
             started.children.append(_spawn(role, started.env, log_dir))
     except BaseException:
@@ -175,7 +201,7 @@ def run_up(settings: Settings, console: Console) -> int:
         console.print(Text(f"sandbox scenario error: {exc}", style="red"))
         return 2
     children = started.children
-    _banner(console, settings)
+    _banner(console, settings, started.dashboard_url)
     stopping = False
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -21,7 +21,7 @@ from tests.support.servers import RedisServer
 
 PG_ADMIN_URL = os.environ.get("BATON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # The fast tier (`make test-fast`, `pytest -m "not slow"`) leaves out what starts real servers or processes.
-SLOW_DIRS = ("e2e", "reliability", "agent", "sandbox", "clients", "containment")
+SLOW_DIRS = ("e2e", "reliability", "agent", "sandbox", "clients", "containment", "dashboard")
 SLOW_FIXTURES = frozenset({"services", "redis_server", "pg_url", "model_server", "stack", "sandbox"})
 
 

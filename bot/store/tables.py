@@ -46,7 +46,10 @@ class Run(Base):
     """A unit of work for one orchestrator, started by a delivery (or a CLI retry)."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_status_updated", "status", "updated_at"),)
+    __table_args__ = (
+        Index("ix_runs_status_updated", "status", "updated_at"),
+        Index("ix_runs_created", "created_at", "id", "status", "subject"),  # the dashboard's listings
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -61,11 +64,27 @@ class Run(Base):
     updated_at: Mapped[datetime]
 
 
+# The dashboard's figures per run (cost, tokens, rounds), in one index so that it never reads the large rows.
+PHASE_FIGURES = (
+    "run_id",
+    "position",
+    "name",
+    "status",
+    "attempts",
+    "cost_usd",
+    "input_tokens",
+    "output_tokens",
+)
+
+
 class Phase(Base):
     """One named step of a run, its persisted input/output, timing, attempts and cost."""
 
     __tablename__ = "phases"
-    __table_args__ = (UniqueConstraint("run_id", "name", name="uq_phases_run_name"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "name", name="uq_phases_run_name"),
+        Index("ix_phases_run_figures", *PHASE_FIGURES),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
@@ -87,6 +106,7 @@ class Proposal(Base):
     """What a run proposes; approval binds to `sha` and moves `status` by compare-and-set."""
 
     __tablename__ = "proposals"
+    __table_args__ = (Index("ix_proposals_status_created", "status", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)

@@ -198,6 +198,8 @@ class Demo:
         self.say(f"      Baton  {base_url(self.settings)}   Jira  {sandbox['jira']['url']}")
         self.say(f"      GitLab {sandbox['gitlab']['url']}   model {sandbox['model']['url']}")
         self.say(f"      logs   {self.log('serve')}  {self.log('worker')}")
+        if self.started.dashboard_url:
+            self.say(f"      dashboard (this link signs you in)  {self.started.dashboard_url}")
 
     def label_ticket(self) -> None:
         started = self.begin(1, f"{REQUESTER[0]} (a developer) adds the label {self.label} to {TICKET_KEY}")
@@ -312,6 +314,8 @@ class Demo:
             for line in shown_lines(final.body):
                 self.say(f"    {line}")
         self.say(f"  see    {self.show_command(self.seen.run_id)}")
+        if self.started.dashboard_url:
+            self.say(f"         or the dashboard, while Baton runs (--keep): {self.started.dashboard_url}")
 
 
 def shown_lines(body: str, limit: int = 12) -> list[str]:
