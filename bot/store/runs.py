@@ -158,7 +158,7 @@ async def listing(
 async def count_by_status(sm: async_sessionmaker[AsyncSession]) -> dict[str, int]:
     async with sm() as session:
         rows = await session.execute(select(Run.status, func.count()).group_by(Run.status))
-        return {name: int(n) for name, n in rows.tuples()}
+        return {name: int(n) for name, n in rows}
 
 
 async def detail(sm: async_sessionmaker[AsyncSession], run_id: str) -> dict[str, Any]:
@@ -263,7 +263,7 @@ async def earlier(sm: async_sessionmaker[AsyncSession], run: RunRow) -> list[str
         Run.subject == run.subject, Run.kind == run.kind, Run.id != run.id
     )
     async with sm() as session:
-        rows = (await session.execute(query)).tuples()
+        rows = (await session.execute(query)).all()
         return [rid for rid, created in rows if (as_utc(created), rid) < (run.created, run.id)]
 
 
