@@ -13,6 +13,7 @@ from bot.agent.process import kill_stragglers
 from bot.agent.profiles import ProfileName
 from bot.agent.result import AgentRequest, AgentResult
 from bot.agent.runner import run_agent
+from bot.git.runner import GitRunner
 from orchestrators.resources import WorkerContext
 
 
@@ -24,6 +25,15 @@ def agent_root(run_id: str) -> Path:
 
 
 log = logging.getLogger("baton.agents")
+
+
+async def scratch_repo(wctx: WorkerContext, run_id: str) -> Path:
+    """An empty git repository under the state dir for the planner, which works on a ticket rather than
+    a worktree (read-only agents fingerprint their directory with git)."""
+    path = Path(wctx.settings.state_dir) / "scratch" / run_id
+    path.mkdir(parents=True, exist_ok=True)
+    await GitRunner().run(["init", "--quiet", "--end-of-options", str(path)], time_limit=30)
+    return path
 
 
 class AgentFailed(RuntimeError):

@@ -10,7 +10,7 @@ from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
 from bot.triggers import ReplyRequest, ThreadCommand, TicketLabelled
-from orchestrators import Outcome, progress, remediate
+from orchestrators import Outcome, design, progress, remediate, wiki_proposal
 from orchestrators.engine import Workflow, reset_from, states
 from orchestrators.implement import WORKFLOW
 from orchestrators.resources import WorkerContext
@@ -27,8 +27,14 @@ from orchestrators.venue import (
     venue_of,
 )
 
-WORKFLOWS: dict[str, Workflow] = {IMPLEMENT: WORKFLOW, REMEDIATE: remediate.WORKFLOW}
-"""The workflow a command acts on, by the run kind its venue works on."""
+WORKFLOWS: dict[str, Workflow] = {
+    IMPLEMENT: WORKFLOW,
+    REMEDIATE: remediate.WORKFLOW,
+    design.KIND: design.WORKFLOW,
+}
+"""The workflow a command acts on, by the run kind its venue works on (or the run of a knowledge proposal)."""
+REVISED_FROM = {IMPLEMENT: "implement", REMEDIATE: "implement", design.KIND: "draft"}
+"""The phase `/revise` starts again from, by run kind."""
 
 
 def _workflow(target: RunRow) -> Workflow:
@@ -71,6 +77,12 @@ async def run_revise(wctx: WorkerContext, run: RunRow) -> Outcome:
         )
     target = await latest_target(wctx, run)
     proposal = await _proposal(wctx, run)
+    if proposal is not None and wiki_proposal.is_knowledge(proposal):  # an ADR or learned facts
+        target = await runs.by_id(wctx.sm, proposal.run_id)
+        if target is not None and target.kind not in REVISED_FROM:
+            return await refuse(
+                wctx, run, "/revise", "learned facts are not redrafted; reply /approve or /reject."
+            )
     revisable = target.trigger if target else None
     if (
         not isinstance(revisable, TicketLabelled | ThreadCommand)
@@ -82,7 +94,7 @@ async def run_revise(wctx: WorkerContext, run: RunRow) -> Outcome:
     assert target is not None  # the trigger came from it
     await proposals.move(wctx.sm, proposal.id, proposals.PROPOSED, proposals.STALE)
     revisions = [*revisable.revisions, text[:4000]]
-    if not await _reopen(wctx, run, target, "implement", revisions=revisions):
+    if not await _reopen(wctx, run, target, REVISED_FROM[target.kind], revisions=revisions):
         return await refuse(wctx, run, "/revise", f"run {target.id[:12]} is busy; try again when it stops.")
     await respond(
         wctx, run, "/revise", f"Revising proposal {proposal.id} with your note; a new proposal will follow."

@@ -11,7 +11,6 @@ from sqlalchemy import select
 from bot.agent.result import AgentResult
 from bot.git.branch import branch_name
 from bot.git.errors import NothingToCommit
-from bot.git.runner import GitRunner
 from bot.repo_config import RepoConfig, glob_matches, read_repo_config, touched_protected
 from bot.store import proposals, runs, status
 from bot.store.runs import RunRow
@@ -51,13 +50,6 @@ def _clients(ctx: PhaseContext) -> Clients:
     return ctx.wctx.need_clients()
 
 
-async def _scratch_repo(path: Path) -> Path:
-    """An empty git repository for the planner (read-only agents fingerprint their directory with git)."""
-    path.mkdir(parents=True, exist_ok=True)
-    await GitRunner().run(["init", "--quiet", "--end-of-options", str(path)], time_limit=30)
-    return path
-
-
 async def triage(ctx: PhaseContext) -> PhaseResult:
     """Is the ticket specific enough? If not, ask concrete questions on it and stop in needs-info."""
     clients, run, key = _clients(ctx), ctx.run, progress.issue_key(ctx.run)
@@ -70,7 +62,7 @@ async def triage(ctx: PhaseContext) -> PhaseResult:
         [],
         RepoConfig(),
     )
-    scratch = await _scratch_repo(Path(ctx.wctx.settings.state_dir) / "scratch" / run.id)
+    scratch = await agents.scratch_repo(ctx.wctx, run.id)
     prompt = prompts.triage(key, brief.markdown)
     result = await agents.call(ctx.wctx, "planner", prompt, scratch, output_model=Triage, run_id=run.id)
     answer = result.output(Triage)

@@ -9,7 +9,9 @@ from types import MappingProxyType
 from orchestrators import Orchestrator
 from orchestrators.cancel import run_cancel
 from orchestrators.commands import run_help, run_reject, run_reply, run_retry, run_revise, run_status
+from orchestrators.design import run_design
 from orchestrators.implement import run_implement
+from orchestrators.learn import run_learn
 from orchestrators.mr_ship import run_approve_mr, run_mr_pushed
 from orchestrators.remediate import run_remediate
 from orchestrators.ship import run_approve
@@ -18,10 +20,13 @@ from orchestrators.verify import run_verify
 
 WORKFLOWS: Mapping[str, Orchestrator] = MappingProxyType(
     {
-        # started by events: the trigger label, a handler's Reply (bot/store/inbox.py), new MR commits
+        # started by events: the trigger label, a handler's Reply (bot/store/inbox.py), new MR commits,
         "implement": run_implement,
         "reply": run_reply,
         "mr_pushed": run_mr_pushed,
+        # the design label (an ADR proposal) and the merge of Baton's MR (the learning loop)
+        "design": run_design,
+        "learn": run_learn,
         # started by commands (config/skills.yaml names them as `orchestrator`)
         "approve": by_venue(run_approve, run_approve_mr),
         "reject": run_reject,

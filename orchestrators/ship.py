@@ -1,4 +1,5 @@
-"""`/approve`: check the approver and that the proposal is current, then push, open the MR, link it."""
+"""`/approve`: check the approver and that the proposal is current, then push, open the MR, link it (a
+proposal of wiki pages lands in the wiki instead: orchestrators/wiki_proposal.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
 from bot.triggers import TicketLabelled
-from orchestrators import Outcome, approval, progress
+from orchestrators import Outcome, approval, progress, wiki_proposal
 from orchestrators.proposal import Person
 from orchestrators.resources import Clients, WorkerContext
 from orchestrators.venue import addressee, args_of, author_of, refuse
@@ -39,6 +40,8 @@ async def _check(wctx: WorkerContext, run: RunRow, proposal: ProposalRow | None)
     refused = await approval.refusal(clients.jira, wctx.settings, mapping, author_of(run), requester)
     if refused:
         return refused
+    if wiki_proposal.is_knowledge(proposal):  # wiki pages: bound to their content, no branch to go stale
+        return None
     return await _stale(clients, proposal)
 
 
@@ -101,6 +104,9 @@ async def run_approve(wctx: WorkerContext, run: RunRow) -> Outcome:
         return await refuse(
             wctx, run, "/approve", f"proposal {proposal.id} was approved by someone else just now."
         )
+    if wiki_proposal.is_knowledge(proposal):
+        sha = await wiki_proposal.land(wctx, run, proposal)
+        return Outcome(status.SUCCEEDED, f"landed proposal {proposal.id} in the wiki {sha[:12]}".rstrip())
     try:
         url = await _ship(wctx, run, proposal)
     except HeadMoved as exc:
