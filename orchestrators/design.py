@@ -25,6 +25,7 @@ from bot.triggers import TicketLabelled
 from orchestrators import Outcome, agents, progress, wiki_proposal
 from orchestrators.brief import build_brief, fence
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, Workflow, execute
+from orchestrators.ports import Knowledge
 from orchestrators.proposal import render_failure
 from orchestrators.resources import WorkerContext
 from orchestrators.ticket import comments, linked, project_for, ticket_info
@@ -125,6 +126,26 @@ class Drafted(BaseModel):
     agent_ms: int = 0
 
 
+def _today() -> datetime.date:
+    return datetime.datetime.now(datetime.UTC).date()
+
+
+async def unclaimed(knowledge: Knowledge, page: Page) -> Page:
+    """`page` at a path no other decision holds: page paths keep 60 characters of the title, so a
+    different decision whose title starts the same gets a number rather than overwriting that one (the
+    same title is an update of the same decision). A wiki that cannot be read changes nothing here."""
+    for number in range(2, 100):
+        try:
+            held = await knowledge.wiki.get(page.path)
+        except Exception:  # the wiki is checked again when the page lands
+            return page
+        if held is None or held.title == page.title:
+            return page
+        title = f"{wiki_proposal.title_of(page.title, 40)} ({number})"
+        page = page.model_copy(update={"title": title, "path": page_path("decision", title)})
+    return page
+
+
 async def draft(ctx: PhaseContext) -> PhaseResult:
     clients, run, key = ctx.wctx.need_clients(), ctx.run, progress.issue_key(ctx.run)
     issue = await clients.jira.issue(key)
@@ -134,7 +155,7 @@ async def draft(ctx: PhaseContext) -> PhaseResult:
     scratch = await agents.scratch_repo(ctx.wctx, run.id)
     text = prompt(key, brief.markdown, revisions_of(run))
     result = await agents.call(ctx.wctx, "planner", text, scratch, output_model=AdrDraft, run_id=run.id)
-    page = adr_page(result.output(AdrDraft), key, datetime.datetime.now(datetime.UTC).date())
+    page = await unclaimed(clients.knowledge, adr_page(result.output(AdrDraft), key, _today()))
     output = Drafted(page=page, project_path=mapping.gitlab_project, agent_ms=result.duration_ms)
     return PhaseResult(output.model_dump(mode="json"), **agents.usage(result))
 

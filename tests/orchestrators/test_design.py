@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -13,7 +14,8 @@ from bot.knowledge import page_path, parse_page, render_page
 from bot.sandbox.demo.scenario import load_demo_scenario
 from bot.sandbox.stack import DEFAULT_SCENARIO
 from orchestrators import wiki_proposal
-from orchestrators.design import AdrDraft, adr_page, prompt
+from orchestrators.design import AdrDraft, adr_page, prompt, unclaimed
+from tests.support.fakes import FakeKnowledge
 
 TODAY = datetime.date(2026, 3, 4)
 DRAFT = {
@@ -90,3 +92,27 @@ def test_the_default_scenario_answers_the_design_label_with_a_valid_adr() -> Non
     (script,) = [s for s in world.model.scripts if s.match == "[baton:design] DEMO-1"]
     page = adr_page(AdrDraft.model_validate(script.turns[-1].structured_output), "DEMO-1", TODAY)
     assert page.modules == ("calculator.py", "tests/test_calculator.py") and page.status == "verified"
+
+
+async def test_a_different_decision_never_takes_another_ones_page(tmp_path: Path) -> None:
+    """Paths keep 60 characters of a title: a different decision whose title starts the same gets a
+    numbered one; the same title is an update of that decision and keeps its path."""
+    knowledge = FakeKnowledge()
+    first = {
+        **DRAFT,
+        "title": "Every public calculator function raises an exception on bad input, never None",
+    }
+    held = knowledge.add(adr_page(AdrDraft.model_validate(first), "DEMO-2", TODAY))
+    same_start = {
+        **first,
+        "title": "Every public calculator function raises an exception on bad input, logged",
+    }
+    drafted = adr_page(AdrDraft.model_validate(same_start), "DEMO-3", TODAY)
+    assert drafted.path == held.path  # what would overwrite the first decision
+    other = await unclaimed(knowledge, drafted)
+    assert other.path != held.path and other.title.endswith("(2)")
+    assert other.path == page_path("decision", other.title) and other.title.startswith("Every public")
+    again = await unclaimed(knowledge, adr_page(AdrDraft.model_validate(first), "DEMO-3", TODAY))
+    assert again.path == held.path
+    knowledge.broken = OSError("wiki gone")
+    assert await unclaimed(knowledge, other) == other
