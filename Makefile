@@ -5,11 +5,13 @@ BIN := $(VENV)/bin
 
 .PHONY: install deps run test test-fast lint bench clean
 
-# What Baton runs besides Python: git, redis-server, and bubblewrap (+ setpriv) for the agent's sandbox.
+# What Baton runs besides Python: git, redis-server, and bubblewrap (+ setpriv) for the agent's sandbox;
+# the dashboard's browser tests drive Debian's chromium with chromium-driver (never a downloaded browser).
 # As root with apt-get, missing ones are installed; otherwise make says what to install.
 deps:
 	@missing=""; \
-	for pair in git:git redis-server:redis-server bwrap:bubblewrap setpriv:util-linux; do \
+	for pair in git:git redis-server:redis-server bwrap:bubblewrap setpriv:util-linux \
+	    /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver; do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

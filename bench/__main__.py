@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in turn, then ONE summary table; also `bench/results/summary.json`.
 
-Run: `python -m bench [--full] [--only ingest,inbox,mechanics,scaleout,load]`
+Run: `python -m bench [--full] [--only ingest,inbox,mechanics,scaleout,load,dashboard]`
 
 Each benchmark runs as its own process (its output streams through as it goes) and writes its JSON under
 `bench/results/`; the summary reads those files back, so every figure in the table is one a benchmark
@@ -11,8 +11,9 @@ By default (the summary) two benchmarks run in a shorter form than their own def
 under about six minutes on a 2-CPU machine: `bench.inbox --quick` (300 ops per target and mode instead
 of 1,000) and `bench.mechanics --runs 3 --lifecycle-runs 1` (3 git jobs instead of 5; 1 ticket per
 repository after the warm-up instead of 3 for the end-to-end overhead). `--full` runs those at their
-defaults. Ingest (2,000 requests), worker scale-out (1,000 runs with 1, 2 and 4 workers) and the sustained
-load (200 deliveries/s for 30 s) always run in full.
+defaults. Ingest (2,000 requests), worker scale-out (1,000 runs with 1, 2 and 4 workers), the sustained
+load (200 deliveries/s for 30 s) and the dashboard (8 pages × 200 requests over 10,000 runs, SQLite and
+PostgreSQL) always run in full.
 """
 
 from __future__ import annotations
@@ -88,6 +89,13 @@ BENCHES = (
         ("bench.load", "--rate", "200", "--seconds", "30"),
         ("load.json",),
         600,
+    ),
+    Bench(
+        "dashboard",
+        ("bench.dashboard", "--runs", "10000", "--requests", "200", "--db", "sqlite,postgresql"),
+        ("bench.dashboard", "--runs", "10000", "--requests", "200", "--db", "sqlite,postgresql"),
+        ("dashboard.json",),
+        900,
     ),
 )
 
@@ -233,12 +241,30 @@ def load_rows() -> list[Row]:
     ]
 
 
+def dashboard_rows() -> list[Row]:
+    data = _read("dashboard.json")
+    cmd, rows = data["command"], []
+    for database in dict.fromkeys(f["database"] for f in data["figures"]):
+        pages = [f for f in data["figures"] if f["database"] == database]
+        worst = max(pages, key=lambda f: f["p99_ms"])
+        slowest = f"dashboard p99 over {data['runs']:,} runs, slowest page: {worst['page']} ({database})"
+        read = data["cost_figures_read_ms"][database]["90 days"]
+        background = f"dashboard cost figures over 90 days, read in the background ({database})"
+        rows += [
+            Row("dashboard", slowest, worst["p99_ms"], "ms", cmd),
+            Row("dashboard", f"dashboard p50, runs list ({database})", pages[0]["p50_ms"], "ms", cmd),
+            Row("dashboard", background, read, "ms", cmd),
+        ]
+    return rows
+
+
 READERS: dict[str, tuple[Callable[[], list[Row]], ...]] = {
     "ingest": (ingest_rows,),
     "inbox": (inbox_rows,),
     "mechanics": (mechanics_rows, lifecycle_rows),
     "scaleout": (scaleout_rows,),
     "load": (load_rows,),
+    "dashboard": (dashboard_rows,),
 }
 
 

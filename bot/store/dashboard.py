@@ -165,6 +165,7 @@ class CostReport:
     outcomes: dict[str, int]  # run status → runs created in the window
     waiting_now: int = 0
     decisions: Decisions = field(default_factory=Decisions)
+    as_of: datetime | None = None  # when the figures were read
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -551,6 +552,7 @@ class _Folding:
             s: sum(w.get(s, 0) for w in self.decided.values()) for s in (*DECIDED, proposal_states.STALE)
         }
         return CostReport(
+            as_of=utcnow(),
             since=self.since,
             days=[DayCost(d, *self.daily.get(d, (0.0, 0))) for d in window],
             rounds=dict(sorted(self.rounds.items())),

@@ -9,11 +9,13 @@ refresh themselves (a meta refresh, no script).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
 from importlib.resources import files
 from typing import Any
 from urllib.parse import urlencode
@@ -44,6 +46,7 @@ MAX_PAGE = 1000
 WINDOWS = (7, 30, 90)
 FAILED_WITHIN = timedelta(days=7)
 REFRESH_LIVE_S, REFRESH_LIST_S, REFRESH_SLOW_S = 2, 10, 30
+REPORT_EVERY_S = 30  # the cost and outcome figures are read again at most this often
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -84,6 +87,52 @@ class Screen:
         return self.redactor.redact(text) if self.pattern.search(text) else text
 
 
+@dataclass(frozen=True)
+class CostFigures:
+    """A cost report with what its page draws from it (charts, weeks, totals)."""
+
+    report: queries.CostReport
+    charts: dict[str, Markup]
+    weeks: list[date]
+    totals: dict[str, float]
+
+    @classmethod
+    def of(cls, report: queries.CostReport) -> CostFigures:
+        return cls(report, _charts(report), _weeks(report), _report_totals(report))
+
+
+class Reports:
+    """The cost and outcome figures per window, read from the store at most every REPORT_EVERY_S: a request
+    gets the latest figures at once, and figures that old are read again in the background (only the first
+    request for a window waits for them). Each web process keeps its own."""
+
+    def __init__(self) -> None:
+        self._latest: dict[int, tuple[float, CostFigures]] = {}
+        self._reading: dict[int, asyncio.Task[None]] = {}
+
+    async def get(self, sm: Any, days: int) -> CostFigures:
+        found = self._latest.get(days)
+        if found is None:
+            return await self._read(sm, days)
+        read_at, figures = found
+        if time.monotonic() - read_at >= REPORT_EVERY_S and days not in self._reading:
+            self._reading[days] = asyncio.create_task(self._refresh(sm, days))
+        return figures
+
+    async def _read(self, sm: Any, days: int) -> CostFigures:
+        figures = CostFigures.of(await queries.cost_report(sm, days))
+        self._latest[days] = (time.monotonic(), figures)
+        return figures
+
+    async def _refresh(self, sm: Any, days: int) -> None:
+        try:
+            await self._read(sm, days)
+        except (SQLAlchemyError, OSError) as exc:  # keep the figures there are; the next request tries again
+            log.warning("dashboard: the cost figures could not be read (%s)", type(exc).__name__)
+        finally:
+            self._reading.pop(days, None)
+
+
 class Dashboard:
     """The pages, with what they share: settings, the token, the templates, links and the redactor."""
 
@@ -92,6 +141,7 @@ class Dashboard:
         self.links = views.Links.of(settings)
         self.screen = Screen(Redactor.from_settings(settings))
         self.kinds = sorted(WORKFLOWS)
+        self.reports = Reports()
         self.css = (files("shell.dashboard") / "static" / "dashboard.css").read_bytes()
         self.env = Environment(
             loader=PackageLoader("shell.dashboard", "templates"),
@@ -265,11 +315,11 @@ class Dashboard:
     async def costs(self, request: Request) -> Response:
         wanted = request.query_params.get("days", "")
         days = int(wanted) if wanted.isdigit() and int(wanted) in WINDOWS else 30
-        report = await queries.cost_report(self._sm(request), days)
+        figures = await self.reports.get(self._sm(request), days)
         return self.html(
-            request, "costs.html", title="Cost and outcomes", nav=await self._nav(request), report=report,
-            days=days, windows=WINDOWS, charts=_charts(report), weeks=_weeks(report),
-            totals=_report_totals(report),
+            request, "costs.html", title="Cost and outcomes", nav=await self._nav(request), days=days,
+            windows=WINDOWS, report=figures.report, charts=figures.charts, weeks=figures.weeks,
+            totals=figures.totals, every=REPORT_EVERY_S,
         )  # fmt: skip
 
 
@@ -298,7 +348,7 @@ def _charts(report: queries.CostReport) -> dict[str, Markup]:
     }
 
 
-def _weeks(report: queries.CostReport) -> list[datetime | Any]:
+def _weeks(report: queries.CostReport) -> list[date]:
     return sorted({week for weeks in report.by_project_week.values() for week in weeks})
 
 

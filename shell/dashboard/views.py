@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from markupsafe import Markup, escape
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from config.settings import Settings
@@ -102,6 +103,11 @@ class Links:
             path, _, iid = ref.rpartition("!")
             return self.merge_request(path, iid)
         return None
+
+    def anchor(self, subject: str) -> Markup:
+        """The subject as a link to its ticket or merge request (as text when there is none)."""
+        url = self.subject(subject)
+        return Markup('<a href="{}" rel="noreferrer">{}</a>').format(url, subject) if url else escape(subject)
 
     def comment(self, subject: str, comment_id: str | None) -> str | None:
         """The exact comment (Jira) or thread note (GitLab) that posted something, to reply to."""

@@ -3,6 +3,7 @@ rendered as text, no secret ever on a page, and a store that is down."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from sqlalchemy import insert
 
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.tables import Delivery
+from shell.dashboard import pages
 from shell.services import Services, build
 from shell.wiring import load_manifest
 from tests.dashboard.conftest import TOKEN, client_for, dashboard_settings
@@ -298,3 +300,26 @@ async def test_a_store_that_is_down_is_a_503_page_not_a_crash(tmp_path: Path) ->
                 assert down.status_code == 503 and "State store unavailable" in down.text
     finally:
         await services.close()
+
+
+async def test_cost_figures_are_served_at_once_and_read_again_in_the_background(
+    services: Services, signed_in: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def total(html: str) -> str:
+        return re.search(r'id="total-runs">([^<]+)<', html).group(1)  # type: ignore[union-attr]
+
+    batch, rng = Batch(), random.Random(10)
+    ticket_run(batch, rng, key="ALPHA-1", outcome="shipped", created=NOW - timedelta(hours=1))
+    await seed(services, batch)
+    assert total((await signed_in.get("/dashboard/costs")).text) == "1"
+    ticket_run(batch, rng, key="ALPHA-2", outcome="shipped", created=NOW - timedelta(hours=1))
+    await seed(services, batch)
+    assert total((await signed_in.get("/dashboard/costs")).text) == "1"  # the figures read a moment ago
+    monkeypatch.setattr(pages, "REPORT_EVERY_S", 0)
+    assert total((await signed_in.get("/dashboard/costs")).text) == "1"  # still served at once ...
+    for _ in range(100):  # ... while they are read again in the background
+        await asyncio.sleep(0.02)
+        if total((await signed_in.get("/dashboard/costs")).text) == "2":
+            break
+    assert total((await signed_in.get("/dashboard/costs")).text) == "2"
+    assert "Figures read" in (await signed_in.get("/dashboard/costs")).text
