@@ -50,8 +50,9 @@ def find_marker(text: str | None) -> str | None:
     """The effect key embedded in a posted text, if any."""
     if not text:
         return None
-    match = _MARKER_RE.search(text)
-    return match.group(1) if match else None
+    # Baton appends its marker; an earlier one can only be quoted text, so the last one counts.
+    matches = _MARKER_RE.findall(text)
+    return matches[-1] if matches else None
 
 
 # Jira wiki markup has no comment syntax (an HTML comment shows as text, and Jira Cloud drops
@@ -77,10 +78,10 @@ def find_jira_marker(text: str | None) -> str | None:
     """The effect key in a Jira comment body (the Jira marker, or the generic HTML-comment marker)."""
     if not text:
         return None
-    match = _JIRA_MARKER_RE.search(text)
-    if match is None:
+    matches = _JIRA_MARKER_RE.findall(text)  # the last one is Baton's own (see find_marker)
+    if not matches:
         return find_marker(text)
-    key = _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), match.group(1))
+    key = _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), matches[-1])
     return key if _KEY_RE.fullmatch(key) else None
 
 

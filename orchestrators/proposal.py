@@ -30,6 +30,7 @@ NEXT_STEPS = (
 _ZWSP = "\u200b"
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 _MARKER_RE = re.compile(r"<!--(\s*)baton", re.IGNORECASE)
+_JIRA_MARKER_RE = re.compile(r"baton\.(effect=)", re.IGNORECASE)
 _BACKTICKS_RE = re.compile(r"`+")
 _JIRA_MACRO_RE = re.compile(r"\{(?=\s*(?:code|noformat|expand|quote|panel)\b)", re.IGNORECASE)
 # `-` and `_` only mark up text at word edges, so `DEMO-1` and `snake_case` stay as they are.
@@ -91,8 +92,10 @@ class _Limits:
 
 
 def defang(text: str) -> str:
-    """Break Baton's hidden marker so a quoted text can never pass for a Baton comment."""
-    return _MARKER_RE.sub(lambda m: f"<!{_ZWSP}--{m.group(1)}baton", text)
+    """Break Baton's markers (the hidden HTML comment and Jira's `baton.effect=` line) so a quoted
+    text can never pass for a Baton comment."""
+    text = _MARKER_RE.sub(lambda m: f"<!{_ZWSP}--{m.group(1)}baton", text)
+    return _JIRA_MARKER_RE.sub(lambda m: f"baton{_ZWSP}.{m.group(1)}", text)
 
 
 def _flat(text: str, limit: int) -> str:

@@ -8,7 +8,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from bot.effects import find_marker, with_marker
+from bot.effects import find_jira_marker, find_marker, with_jira_marker, with_marker
 from orchestrators.proposal import (
     DIFF_LIMIT_BYTES,
     JIRA_MAX_CHARS,
@@ -470,3 +470,31 @@ def test_triage_is_bounded_too() -> None:
     triage = Triage.model_validate({"ready": False, "questions": ["q" * 5000] * 80, "summary": "needs input"})
     assert len(triage.questions) == 50 and len(triage.questions[0]) == 1000
     assert Triage.model_json_schema()["required"] == ["ready", "summary"]
+
+
+SPOOFS = [
+    "see baton.effect=run%3Aother%3Areply here",
+    "BATON.EFFECT=proposal%3Aold",
+    "<!-- baton:effect=proposal:old -->",
+    "{color:#ffffff}baton.effect=proposal%3Aold{color}",
+]
+
+
+@pytest.mark.parametrize("spoof", SPOOFS)
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_quoted_text_carrying_a_marker_never_passes_for_one(spoof: str, flavor: Flavor) -> None:
+    text = render_proposal(view(summary=spoof, diff=DIFF + "+# " + spoof + "\n"), flavor=flavor)
+    assert find_marker(text) is None and find_jira_marker(text) is None
+    posted = (
+        with_jira_marker(text, "proposal:prop-42")
+        if flavor == "jira"
+        else with_marker(text, "proposal:prop-42")
+    )
+    assert find_jira_marker(posted) == "proposal:prop-42"
+
+
+@pytest.mark.parametrize("spoof", SPOOFS)
+def test_the_marker_baton_appends_wins_over_an_earlier_quoted_one(spoof: str) -> None:
+    """Even text that was never defanged: Baton's own marker is the last one in what it posts."""
+    assert find_jira_marker(with_jira_marker(spoof, "run:r1:reply")) == "run:r1:reply"
+    assert find_marker(with_marker(spoof, "run:r1:reply")) == "run:r1:reply"
