@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in turn, then ONE summary table; also `bench/results/summary.json`.
 
-Run: `python -m bench [--full] [--only ingest,inbox,mechanics,scaleout,load,dashboard]`
+Run: `python -m bench [--full] [--only ingest,inbox,mechanics,scaleout,load,dashboard,search]`
 
 Each benchmark runs as its own process (its output streams through as it goes) and writes its JSON under
 `bench/results/`; the summary reads those files back, so every figure in the table is one a benchmark
@@ -12,8 +12,9 @@ under about six minutes on a 2-CPU machine: `bench.inbox --quick` (300 ops per t
 of 1,000) and `bench.mechanics --runs 3 --lifecycle-runs 1` (3 git jobs instead of 5; 1 ticket per
 repository after the warm-up instead of 3 for the end-to-end overhead). `--full` runs those at their
 defaults. Ingest (2,000 requests), worker scale-out (1,000 runs with 1, 2 and 4 workers), the sustained
-load (200 deliveries/s for 30 s) and the dashboard (8 pages × 200 requests over 10,000 runs, SQLite and
-PostgreSQL) always run in full.
+load (200 deliveries/s for 30 s), the dashboard (8 pages × 200 requests over 10,000 runs, SQLite and
+PostgreSQL) and knowledge search (10k and 100k pages, 300 tickets, the 40-ticket labelled set) always run
+in full.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).with_name("results")
-KNOWLEDGE_PENDING = "not built yet (knowledge issue)"
 
 
 @dataclass
@@ -96,6 +96,13 @@ BENCHES = (
         ("bench.dashboard", "--runs", "10000", "--requests", "200", "--db", "sqlite,postgresql"),
         ("dashboard.json",),
         900,
+    ),
+    Bench(
+        "search",
+        ("bench.search", "--sizes", "10000,100000", "--queries", "300"),
+        ("bench.search", "--sizes", "10000,100000", "--queries", "300"),
+        ("search.json",),
+        600,
     ),
 )
 
@@ -258,6 +265,28 @@ def dashboard_rows() -> list[Row]:
     return rows
 
 
+def search_rows() -> list[Row]:
+    data = _read("search.json")
+    cmd = data["command"]
+    rows = []
+    for r in data["latency"]:
+        if r["method"].startswith("shaped") and "synthetic" in r["over"]:
+            rows += [
+                Row("search", f"knowledge search p50, {r['size']:,} pages ({r['over']} tickets)",
+                    r["p50_ms"], "ms", cmd),
+                Row("search", f"knowledge search p99, {r['size']:,} pages", r["p99_ms"], "ms", cmd),
+            ]  # fmt: skip
+        elif r["method"].startswith("naive") and r["size"] == max(x["size"] for x in data["latency"]):
+            rows.append(Row("search", f"naive FTS5 OR p99, {r['size']:,} pages ({r['over']})", r["p99_ms"],
+                            "ms", cmd))  # fmt: skip
+    for h in data["hit_rate"]:
+        if h["method"] != "shaped, no module paths" and h["size"] == max(x["size"] for x in data["hit_rate"]):
+            label = "Baton" if h["method"].startswith("shaped") else "naive OR"
+            rows.append(Row("search", f"top-3 hit rate, labelled tickets, {h['size']:,} pages ({label})",
+                            round(h["rate"] * 100, 1), "%", cmd))  # fmt: skip
+    return rows
+
+
 READERS: dict[str, tuple[Callable[[], list[Row]], ...]] = {
     "ingest": (ingest_rows,),
     "inbox": (inbox_rows,),
@@ -265,11 +294,8 @@ READERS: dict[str, tuple[Callable[[], list[Row]], ...]] = {
     "scaleout": (scaleout_rows,),
     "load": (load_rows,),
     "dashboard": (dashboard_rows,),
+    "search": (search_rows,),
 }
-
-
-def knowledge_row() -> Row:
-    return Row("knowledge", "knowledge search latency", None, "ms", "-", KNOWLEDGE_PENDING)
 
 
 def rows_for(bench: Bench, outcome: dict[str, Any]) -> list[Row]:
@@ -326,10 +352,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         used = bench.full_argv if args.full else bench.argv
         outcomes[bench.name] = {**outcome, "command": "python -m " + " ".join(used)}
         rows += rows_for(bench, outcomes[bench.name])
-        if bench.name == "inbox":
-            rows.append(knowledge_row())
-    if not any(r.bench == "knowledge" for r in rows):
-        rows.append(knowledge_row())
     total_s = round(time.monotonic() - began, 1)
     load_after = load_average()
     print(f"\n== summary ({'full' if args.full else 'summary'} mode, {total_s:.0f} s, "

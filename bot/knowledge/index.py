@@ -29,19 +29,31 @@ from typing import Protocol
 from pydantic import ValidationError
 
 from bot.errors import BatonError
-from bot.knowledge.modules import best_coverage, literal_key, lookup_keys, normalize
+from bot.knowledge.modules import (
+    AROUND,
+    EXACT,
+    INSIDE,
+    coverage,
+    has_glob,
+    literal_key,
+    lookup_keys,
+    normalize,
+)
 from bot.knowledge.pages import Page
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 TITLE_WEIGHT, MODULES_WEIGHT, BODY_WEIGHT = 6.0, 3.0, 1.0
 MAX_QUERY_CHARS = 20_000  # ticket text past this adds nothing a search needs
 MAX_CANDIDATE_TERMS = 200  # distinct words looked up in the vocabulary
-TOP_TERMS = 10  # the rarest terms that go into the MATCH
+TOP_TERMS = 10  # at most this many of the rarest terms go into the MATCH
+POSTINGS_BUDGET = 4000  # ... and only while their pages add up to this many (BM25 scores every match)
 COMMON_FRACTION = 0.2  # a term in more than this share of pages says little: dropped while rarer ones exist
 CANDIDATES = 40  # text matches ranked before module boosts
-MODULE_CANDIDATES = 200
+MODULE_ROWS = 5000  # module patterns looked at per search, at most
 MODULE_BOOST = 0.8  # added to a page's normalized text score, times how closely its modules cover a path
 MODULE_ONLY_SCORE = 0.3  # a page found by its modules alone starts here (times coverage)
+OTHER_KIND_FACTOR = 0.8  # ... less when it is not a decision or a pitfall
+FIRST_KINDS = ("decision", "pitfall")
 TOKENIZER = "unicode61 remove_diacritics 2"
 _STOP_TEXT = """a about above after again against all also am an and any are as at be because been before
     being below between both but by can cannot could did do does doing done down during each else etc even
@@ -114,12 +126,29 @@ def match_expression(terms: Iterable[str]) -> str:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
-def choose_terms(frequencies: dict[str, int], pages: int, top: int = TOP_TERMS) -> list[str]:
-    """The `top` rarest terms present in the index; very common ones only when nothing rarer is left."""
+def choose_terms(
+    frequencies: dict[str, int], pages: int, top: int = TOP_TERMS, budget: int = POSTINGS_BUDGET
+) -> list[str]:
+    """The rarest terms present in the index: at most `top`, and (beyond the first) only while their page
+    counts add up to at most `budget`; terms in more than COMMON_FRACTION of the pages only when nothing
+    rarer is left."""
     present = sorted((df, term) for term, df in frequencies.items() if df > 0)
     limit = max(1, int(pages * COMMON_FRACTION))
-    rare = [term for df, term in present if df <= limit]
-    return (rare or [term for _, term in present])[:top]
+    ranked = [(df, term) for df, term in present if df <= limit] or present[:1]
+    chosen: list[str] = []
+    spent = 0
+    for df, term in ranked[:top]:
+        if chosen and spent + df > budget:
+            break
+        chosen.append(term)
+        spent += df
+    return chosen
+
+
+def page_terms(page: Page) -> set[str]:
+    """The distinct words of a page as `query_terms` folds them: what the document frequencies count."""
+    text = f"{page.title} {' '.join(page.modules)} {page.body}"
+    return {(word if word.isascii() else fold(word))[:64] for word in _WORD_RE.findall(text.lower())}
 
 
 class Index:
@@ -195,7 +224,7 @@ class Index:
         try:
             with self._lock:
                 conn = self._connection()
-                return 0 if conn is None else int(conn.execute("SELECT count(*) FROM pages").fetchone()[0])
+                return 0 if conn is None else int(_meta(conn, "pages") or 0)
         except sqlite3.Error:
             self._discard()
             return 0
@@ -209,21 +238,24 @@ class Index:
     # -- searching -------------------------------------------------------------------------------
 
     def _search(self, conn: sqlite3.Connection, text: str, paths: Sequence[str], limit: int) -> list[Hit]:
-        scores: dict[int, float] = {}
         terms = query_terms(text)
-        if terms:
-            scores = _text_scores(conn, terms, max(CANDIDATES, limit * 3))
-        rows = _load(conn, scores.keys() | _module_candidates(conn, paths))
-        hits = []
-        for rowid, page in rows.items():
-            cover = best_coverage(page.modules, paths) if paths else 0.0
+        scores = _text_scores(conn, terms, max(CANDIDATES, limit * 3)) if terms else {}
+        covered = _module_coverage(conn, paths) if paths else {}
+        ranked: list[tuple[float, int, float]] = []
+        for rowid in scores.keys() | covered.keys():
             base = scores.get(rowid, 0.0)
-            if base == 0.0 and cover == 0.0:
-                continue
-            score = base + MODULE_BOOST * cover if base else MODULE_ONLY_SCORE * cover
-            hits.append(Hit(page, round(score, 6), cover > 0.0))
+            cover, first = covered.get(rowid, (0.0, False))
+            if base:
+                score = base + MODULE_BOOST * cover
+            else:
+                score = MODULE_ONLY_SCORE * cover * (1.0 if first else OTHER_KIND_FACTOR)
+            ranked.append((score, rowid, cover))
+        ranked.sort(key=lambda r: (-r[0], r[1]))
+        pages = load_pages(conn, [rowid for _, rowid, _ in ranked[:limit]])
+        hits = [Hit(pages[rowid], round(score, 6), cover > 0.0) for score, rowid, cover in ranked[:limit]
+                if rowid in pages]  # fmt: skip
         hits.sort(key=lambda h: (-h.score, h.page.path))
-        return hits[:limit]
+        return hits
 
     # -- connection and maintenance ----------------------------------------------------------------
 
@@ -284,8 +316,9 @@ class Index:
                 if now != indexed:
                     raise _Stale
                 _remove(conn, paths)
-                _insert(conn, pages)
+                _insert(conn, pages, count_terms=True)
                 _set_meta(conn, "head", head)
+                _set_meta(conn, "pages", str(conn.execute("SELECT count(*) FROM pages").fetchone()[0]))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -301,9 +334,11 @@ class Index:
         try:
             conn.executescript(SCHEMA)
             conn.execute("BEGIN")
-            _insert(conn, pages)
+            _insert(conn, pages, count_terms=False)
+            conn.execute("INSERT INTO terms (term, df) SELECT term, doc FROM vocab")
             _set_meta(conn, "schema", SCHEMA_VERSION)
             _set_meta(conn, "head", head or "")
+            _set_meta(conn, "pages", str(len(pages)))
             conn.execute("COMMIT")
             conn.execute("INSERT INTO fts(fts) VALUES ('optimize')")
         finally:
@@ -322,12 +357,18 @@ SCHEMA = f"""
 PRAGMA journal_mode = DELETE;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE pages (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, page TEXT NOT NULL);
-CREATE TABLE modules (page_id INTEGER NOT NULL, key TEXT NOT NULL);
+CREATE TABLE modules (
+    page_id INTEGER NOT NULL, key TEXT NOT NULL, pattern TEXT NOT NULL, first INTEGER NOT NULL
+);
 CREATE INDEX modules_key ON modules (key);
 CREATE INDEX modules_page ON modules (page_id);
+CREATE TABLE terms (term TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID;
 CREATE VIRTUAL TABLE fts USING fts5 (title, modules, body, tokenize = '{TOKENIZER}');
 CREATE VIRTUAL TABLE vocab USING fts5vocab (fts, row);
 """
+# `terms` holds document frequencies for choosing query terms: fts5vocab computes them by reading a
+# term's whole posting list (tens of milliseconds per ticket at 100k pages), this table is one lookup.
+# A rebuild copies them from fts5vocab; an incremental refresh adjusts them by the pages' own words.
 
 
 def _meta(conn: sqlite3.Connection, key: str) -> str | None:
@@ -339,37 +380,50 @@ def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
+def _count_terms(conn: sqlite3.Connection, page: Page, delta: int) -> None:
+    rows = [(term, delta) for term in page_terms(page)]
+    conn.executemany(
+        "INSERT INTO terms (term, df) VALUES (?, max(?, 0)) ON CONFLICT (term) DO UPDATE SET df = df + ?",
+        [(term, d, d) for term, d in rows],
+    )
+
+
 def _remove(conn: sqlite3.Connection, paths: Iterable[str]) -> None:
     for path in paths:
-        row = conn.execute("SELECT id FROM pages WHERE path = ?", (path,)).fetchone()
-        if row is not None:
-            conn.execute("DELETE FROM fts WHERE rowid = ?", row)
-            conn.execute("DELETE FROM modules WHERE page_id = ?", row)
-            conn.execute("DELETE FROM pages WHERE id = ?", row)
+        row = conn.execute("SELECT id, page FROM pages WHERE path = ?", (path,)).fetchone()
+        if row is None:
+            continue
+        with contextlib.suppress(ValidationError):
+            _count_terms(conn, Page.model_validate_json(row[1]), -1)
+        for table, column in (("fts", "rowid"), ("modules", "page_id"), ("pages", "id")):
+            conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (row[0],))  # noqa: S608 - fixed names
+    conn.execute("DELETE FROM terms WHERE df <= 0")
 
 
-def _insert(conn: sqlite3.Connection, pages: Iterable[Page]) -> None:
+def _insert(conn: sqlite3.Connection, pages: Iterable[Page], *, count_terms: bool) -> None:
     for page in pages:
         rowid = conn.execute(
             "INSERT INTO pages (path, page) VALUES (?, ?)", (page.path, page.model_dump_json())
         ).lastrowid
-        modules_text = " ".join(page.modules)
         conn.execute(
             "INSERT INTO fts (rowid, title, modules, body) VALUES (?, ?, ?, ?)",
-            (rowid, page.title, modules_text, page.body),
+            (rowid, page.title, " ".join(page.modules), page.body),
         )
+        first = int(page.kind in FIRST_KINDS)
         conn.executemany(
-            "INSERT INTO modules (page_id, key) VALUES (?, ?)",
-            [(rowid, key) for key in dict.fromkeys(literal_key(m) for m in page.modules)],
+            "INSERT INTO modules (page_id, key, pattern, first) VALUES (?, ?, ?, ?)",
+            [(rowid, literal_key(m), m, first) for m in page.modules],
         )
+        if count_terms:
+            _count_terms(conn, page, 1)
 
 
 def _text_scores(conn: sqlite3.Connection, terms: Sequence[str], limit: int) -> dict[int, float]:
     """rowid → text score in (0, 1] (the best match scores 1) for the rarest of `terms`."""
     marks = ",".join("?" * len(terms))
-    frequencies = dict(conn.execute(f"SELECT term, doc FROM vocab WHERE term IN ({marks})", terms).fetchall())  # noqa: S608
-    total = int(conn.execute("SELECT count(*) FROM pages").fetchone()[0])
-    chosen = choose_terms(frequencies, total)
+    query = f"SELECT term, df FROM terms WHERE term IN ({marks})"  # noqa: S608 - placeholders only
+    frequencies = dict(conn.execute(query, terms).fetchall())
+    chosen = choose_terms(frequencies, int(_meta(conn, "pages") or 0))
     if not chosen:
         return {}
     rows = conn.execute(
@@ -380,22 +434,28 @@ def _text_scores(conn: sqlite3.Connection, terms: Sequence[str], limit: int) -> 
     return {rowid: max(-rank, 0.0) / best for rowid, rank in rows}
 
 
-def _module_candidates(conn: sqlite3.Connection, paths: Sequence[str]) -> set[int]:
-    """Pages with a module pattern that may cover one of `paths` (checked precisely afterwards)."""
-    found: set[int] = set()
+def _module_coverage(conn: sqlite3.Connection, paths: Sequence[str]) -> dict[int, tuple[float, bool]]:
+    """rowid → (closest coverage of any of `paths` by the page's modules, is it a decision or pitfall)."""
+    found: dict[int, tuple[float, bool]] = {}
     for path in paths:
         keys = lookup_keys(path)
         marks = ",".join("?" * len(keys))
         query = (
-            f"SELECT page_id FROM modules WHERE key IN ({marks}) "  # noqa: S608 - placeholders only
-            "UNION SELECT page_id FROM modules WHERE key >= ? AND key < ? LIMIT ?"
+            f"SELECT page_id, key, pattern, first FROM modules WHERE key IN ({marks}) "  # noqa: S608
+            "UNION ALL SELECT page_id, key, pattern, first FROM modules WHERE key >= ? AND key < ? LIMIT ?"
         )
-        rows = conn.execute(query, (*keys, path + "/", path + "0", MODULE_CANDIDATES)).fetchall()
-        found.update(row[0] for row in rows)
+        for rowid, key, pattern, first in conn.execute(query, (*keys, path + "/", path + "0", MODULE_ROWS)):
+            if has_glob(pattern):
+                cover = coverage(pattern, path)
+            else:  # the key is the pattern: the path itself, a directory above it, or something below it
+                cover = EXACT if key == path else INSIDE if path.startswith(key + "/") else AROUND
+            if cover > found.get(rowid, (0.0, False))[0]:
+                found[rowid] = (cover, bool(first))
     return found
 
 
-def _load(conn: sqlite3.Connection, rowids: Iterable[int]) -> dict[int, Page]:
+def load_pages(conn: sqlite3.Connection, rowids: Iterable[int]) -> dict[int, Page]:
+    """The pages stored under `rowids` (rows that no longer validate are skipped, with a warning)."""
     ids = list(rowids)
     pages: dict[int, Page] = {}
     for start in range(0, len(ids), 500):
