@@ -323,3 +323,17 @@ async def test_cost_figures_are_served_at_once_and_read_again_in_the_background(
             break
     assert total((await signed_in.get("/dashboard/costs")).text) == "2"
     assert "Figures read" in (await signed_in.get("/dashboard/costs")).text
+
+
+async def test_the_run_page_lists_the_team_knowledge_its_brief_used(
+    services: Services, signed_in: httpx.AsyncClient
+) -> None:
+    batch, rng = Batch(), random.Random(11)
+    run_id = ticket_run(batch, rng, key="ALPHA-1", outcome="proposed", created=NOW)
+    assemble = next(p for p in batch.phases if p["run_id"] == run_id and p["name"] == "assemble")
+    fact = {"path": "modules/billing/adr-7.md", "status": "verified", "kind": "decision", "title": HOSTILE}
+    assemble["output"] = {**assemble["output"], "knowledge": [fact]}
+    await seed(services, batch)
+    page = await signed_in.get(f"/dashboard/runs/{run_id}")
+    assert "Team knowledge in the brief" in page.text and "modules/billing/adr-7.md" in page.text
+    assert "verified" in text_of(page.text) and HOSTILE not in page.text and "&lt;script&gt;" in page.text
