@@ -17,7 +17,7 @@ from bot.store.migrate import alembic_config, upgrade
 from bot.store.runs import RunNotFound
 from bot.store.tables import Activity
 from config.settings import async_database_url
-from tests.dashboard.seed import HOSTILE, OUTCOMES, Batch, command_run, ticket_run
+from tests.dashboard.seed import HOSTILE, OUTCOMES, PHASES, Batch, command_run, ticket_run
 
 NOW = datetime(2026, 3, 18, 12, 0, tzinfo=UTC)  # a Wednesday
 
@@ -132,14 +132,7 @@ async def test_a_run_record_has_the_phases_outputs_proposals_and_effects(
     run_id = ticket_run(batch, rng, key="ALPHA-9", outcome="proposed", created=NOW, text=HOSTILE)
     await batch.write(sm)
     record = await queries.run_record(sm, run_id)
-    assert [p["name"] for p in record.detail["phases"]] == [
-        "triage",
-        "assemble",
-        "implement",
-        "validate",
-        "review",
-        "propose",
-    ]
+    assert tuple(p["name"] for p in record.detail["phases"]) == PHASES
     assert record.title == f"Add a feature {HOSTILE}"  # kept as text; the page escapes it
     assert HOSTILE in record.outputs["assemble"]["brief"] and record.outputs["implement"]["summary"]
     assert [kind for _key, kind, _id in record.effects] == ["jira_comment"]
