@@ -148,7 +148,7 @@ def choose_terms(
 def page_terms(page: Page) -> set[str]:
     """The distinct words of a page as `query_terms` folds them: what the document frequencies count."""
     text = f"{page.title} {' '.join(page.modules)} {page.body}"
-    return {(word if word.isascii() else fold(word))[:64] for word in _WORD_RE.findall(text.lower())}
+    return {word if word.isascii() else fold(word) for word in _WORD_RE.findall(text.lower())}
 
 
 class Index:

@@ -50,6 +50,7 @@ COMMIT_FLAGS = ("--no-gpg-sign",)
 PUSH_ATTEMPTS = 8  # someone else pushed first: fetch, rebuild on their commit, push again
 LOCK_WAIT_S = 120.0
 DEFAULT_EMAIL = "baton@localhost"
+INLINE_PARSE = 20  # more pages than this are parsed in a thread
 SKIPPED_NAMES = frozenset({"readme.md"})  # notes for people browsing the wiki, not pages
 _DECISION_RE = re.compile(r"decisions/(\d{4})-")
 
@@ -63,6 +64,16 @@ class UnknownCommit(KnowledgeError):
 
 class WikiError(KnowledgeError):
     """The wiki repository cannot be read or written; the message says why (never a secret)."""
+
+
+def _parse_all(files: Sequence[tuple[str, bytes]]) -> tuple[list[Page], list[Problem]]:
+    pages, problems = [], []
+    for path, data in files:
+        try:
+            pages.append(parse_page(path, data))
+        except PageError as exc:
+            problems.append((path, str(exc)))
+    return pages, problems
 
 
 def is_page_file(path: str) -> bool:
@@ -306,13 +317,12 @@ class Wiki:
             else:
                 readable.append((sha, path))
         blobs = await self._cat([sha for sha, _ in readable])
-        pages = []
-        for sha, path in readable:
-            try:
-                pages.append(parse_page(path, blobs[sha]))
-            except PageError as exc:
-                problems.append((path, str(exc)))
-        return sorted(pages, key=lambda p: p.path), sorted(problems)
+        work = [(path, blobs[sha]) for sha, path in readable]
+        # Parsing is CPU work (YAML): a large wiki is parsed in a thread so the worker's loop keeps beating.
+        pages, rejected = (
+            _parse_all(work) if len(work) <= INLINE_PARSE else await asyncio.to_thread(_parse_all, work)
+        )
+        return sorted(pages, key=lambda p: p.path), sorted(problems + rejected)
 
     async def _cat(self, shas: Sequence[str]) -> dict[str, bytes]:
         """The contents of blobs by SHA, in one `cat-file --batch`."""

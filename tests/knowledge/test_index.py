@@ -65,6 +65,27 @@ async def test_refresh_follows_adds_changes_and_deletes(wiki: Wiki, index: Index
     assert index.count() == 2
 
 
+async def test_incremental_word_counts_match_a_rebuild(wiki: Wiki, index: Index, tmp_path: Path) -> None:
+    await wiki.put([RETRY, LOCK], "two")
+    await index.refresh(wiki)
+    await wiki.put(
+        [RETRY.model_copy(update={"body": "Now about naïve café retries, 429 and 503."}), WEBHOOK], "b"
+    )
+    await wiki.remove([LOCK.path], "c")
+    await index.refresh(wiki)
+    rebuilt = Index(tmp_path / "rebuilt.db")
+    await rebuilt.refresh(wiki)
+
+    def counts(db: Path) -> dict[str, int]:
+        with sqlite3.connect(db) as conn:
+            return dict(conn.execute("SELECT term, df FROM terms").fetchall())
+
+    assert counts(index.db_path) == counts(rebuilt.db_path)
+    assert counts(index.db_path)["cafe"] == 1
+    assert "sqlite" not in counts(index.db_path)  # only the deleted page had it
+    assert index.count() == rebuilt.count() == 2
+
+
 async def test_a_page_that_becomes_invalid_leaves_the_index(wiki: Wiki, index: Index) -> None:
     await wiki.put([RETRY, LOCK], "two")
     await index.refresh(wiki)
