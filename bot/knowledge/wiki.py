@@ -51,6 +51,8 @@ PUSH_ATTEMPTS = 8  # someone else pushed first: fetch, rebuild on their commit, 
 LOCK_WAIT_S = 120.0
 DEFAULT_EMAIL = "baton@localhost"
 INLINE_PARSE = 20  # more pages than this are parsed in a thread
+PATHSPEC_MAX = 200  # up to this many pages are listed by path; more by listing the whole tree
+LITERAL_PATHSPECS = {"GIT_LITERAL_PATHSPECS": "1"}
 SKIPPED_NAMES = frozenset({"readme.md"})  # notes for people browsing the wiki, not pages
 _DECISION_RE = re.compile(r"decisions/(\d{4})-")
 
@@ -136,8 +138,8 @@ class Wiki:
         if commit is None or not paths:
             return [], []
         wanted = set(paths)
-        entries = [entry for entry in await self._tree(commit) if entry[3] in wanted]
-        return await self._read_entries(entries)
+        listed = await self._tree(commit, sorted(wanted) if len(wanted) <= PATHSPEC_MAX else ())
+        return await self._read_entries([entry for entry in listed if entry[3] in wanted])
 
     async def changed_since(self, sha: str | None, at: str | None = None) -> tuple[list[str], list[str]]:
         """(changed or added, deleted) page paths between commit `sha` and `at` (default: the head);
@@ -277,9 +279,11 @@ class Wiki:
         found = await self._git(["cat-file", "-e", f"{sha}^{{commit}}"], check=False)
         return found.returncode == 0
 
-    async def _tree(self, commit: str) -> list[tuple[str, str, int, str]]:
-        """(mode, blob sha, size, path) of every file at `commit`."""
-        out = await self._git(["ls-tree", "-r", "-z", "--long", "--full-tree", "--end-of-options", commit])
+    async def _tree(self, commit: str, only: Sequence[str] = ()) -> list[tuple[str, str, int, str]]:
+        """(mode, blob sha, size, path) of every file at `commit`, or of the files at the paths `only`
+        (taken literally: no pathspec magic or globs)."""
+        args = ["ls-tree", "-r", "-z", "--long", "--full-tree", "--end-of-options", commit]
+        out = await self._git([*args, *only], env=LITERAL_PATHSPECS if only else None)
         entries = []
         for record in out.stdout.split(b"\0"):
             if not record:

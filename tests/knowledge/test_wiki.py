@@ -95,6 +95,7 @@ async def test_files_pushed_by_hand_are_pages_or_problems(wiki: Wiki) -> None:
             "pitfalls/binary.md": b"\x00\x01\x02\x03",
             "pitfalls/huge.md": b"x" * (HARD_CAP_BYTES + 1),
             "pitfalls/bad status.md": render_page(OWNER).encode(),
+            "pitfalls/*.md": render_page(OWNER).encode(),
             "decisions/odd.md": render_page(RETRY).replace("status: inferred", "status: gossip").encode(),
         },
         symlinks={"pitfalls/link.md": "../README.md"},
@@ -103,6 +104,7 @@ async def test_files_pushed_by_hand_are_pages_or_problems(wiki: Wiki) -> None:
     problems = dict(await wiki.problems())
     assert sorted(problems) == [
         "decisions/odd.md",
+        "pitfalls/*.md",
         "pitfalls/bad status.md",
         "pitfalls/binary.md",
         "pitfalls/huge.md",
@@ -116,6 +118,8 @@ async def test_files_pushed_by_hand_are_pages_or_problems(wiki: Wiki) -> None:
     assert "page path" in problems["pitfalls/bad status.md"]
     with pytest.raises(PageError, match="no front matter"):
         await wiki.get("pitfalls/no-header.md")
+    pages, problems_of_one = await wiki.load(["pitfalls/*.md", RETRY.path])  # names taken literally
+    assert (pages, [path for path, _ in problems_of_one]) == ([RETRY], ["pitfalls/*.md"])
 
 
 async def test_get_refuses_traversal_paths(wiki: Wiki) -> None:
