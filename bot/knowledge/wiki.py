@@ -55,6 +55,7 @@ PATHSPEC_MAX = 200  # up to this many pages are listed by path; more by listing 
 LITERAL_PATHSPECS = {"GIT_LITERAL_PATHSPECS": "1"}
 SKIPPED_NAMES = frozenset({"readme.md"})  # notes for people browsing the wiki, not pages
 _DECISION_RE = re.compile(r"decisions/(\d{4})-")
+_AUTHOR_UNSAFE = re.compile(r"[\x00-\x1f\x7f<>]")  # what GitAuthor refuses in a name
 
 Problem = tuple[str, str]
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ class Wiki:
     async def _write(
         self, pages: Sequence[Page], removed: Sequence[str], message: str, author: str
     ) -> str | None:
-        who = GitAuthor(author.strip()[:200] or "Baton", self._email)
+        who = GitAuthor(_AUTHOR_UNSAFE.sub("", author).strip()[:200] or "Baton", self._email)
         await self._prepare()
         async with self._locked():
             for _ in range(PUSH_ATTEMPTS):

@@ -57,6 +57,13 @@ async def test_putting_identical_content_commits_nothing(wiki: Wiki) -> None:
     assert await wiki.get(RETRY.path) == changed
 
 
+async def test_any_person_name_can_author_a_commit(wiki: Wiki) -> None:
+    await wiki.put([RETRY], "one", author="Ada <ada@example.test>\n\x00")
+    await wiki.put([OWNER], "two", author="  <>  ")
+    authors = git("--git-dir", str(wiki.root), "log", "--format=%an <%ae>").splitlines()
+    assert authors == ["Baton <baton@localhost>", "Ada ada@example.test <baton@localhost>"]
+
+
 async def test_put_refuses_nothing_and_two_pages_for_one_path(wiki: Wiki) -> None:
     with pytest.raises(PageError, match="at least one page"):
         await wiki.put([], "nothing")
