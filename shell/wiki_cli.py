@@ -22,7 +22,7 @@ from rich.text import Text
 
 from bot.errors import BatonError
 from bot.knowledge import Knowledge, Page, PageError, knowledge_for, page_path, parse_page, render_page
-from bot.knowledge.pages import HARD_CAP_BYTES
+from bot.knowledge.pages import HARD_CAP_BYTES, SOFT_CAP_BYTES
 from bot.knowledge.wiki import WikiError
 from config.settings import SettingsError, load_settings
 
@@ -106,15 +106,22 @@ def add_command(
     message: Annotated[str | None, typer.Option(help="The commit message.")] = None,
     author: Annotated[str, typer.Option(help="The commit's author name.")] = "Baton",
 ) -> None:
-    """Add or replace a page from FILE, checked like every page, in one commit (nothing if unchanged)."""
+    """Add or replace a page from FILE, checked like every page, in one commit (nothing if unchanged).
+    A body over the soft cap (24 KB) is refused, exit 1: agents would see only its start."""
     data = _read(file)
     knowledge = _knowledge()
 
     async def work() -> tuple[Page, str]:
         try:
-            page = parse_page(path or PROVISIONAL, data)
+            page = parse_page(path or PROVISIONAL, data, truncate=False)
         except PageError as exc:  # name the file, not the provisional path
             raise PageError(str(exc).replace(PROVISIONAL, str(file), 1)) from None
+        size = len(page.body.encode("utf-8"))
+        if size > SOFT_CAP_BYTES:
+            raise PageError(
+                f"{file}: the body is {size} bytes; an agent is shown only the first {SOFT_CAP_BYTES}, "
+                "so add it as smaller pages (nothing was stored)"
+            )
         if path is None:
             number = await knowledge.wiki.next_decision_number() if page.kind == "decision" else None
             page = page.model_copy(update={"path": page_path(page.kind, page.title, number)})
@@ -131,7 +138,7 @@ def show_command(
 ) -> None:
     """Print a page as it is stored: front matter and body. Exit 1 when missing or invalid."""
     knowledge = _knowledge()
-    page = _run(knowledge.wiki.get(path))
+    page = _run(knowledge.wiki.get(path, whole=True))
     if page is None:
         err.print(Text(f"no page {path!r} in the wiki"))
         raise typer.Exit(1)

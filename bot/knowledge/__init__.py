@@ -6,11 +6,13 @@
     page = await knowledge.verify("pitfalls/retry-after.md", who="alice")
 
 The wiki (`wiki.Wiki`) is the source of truth; the index (`index.Index`) can be deleted at any time and is
-rebuilt from it. Every method that touches the wiki is a coroutine.
+rebuilt from it. Every method that touches the wiki is a coroutine, and the index's SQLite calls run in
+a thread (another process may hold the index's write lock for seconds): the event loop never waits on them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Sequence
 
@@ -71,13 +73,14 @@ class Knowledge:
     async def search(self, text: str, modules: Sequence[str] = (), limit: int = 8) -> list[Hit]:
         """`Index.search` on an index brought up to date first."""
         await self._fresh()
-        return self.index.search(text, modules, limit)
+        return await asyncio.to_thread(self.index.search, text, modules, limit)
 
     async def relevant(self, text: str, modules: Sequence[str], budget_tokens: int) -> list[Page]:
         """The pages a brief about `text` touching `modules` should show, most relevant first, within
         `budget_tokens`; the index is refreshed first when the wiki moved (or the index is broken)."""
         await self._fresh()
-        return select(self.index.search(text, modules, SEARCH_LIMIT), budget_tokens)
+        hits = await asyncio.to_thread(self.index.search, text, modules, SEARCH_LIMIT)
+        return select(hits, budget_tokens)
 
     async def land(self, pages: Sequence[Page], message: str, author: str = "Baton") -> str:
         """Commit `pages` to the wiki (nothing when unchanged) and index them; the commit SHA."""
@@ -86,18 +89,22 @@ class Knowledge:
         return sha
 
     async def verify(self, path: str, who: str) -> Page:
-        """Mark the page at `path` `verified` by `who` (dated today) and commit it; the updated page.
-        PageError when there is no such page (or it is not a valid one)."""
-        page = await self.wiki.get(path)
-        if page is None:
-            raise PageError(f"no page {path!r} in the wiki")
-        verified = page.model_copy(update={"status": "verified", "updated": datetime.date.today()})
-        await self.land([verified], f"Verify {path} ({who})", author=who)
+        """Mark the page at `path` `verified` by `who` (dated today) and commit it; the updated page,
+        whole. The page is read at the commit the write builds on (`Wiki.update`), so an edit pushed since
+        this worker last synced is kept. PageError when there is no such page (or it is not a valid one)."""
+        today = datetime.date.today()
+        verified = await self.wiki.update(
+            path,
+            lambda page: page.model_copy(update={"status": "verified", "updated": today}),
+            f"Verify {path} ({who})",
+            author=who,
+        )
+        await self.index.refresh(self.wiki)
         return verified
 
     async def _fresh(self) -> None:
         head = await self.wiki.head()
-        if head != self.index.indexed_head():
+        if head != await asyncio.to_thread(self.index.indexed_head):
             await self.index.refresh(self.wiki)
 
 

@@ -3,8 +3,9 @@
 `refresh(wiki)` (a coroutine: it reads the wiki through git) brings the index to the wiki's head: from the
 changes since the last indexed commit, or by a full rebuild into a fresh file swapped in by rename when the
 index is missing, unreadable, corrupt or of another schema. `search` is synchronous (one SQLite query,
-a few milliseconds) and never raises on what it is given or on a broken database: a broken index answers
-nothing and is rebuilt by the next `refresh`.
+a few milliseconds, but up to the busy timeout while another process writes the index: async callers run
+it in a thread) and never raises on what it is given or on a broken database: a broken index answers
+nothing and is rebuilt by the next `refresh`; a busy one answers nothing and is kept.
 
 Ranking: BM25 over title, modules and body with column weights; the query text is shaped first (words
 folded like the FTS tokenizer folds them, stop words dropped, the rarest terms kept, each one quoted so
@@ -48,6 +49,7 @@ MAX_CANDIDATE_TERMS = 200  # distinct words looked up in the vocabulary
 TOP_TERMS = 10  # at most this many of the rarest terms go into the MATCH
 POSTINGS_BUDGET = 4000  # ... and only while their pages add up to this many (BM25 scores every match)
 COMMON_FRACTION = 0.2  # a term in more than this share of pages says little: dropped while rarer ones exist
+BUSY_TIMEOUT_S = 5.0  # how long a query waits for another process's write to the index
 CANDIDATES = 40  # text matches ranked before module boosts
 MODULE_ROWS = 5000  # module patterns looked at per search, at most
 MODULE_BOOST = 0.8  # added to a page's normalized text score, times how closely its modules cover a path
@@ -154,8 +156,9 @@ def page_terms(page: Page) -> set[str]:
 class Index:
     """The FTS5 index at `db_path` (created on first use; safe to delete: it is rebuilt from the wiki)."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.db_path = Path(db_path)
+        self._busy_ms = max(0, int(busy_timeout_s * 1000))
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
@@ -164,10 +167,17 @@ class Index:
 
     async def refresh(self, wiki: PageSource) -> int:
         """Bring the index to the wiki's head; how many pages were (re)indexed or removed. A missing,
-        corrupt or foreign index is rebuilt; an index that cannot even be written is logged, not raised."""
+        corrupt or foreign index is rebuilt; an index that cannot even be written is logged, not raised;
+        one that another process kept locked past the busy timeout is left for a later refresh (0)."""
         head = await wiki.head()
         for _ in range(3):
-            indexed = await asyncio.to_thread(self.indexed_head)
+            try:
+                indexed = await asyncio.to_thread(self._head)
+            except sqlite3.Error as exc:
+                if _busy(exc):
+                    return _not_now()
+                self._discard(exc)
+                indexed = None
             if indexed == head and await asyncio.to_thread(self._usable):
                 return 0
             if indexed is None or head is None:
@@ -177,6 +187,8 @@ class Index:
             except _Stale:
                 head = await wiki.head()
             except (sqlite3.Error, OSError, BatonError) as exc:
+                if isinstance(exc, sqlite3.Error) and _busy(exc):
+                    return _not_now()
                 log.warning("knowledge index: incremental refresh failed (%s); rebuilding", exc)
                 break
         return await self._full(wiki, head)
@@ -201,23 +213,22 @@ class Index:
                     return []
                 return self._search(conn, text if isinstance(text, str) else "", paths, limit)
         except sqlite3.Error as exc:
-            log.warning(
-                "knowledge index unusable (%s: %s); it is rebuilt at the next refresh",
-                type(exc).__name__,
-                exc,
-            )
-            self._discard()
+            log.warning("knowledge index unusable for this search (%s: %s)", type(exc).__name__, exc)
+            self._discard(exc)
             return []
 
     def indexed_head(self) -> str | None:
         """The wiki commit the index reflects; None when empty, missing, corrupt or of another schema."""
         try:
-            with self._lock:
-                conn = self._connection()
-                return None if conn is None else _meta(conn, "head")
-        except sqlite3.Error:
-            self._discard()
+            return self._head()
+        except sqlite3.Error as exc:
+            self._discard(exc)
             return None
+
+    def _head(self) -> str | None:
+        with self._lock:
+            conn = self._connection()
+            return None if conn is None else _meta(conn, "head")
 
     def count(self) -> int:
         """How many pages the index holds (0 when it is unusable)."""
@@ -225,8 +236,8 @@ class Index:
             with self._lock:
                 conn = self._connection()
                 return 0 if conn is None else int(_meta(conn, "pages") or 0)
-        except sqlite3.Error:
-            self._discard()
+        except sqlite3.Error as exc:
+            self._discard(exc)
             return 0
 
     def close(self) -> None:
@@ -270,7 +281,7 @@ class Index:
         if self._conn is None or identity != self._identity:
             self.close()
             conn = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             try:
                 if _meta(conn, "schema") != SCHEMA_VERSION:
                     conn.close()
@@ -285,12 +296,15 @@ class Index:
         try:
             with self._lock:
                 return self._connection() is not None
-        except sqlite3.Error:
-            self._discard()
+        except sqlite3.Error as exc:
+            self._discard(exc)
             return False
 
-    def _discard(self) -> None:
-        """Forget a broken index file (the next refresh rebuilds it)."""
+    def _discard(self, exc: sqlite3.Error) -> None:
+        """Forget a broken index file (the next refresh rebuilds it); one that is only busy (another
+        process held its write lock past the busy timeout) is kept."""
+        if _busy(exc):
+            return
         with self._lock:
             self.close()
             for suffix in ("", "-journal", "-wal", "-shm"):
@@ -369,6 +383,16 @@ CREATE VIRTUAL TABLE vocab USING fts5vocab (fts, row);
 # `terms` holds document frequencies for choosing query terms: fts5vocab computes them by reading a
 # term's whole posting list (tens of milliseconds per ticket at 100k pages), this table is one lookup.
 # A rebuild copies them from fts5vocab; an incremental refresh adjusts them by the pages' own words.
+
+
+def _not_now() -> int:
+    log.warning("knowledge index busy (another process is writing it): not refreshed now")
+    return 0
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """Whether `exc` only says the database is locked by another connection (nothing is broken)."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _meta(conn: sqlite3.Connection, key: str) -> str | None:

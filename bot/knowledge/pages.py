@@ -14,7 +14,8 @@ A page is a markdown file that opens with YAML front matter between two `---` li
 
 Parsing never trusts the file: binary content, a missing or malformed header, unknown fields, statuses or
 kinds, YAML alias bombs, traversal paths and oversized pages are refused with a message saying which;
-a body above the soft cap is truncated with a visible note.
+a body above the soft cap is truncated with a visible note when read for an agent (never when read to be
+written back: `parse_page(..., truncate=False)`).
 """
 
 from __future__ import annotations
@@ -229,8 +230,10 @@ def _decode(path: str, data: bytes) -> str:
         raise PageError(f"{path}: not UTF-8 text (binary content?)") from None
 
 
-def parse_page(path: str, data: bytes) -> Page:
-    """The Page stored at `path` with content `data`; PageError naming the path and the problem."""
+def parse_page(path: str, data: bytes, *, truncate: bool = True) -> Page:
+    """The Page stored at `path` with content `data`; PageError naming the path and the problem.
+    The body is cut to the soft cap (with a note) for showing to an agent; `truncate=False` keeps it
+    whole, which is what anything that writes the page back must read."""
     check_path(path)
     header, body = _split(path, _decode(path, data))
     fields = _front_matter(path, header)
@@ -240,7 +243,7 @@ def parse_page(path: str, data: bytes) -> Page:
         except ValueError:
             raise PageError(f"{path}: updated must be an ISO date (YYYY-MM-DD)") from None
     try:
-        return Page(path=path, body=_truncate(body), **fields)
+        return Page(path=path, body=_truncate(body) if truncate else body, **fields)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'page'}: {e['msg']}" for e in exc.errors()

@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -58,6 +58,7 @@ _DECISION_RE = re.compile(r"decisions/(\d{4})-")
 _AUTHOR_UNSAFE = re.compile(r"[\x00-\x1f\x7f<>]")  # what GitAuthor refuses in a name
 
 Problem = tuple[str, str]
+Changes = tuple[Sequence[Page], Sequence[str]]  # pages to write, paths to remove
 log = logging.getLogger(__name__)
 
 
@@ -69,14 +70,18 @@ class WikiError(KnowledgeError):
     """The wiki repository cannot be read or written; the message says why (never a secret)."""
 
 
-def _parse_all(files: Sequence[tuple[str, bytes]]) -> tuple[list[Page], list[Problem]]:
+def _parse_all(files: Sequence[tuple[str, bytes]], whole: bool = False) -> tuple[list[Page], list[Problem]]:
     pages, problems = [], []
     for path, data in files:
         try:
-            pages.append(parse_page(path, data))
+            pages.append(parse_page(path, data, truncate=not whole))
         except PageError as exc:
             problems.append((path, str(exc)))
     return pages, problems
+
+
+async def _ready(pages: Sequence[Page], removed: Sequence[str]) -> Changes:
+    return pages, removed
 
 
 def is_page_file(path: str) -> bool:
@@ -125,22 +130,26 @@ class Wiki:
         """(path, why it was rejected) for every page file that is not a valid page."""
         return (await self._scan(at))[1]
 
-    async def get(self, path: str, at: str | None = None) -> Page | None:
-        """The page at `path`; None when there is no such file, PageError when it is not a valid page."""
+    async def get(self, path: str, at: str | None = None, *, whole: bool = False) -> Page | None:
+        """The page at `path`; None when there is no such file, PageError when it is not a valid page.
+        Its body is cut to the soft cap for an agent unless `whole` (to change a page, use `update`)."""
         check_path(path)
-        pages, problems = await self.load([path], at=at)
+        pages, problems = await self.load([path], at=at, whole=whole)
         if problems:
             raise PageError(problems[0][1])
         return pages[0] if pages else None
 
-    async def load(self, paths: Sequence[str], at: str | None = None) -> tuple[list[Page], list[Problem]]:
-        """The pages at `paths` (missing ones are left out) and the problems of those that are invalid."""
+    async def load(
+        self, paths: Sequence[str], at: str | None = None, *, whole: bool = False
+    ) -> tuple[list[Page], list[Problem]]:
+        """The pages at `paths` (missing ones are left out) and the problems of those that are invalid;
+        bodies cut to the soft cap unless `whole`."""
         commit = at or await self.head()
         if commit is None or not paths:
             return [], []
         wanted = set(paths)
         listed = await self._tree(commit, sorted(wanted) if len(wanted) <= PATHSPEC_MAX else ())
-        return await self._read_entries([entry for entry in listed if entry[3] in wanted])
+        return await self._read_entries([entry for entry in listed if entry[3] in wanted], whole)
 
     async def changed_since(self, sha: str | None, at: str | None = None) -> tuple[list[str], list[str]]:
         """(changed or added, deleted) page paths between commit `sha` and `at` (default: the head);
@@ -179,7 +188,7 @@ class Wiki:
         paths = [page.path for page in pages]
         if len(set(paths)) != len(paths):
             raise PageError("put was given two pages for the same path")
-        sha = await self._write(pages, (), message, author)
+        sha = await self._write(lambda _: _ready(pages, ()), message, author)
         assert sha is not None  # a put on an empty wiki always makes its first commit
         return sha
 
@@ -187,11 +196,39 @@ class Wiki:
         """Delete the pages at `paths` in one commit (missing ones are ignored); the head afterwards."""
         for path in paths:
             check_path(path)
-        return await self._write((), paths, message, author)
+        return await self._write(lambda _: _ready((), paths), message, author)
+
+    async def update(
+        self, path: str, change: Callable[[Page], Page], message: str, author: str = "Baton"
+    ) -> Page:
+        """Commit `change(page)` for the page at `path` and return what was written. The page is read
+        whole (never cut to the soft cap) at the very commit the write builds on, inside the write lock,
+        and read again whenever a push is refused because someone else moved the wiki: an edit made
+        since this copy last synced is changed, never overwritten. PageError when there is no such page,
+        it is not a valid one, or `change` gives a page for another path."""
+        check_path(path)
+        written: list[Page] = []
+
+        async def build(parent: str | None) -> Changes:
+            pages, problems = await self.load([path], at=parent, whole=True) if parent else ([], [])
+            if problems:
+                raise PageError(problems[0][1])
+            if not pages:
+                raise PageError(f"no page {path!r} in the wiki")
+            changed = change(pages[0])
+            if changed.path != path:
+                raise PageError(f"an update of {path!r} cannot move it to {changed.path!r}")
+            written[:] = [changed]
+            return [changed], ()
+
+        await self._write(build, message, author)
+        return written[0]
 
     async def _write(
-        self, pages: Sequence[Page], removed: Sequence[str], message: str, author: str
+        self, build: Callable[[str | None], Awaitable[Changes]], message: str, author: str
     ) -> str | None:
+        """Commit what `build(parent)` gives (pages to write, paths to remove) on the head the write
+        builds on; `build` runs again on the new head when a push is refused."""
         who = GitAuthor(_AUTHOR_UNSAFE.sub("", author).strip()[:200] or "Baton", self._email)
         await self._prepare()
         async with self._locked():
@@ -199,6 +236,7 @@ class Wiki:
                 if self.remote is not None:
                     await self._fetch()
                 parent = await self._base()
+                pages, removed = await build(parent)
                 sha = await self._commit(parent, pages, removed, message, who)
                 if sha == parent or (sha is not None and await self._publish(sha, parent)):
                     self._synced_at = time.monotonic()
@@ -308,7 +346,7 @@ class Wiki:
         return pages, problems
 
     async def _read_entries(
-        self, entries: Sequence[tuple[str, str, int, str]]
+        self, entries: Sequence[tuple[str, str, int, str]], whole: bool = False
     ) -> tuple[list[Page], list[Problem]]:
         problems: list[Problem] = []
         readable = []
@@ -325,7 +363,9 @@ class Wiki:
         work = [(path, blobs[sha]) for sha, path in readable]
         # Parsing is CPU work (YAML): a large wiki is parsed in a thread so the worker's loop keeps beating.
         pages, rejected = (
-            _parse_all(work) if len(work) <= INLINE_PARSE else await asyncio.to_thread(_parse_all, work)
+            _parse_all(work, whole)
+            if len(work) <= INLINE_PARSE
+            else await asyncio.to_thread(_parse_all, work, whole)
         )
         return sorted(pages, key=lambda p: p.path), sorted(problems + rejected)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.knowledge.pages import HARD_CAP_BYTES, render_page
+from bot.knowledge.pages import HARD_CAP_BYTES, SOFT_CAP_BYTES, render_page
 from shell.cli import app
 from tests.knowledge.support import commit_raw, page
 
@@ -80,6 +80,22 @@ def test_add_refuses_bad_pages_with_exit_1(
     assert code == 1
     assert message in " ".join(error.split())
     assert baton(env, "search", "retry")[0] == 1
+
+
+def test_add_refuses_a_body_over_the_soft_cap_and_show_prints_a_page_whole(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    long_page = page(PITFALL.title, "Retry-After details. " * 2000, modules=PITFALL.modules)  # ~40 KB
+    draft = tmp_path / "draft.md"
+    draft.write_text(render_page(long_page))
+    code, _, error = baton(env, "add", str(draft))
+    assert code == 1
+    assert f"an agent is shown only the first {SOFT_CAP_BYTES}" in " ".join(error.split())
+    assert "nothing was stored" in " ".join(error.split())
+    assert baton(env, "show", PITFALL.path)[0] == 1
+    commit_raw(tmp_path / "state" / "wiki", {long_page.path: render_page(long_page).encode()})  # by git
+    code, out, _ = baton(env, "show", PITFALL.path)
+    assert (code, out) == (0, render_page(long_page))
 
 
 def test_usage_errors(env: dict[str, str], tmp_path: Path) -> None:

@@ -156,6 +156,9 @@ def test_a_long_body_is_truncated_with_a_visible_note() -> None:
     got = parse_page("history/long.md", doc(FRONT.replace("pitfall", "history")).rstrip(b"\n") + body)
     assert len(got.body.encode()) < SOFT_CAP_BYTES + 200
     assert got.body.endswith(f"longer than {SOFT_CAP_BYTES} bytes; read it in the wiki]")
+    whole = parse_page("history/long.md", doc(FRONT.replace("pitfall", "history")) + body, truncate=False)
+    assert whole.body.endswith(body.decode().rstrip())
+    assert len(whole.body.encode()) > len(body)
 
 
 def test_page_paths_are_safe_slugs() -> None:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.git.errors import UnsafeInput
-from bot.knowledge.pages import HARD_CAP_BYTES, PageError, render_page
+from bot.knowledge.pages import HARD_CAP_BYTES, Page, PageError, render_page
 from bot.knowledge.wiki import UnknownCommit, Wiki, WikiError
 from bot.sandbox.git_http import GitHttpBackend
 from tests.git.repos import TOKEN, git, serve
@@ -197,6 +197,46 @@ async def test_concurrent_writers_on_separate_clones_of_one_remote(tmp_path: Pat
     pages = [page(f"Remote pitfall {i}") for i in range(6)]
     await asyncio.gather(*(wikis[i % 3].put([p], f"page {i}") for i, p in enumerate(pages)))
     assert await wikis[0].pages() == sorted(pages, key=lambda p: p.path)
+
+
+async def test_update_changes_the_page_at_the_remote_head_not_a_stale_copy(
+    tmp_path: Path, remote: Path
+) -> None:
+    stale = Wiki(tmp_path / "stale", remote=str(remote), sync_interval_s=3600)
+    await stale.put([RETRY], "From stale")
+    assert await stale.get(RETRY.path) == RETRY  # read (and synced) before the person's edits
+    long_body = "A person's rewrite. " * 2000  # over the soft cap: read and written whole
+    commit_raw(remote, {RETRY.path: render_page(RETRY.model_copy(update={"body": long_body})).encode()})
+    seen: list[str] = []
+
+    def promote(current: Page) -> Page:
+        seen.append(current.body)
+        return current.model_copy(update={"status": "verified"})
+
+    written = await stale.update(RETRY.path, promote, "Verify", author="Alice")
+    assert seen == [long_body.strip()]
+    assert (written.status, written.body) == ("verified", long_body.strip())
+    assert await Wiki(tmp_path / "reader", remote=str(remote)).get(RETRY.path, whole=True) == written
+    assert commits(remote) == 3
+
+
+async def test_update_refuses_missing_invalid_and_moved_pages(wiki: Wiki) -> None:
+    with pytest.raises(PageError, match="no page"):
+        await wiki.update(RETRY.path, lambda p: p, "on an empty wiki")
+    await wiki.put([RETRY], "One")
+    commit_raw(wiki.root, {"pitfalls/broken.md": b"# no header\n"})
+    before = await wiki.head()
+    with pytest.raises(PageError, match="no page"):
+        await wiki.update("pitfalls/missing.md", lambda p: p, "missing")
+    with pytest.raises(PageError, match="no front matter"):
+        await wiki.update("pitfalls/broken.md", lambda p: p, "invalid")
+    with pytest.raises(PageError, match="cannot move it"):
+        await wiki.update(RETRY.path, lambda p: p.model_copy(update={"path": "pitfalls/x.md"}), "move")
+    with pytest.raises(PageError):
+        await wiki.update("../HEAD", lambda p: p, "traversal")
+    assert await wiki.head() == before
+    assert await wiki.update(RETRY.path, lambda p: p, "unchanged") == RETRY
+    assert await wiki.head() == before
 
 
 @pytest.fixture
