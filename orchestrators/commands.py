@@ -10,7 +10,7 @@ from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
 from bot.triggers import ReplyRequest, ThreadCommand, TicketLabelled
-from orchestrators import Outcome, design, progress, remediate, wiki_proposal
+from orchestrators import Outcome, design, progress, remediate, ship, wiki_proposal
 from orchestrators.engine import Workflow, reset_from, states
 from orchestrators.implement import WORKFLOW
 from orchestrators.resources import WorkerContext
@@ -18,6 +18,7 @@ from orchestrators.status_comment import Ending, render_status
 from orchestrators.venue import (
     IMPLEMENT,
     REMEDIATE,
+    JiraTicket,
     args_of,
     author_of,
     latest_target,
@@ -41,8 +42,13 @@ def _workflow(target: RunRow) -> Workflow:
     return WORKFLOWS[target.kind]
 
 
-async def _proposal(wctx: WorkerContext, run: RunRow) -> ProposalRow | None:
-    return await venue_of(run).proposal(wctx, run)
+async def _proposal(wctx: WorkerContext, run: RunRow, command: str) -> ProposalRow | str | None:
+    """The proposal the command acts on; on a Jira ticket, which can hold an open proposal of each family,
+    the one its first word names or the only open one (a reason when that is ambiguous)."""
+    venue = venue_of(run)
+    if isinstance(venue, JiraTicket):
+        return await ship.addressed(wctx, run, command)
+    return await venue.proposal(wctx, run)
 
 
 async def _reopen(wctx: WorkerContext, run: RunRow, target: RunRow, phase: str, **extra: object) -> bool:
@@ -54,7 +60,9 @@ async def _reopen(wctx: WorkerContext, run: RunRow, target: RunRow, phase: str, 
 
 
 async def run_reject(wctx: WorkerContext, run: RunRow) -> Outcome:
-    proposal = await _proposal(wctx, run)
+    proposal = await _proposal(wctx, run, "/reject")
+    if isinstance(proposal, str):
+        return await refuse(wctx, run, "/reject", proposal)
     if proposal is None or not await proposals.move(
         wctx.sm, proposal.id, proposals.PROPOSED, proposals.REJECTED
     ):
@@ -76,7 +84,9 @@ async def run_revise(wctx: WorkerContext, run: RunRow) -> Outcome:
             wctx, run, "/revise", "say what to change, e.g. /revise keep the old function name."
         )
     target = await latest_target(wctx, run)
-    proposal = await _proposal(wctx, run)
+    proposal = await _proposal(wctx, run, "/revise")
+    if isinstance(proposal, str):
+        return await refuse(wctx, run, "/revise", proposal)
     if proposal is not None and wiki_proposal.is_knowledge(proposal):  # an ADR or learned facts
         target = await runs.by_id(wctx.sm, proposal.run_id)
         if target is not None and target.kind not in REVISED_FROM:
@@ -118,9 +128,9 @@ async def run_retry(wctx: WorkerContext, run: RunRow) -> Outcome:
     detail = await runs.detail(wctx.sm, target.id)
     failed = next((p["name"] for p in detail["phases"] if p["status"] != "done"), None)
     phase = _retry_phase(run, _workflow(target), failed)
-    open_proposal = await _proposal(wctx, run)
-    if open_proposal is not None and open_proposal.status == proposals.PROPOSED:
-        await proposals.move(wctx.sm, open_proposal.id, proposals.PROPOSED, proposals.STALE)
+    for open_proposal in await proposals.latest_open(wctx.sm, run.subject, run.id):
+        if open_proposal.run_id == target.id and open_proposal.status == proposals.PROPOSED:
+            await proposals.move(wctx.sm, open_proposal.id, proposals.PROPOSED, proposals.STALE)
     if not await _reopen(wctx, run, target, phase):
         return await refuse(wctx, run, "/retry", f"run {target.id[:12]} could not be reopened.")
     await respond(wctx, run, "/retry", f"Retrying run {target.id[:12]} from {phase}.")

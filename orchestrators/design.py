@@ -132,14 +132,15 @@ def _today() -> datetime.date:
 
 async def unclaimed(knowledge: Knowledge, page: Page) -> Page:
     """`page` at a path no other decision holds: page paths keep 60 characters of the title, so a
-    different decision whose title starts the same gets a number rather than overwriting that one (the
-    same title is an update of the same decision). A wiki that cannot be read changes nothing here."""
+    decision from another source (another ticket) whose title starts the same gets a number rather than
+    overwriting that one (a redraft from the same source updates its own page). A wiki that cannot be read
+    changes nothing here; `wiki_proposal.land` checks the path again when the page lands."""
     for number in range(2, 100):
         try:
             held = await knowledge.wiki.get(page.path)
         except Exception:  # the wiki is checked again when the page lands
             return page
-        if held is None or held.title == page.title:
+        if held is None or held.source == page.source:
             return page
         title = f"{wiki_proposal.title_of(page.title, 40)} ({number})"
         page = page.model_copy(update={"title": title, "path": page_path("decision", title)})
@@ -162,9 +163,12 @@ async def draft(ctx: PhaseContext) -> PhaseResult:
 
 async def propose(ctx: PhaseContext) -> PhaseResult:
     drafted, key = ctx.output("draft", Drafted), progress.issue_key(ctx.run)
-    proposal = await wiki_proposal.propose(
-        ctx.wctx, ctx.run, "design", key, [drafted.page], project_path=drafted.project_path, ref=key
-    )
+    try:
+        proposal = await wiki_proposal.propose(
+            ctx.wctx, ctx.run, "design", key, [drafted.page], project_path=drafted.project_path, ref=key
+        )
+    except wiki_proposal.NothingShowable as exc:
+        raise PhaseFailed(f"the ADR was not proposed: {exc}") from exc
     stop = Outcome(status.WAITING, f"ADR proposal {proposal.id} posted on {key}; waiting for /approve")
     return PhaseResult({"proposal_id": proposal.id}, stop=stop)
 

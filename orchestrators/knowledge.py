@@ -162,8 +162,9 @@ def item(page: Page) -> KnowledgeItem:
 
 
 def _ours(page: Page, modules: Sequence[str]) -> bool:
-    """A fact scoped to modules belongs to this change when one of them covers what it touches."""
-    return not modules or not page.modules or best_coverage(page.modules, modules) > 0.0
+    """A fact scoped to modules belongs to this change when one of them covers what it touches; when no
+    module could be guessed, only facts scoped to no module (they apply everywhere) are kept."""
+    return not page.modules or (bool(modules) and best_coverage(page.modules, modules) > 0.0)
 
 
 def _reason(exc: BaseException) -> str:

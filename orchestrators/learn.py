@@ -367,10 +367,15 @@ async def gather(ctx: PhaseContext) -> PhaseResult:
 
 async def propose(ctx: PhaseContext) -> PhaseResult:
     found = ctx.output("gather", Gathered)
-    proposal = await wiki_proposal.propose(
-        ctx.wctx, ctx.run, "learn", found.key, found.pages, project_path=found.project_path, ref=found.ref
+    try:
+        proposal = await wiki_proposal.propose(
+            ctx.wctx, ctx.run, "learn", found.key, found.pages, project_path=found.project_path, ref=found.ref
+        )
+    except wiki_proposal.NothingShowable as exc:
+        return PhaseResult({}, stop=Outcome(status.SUCCEEDED, f"nothing proposed: {exc}"[:500]))
+    posted = (
+        f"knowledge proposal {proposal.id} ({len(proposal.target['pages'])} page(s)) posted on {found.key}"
     )
-    posted = f"knowledge proposal {proposal.id} ({len(found.pages)} page(s)) posted on {found.key}"
     stop = Outcome(status.WAITING, f"{posted}; waiting for /approve")
     return PhaseResult({"proposal_id": proposal.id}, stop=stop)
 

@@ -1,5 +1,11 @@
 """`/approve`: check the approver and that the proposal is current, then push, open the MR, link it (a
-proposal of wiki pages lands in the wiki instead: orchestrators/wiki_proposal.py)."""
+proposal of wiki pages lands in the wiki instead: orchestrators/wiki_proposal.py).
+
+A ticket can hold an open proposal of each family at once (a code change, an architecture decision,
+learned facts: bot/store/proposals.py `family`). `addressed` finds the one a command means: the one its
+first word names, else the only open one; with several open, a bare command is refused with the exact
+replies that name each.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,32 @@ from orchestrators.resources import Clients, WorkerContext
 from orchestrators.venue import addressee, args_of, author_of, refuse
 
 SHIPPED_BY = "baton"
+
+
+def what(proposal: ProposalRow) -> str:
+    """A proposal's family in words."""
+    if wiki_proposal.is_knowledge(proposal):
+        return "architecture decision" if proposal.target.get("origin") == "design" else "learned facts"
+    return "code change"
+
+
+async def addressed(wctx: WorkerContext, run: RunRow, command: str) -> ProposalRow | str | None:
+    """The proposal `command` acts on here: the open one its first word names (id, or 7+ characters of its
+    SHA), else the only open one, else the subject's newest (whatever its status; None: there is none).
+    A reason (str) when several families have an open proposal and the command names none of them."""
+    opens = await proposals.latest_open(wctx.sm, run.subject, run.id)
+    words = args_of(run).split(maxsplit=1)
+    if words:
+        named = [p for p in opens if approval.names_latest(p.id, p.sha, words[0])]
+        if named:
+            return named[0]
+    resuming = [p for p in opens if p.status == proposals.APPROVED]
+    if resuming:
+        return resuming[0]
+    if len(opens) > 1:
+        replies = "; ".join(f"for the {what(p)} reply `{command} {p.id}`" for p in opens)
+        return f"{len(opens)} proposals are open on this ticket, so say which: {replies}."
+    return opens[0] if opens else await proposals.latest(wctx.sm, run.subject)
 
 
 def _named(proposal: ProposalRow, args: str) -> bool:
@@ -94,7 +126,9 @@ async def _ship(wctx: WorkerContext, run: RunRow, proposal: ProposalRow) -> str:
 
 async def run_approve(wctx: WorkerContext, run: RunRow) -> Outcome:
     """The `approve` run: every check at execution time, compare-and-set, then the external writes once."""
-    proposal = await proposals.latest(wctx.sm, run.subject)
+    proposal = await addressed(wctx, run, "/approve")
+    if isinstance(proposal, str):
+        return await refuse(wctx, run, "/approve", proposal)
     refused = await _check(wctx, run, proposal)
     if refused or proposal is None:
         return await refuse(
@@ -105,8 +139,7 @@ async def run_approve(wctx: WorkerContext, run: RunRow) -> Outcome:
             wctx, run, "/approve", f"proposal {proposal.id} was approved by someone else just now."
         )
     if wiki_proposal.is_knowledge(proposal):
-        sha = await wiki_proposal.land(wctx, run, proposal)
-        return Outcome(status.SUCCEEDED, f"landed proposal {proposal.id} in the wiki {sha[:12]}".rstrip())
+        return await wiki_proposal.approved(wctx, run, proposal)
     try:
         url = await _ship(wctx, run, proposal)
     except HeadMoved as exc:

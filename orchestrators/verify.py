@@ -1,8 +1,11 @@
 """`/verify <page>`: a person confirms a wiki page, which becomes `verified` (once, through the ledger).
 
 Briefs and reviews show every fact with its status; agent-written facts arrive `inferred` and stay so
-until someone who may use `/verify` (config/skills.yaml) confirms them. The reply goes where the
-command was typed; an unknown page is refused with the closest page names.
+until someone who may use `/verify` confirms them. A verified page changes the briefs and reviews of
+every project, so on Jira only the people who may `/approve` on the ticket's project (config/projects.yaml
+`approvers`) may use it; in a merge request, members with the access config/skills.yaml asks for (or the
+users it names). The reply goes where the command was typed; an unknown page is refused with the
+closest page names.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from bot.clients.retry import RetryableError, exactly_once
 from bot.knowledge import STATUSES, Page, PageError
 from bot.store import status
 from bot.store.runs import RunRow
-from orchestrators import Outcome
+from orchestrators import Outcome, approval
 from orchestrators.ports import Knowledge
 from orchestrators.proposal import Flavor, code, inline
 from orchestrators.resources import WorkerContext
-from orchestrators.venue import args_of, author_of, flavor, refuse, respond
+from orchestrators.venue import JiraTicket, args_of, author_of, flavor, refuse, respond, venue_of
 
 COMMAND = "/verify"
 EXAMPLE = "/verify pitfalls/retry-after.md"
@@ -96,9 +99,30 @@ async def _verify(wctx: WorkerContext, run: RunRow, page: Page) -> str:
     )
 
 
+async def not_an_approver(wctx: WorkerContext, run: RunRow) -> str | None:
+    """Why the author may not /verify on this Jira ticket (None: they may; a merge request thread is left
+    to the skill's GitLab access check, done by the worker before this runs)."""
+    venue = venue_of(run)
+    if not isinstance(venue, JiraTicket):
+        return None
+    clients = wctx.need_clients()
+    project = clients.projects.for_jira(venue.issue.rsplit("-", 1)[0])
+    if project is None:
+        return (
+            f"the Jira project of {venue.issue} is not in the project mapping, so nobody may verify from it."
+        )
+    refused = await approval.refusal(clients.jira, wctx.settings, project, author_of(run), None)
+    if refused is None:
+        return None
+    return f"{refused} A verified page changes every project's briefs and reviews: /verify takes an approver."
+
+
 async def run_verify(wctx: WorkerContext, run: RunRow) -> Outcome:
     """`/verify <page>`: the page becomes `verified` (exactly once) and the person is told so here."""
     clients, name = wctx.need_clients(), page_name(args_of(run))
+    refused = await not_an_approver(wctx, run)
+    if refused:
+        return await refuse(wctx, run, COMMAND, refused)
     if not name:
         return await refuse(wctx, run, COMMAND, "say which page to verify.", f"For example: `{EXAMPLE}`")
     try:

@@ -1,4 +1,9 @@
-"""Proposals: what a run offers for approval, bound to a commit SHA, moved by compare-and-set."""
+"""Proposals: what a run offers for approval, bound to a commit SHA, moved by compare-and-set.
+
+A subject (a ticket, a merge request) can hold proposals of several families at once — a code change, an
+architecture decision, learned facts (`family`: the target's `kind` and `origin`). A new proposal makes
+only the older open proposals of its own family stale, so one never cancels another family's.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,12 @@ class ProposalRow:
     target: dict[str, Any]
 
 
+def family(target: dict[str, Any]) -> tuple[str, str]:
+    """Which proposals replace each other: same `kind` and `origin` in the target (code proposals have a
+    kind of their own and no origin; knowledge proposals are `knowledge` from `learn` or `design`)."""
+    return str(target.get("kind") or ""), str(target.get("origin") or "")
+
+
 def _row(p: Proposal) -> ProposalRow:
     return ProposalRow(p.id, p.run_id, p.subject, p.status, p.sha or "", p.diff_hash, dict(p.target))
 
@@ -38,17 +49,30 @@ async def create(
     diff_hash: str,
     target: dict[str, Any],
 ) -> ProposalRow:
-    """Record a proposal (once per run and SHA) and mark the subject's older open proposals stale."""
+    """Record a proposal (once per run and SHA while it is open) and mark the subject's older open
+    proposals of the same family stale. A run that proposes the same SHA again after its proposal was
+    closed (a `/revise` whose redraft came out identical) gets a new proposal."""
     async with sm.begin() as session:
-        same = await session.execute(select(Proposal).where(Proposal.run_id == run_id, Proposal.sha == sha))
-        existing = same.scalar_one_or_none()
+        same = await session.execute(
+            select(Proposal).where(
+                Proposal.run_id == run_id, Proposal.sha == sha, Proposal.status == PROPOSED
+            )
+        )
+        existing = same.scalars().first()
         if existing is not None:
             return _row(existing)
-        await session.execute(
-            update(Proposal)
-            .where(Proposal.subject == subject, Proposal.status == PROPOSED)
-            .values(status=STALE, updated_at=utcnow())
+        open_rows = await session.execute(
+            select(Proposal.id, Proposal.target).where(
+                Proposal.subject == subject, Proposal.status == PROPOSED
+            )
         )
+        replaced = [row.id for row in open_rows if family(dict(row.target)) == family(target)]
+        if replaced:
+            await session.execute(
+                update(Proposal)
+                .where(Proposal.id.in_(replaced), Proposal.status == PROPOSED)
+                .values(status=STALE, updated_at=utcnow())
+            )
         now = utcnow()
         proposal = Proposal(
             id=uuid.uuid4().hex[:12], run_id=run_id, subject=subject, status=PROPOSED, sha=sha,
@@ -64,6 +88,23 @@ async def latest(sm: async_sessionmaker[AsyncSession], subject: str) -> Proposal
     async with sm() as session:
         found = (await session.execute(query)).scalar_one_or_none()
     return _row(found) if found else None
+
+
+async def latest_open(sm: async_sessionmaker[AsyncSession], subject: str, run_id: str) -> list[ProposalRow]:
+    """The newest proposal of each family on the subject that is still open (`proposed`, or `approved` by
+    the run `run_id`, which is resuming it), newest first."""
+    query = select(Proposal).where(Proposal.subject == subject).order_by(Proposal.created_at.desc())
+    async with sm() as session:
+        rows = [_row(p) for p in (await session.execute(query.limit(500))).scalars()]
+    newest: dict[tuple[str, str], ProposalRow] = {}
+    for row in rows:
+        newest.setdefault(family(row.target), row)
+    return [row for row in newest.values() if is_open(row, run_id)]
+
+
+def is_open(row: ProposalRow, run_id: str) -> bool:
+    """Waiting for a decision, or approved by `run_id` (a retried approve run resumes it)."""
+    return row.status == PROPOSED or (row.status == APPROVED and row.target.get("approved_by_run") == run_id)
 
 
 async def get(sm: async_sessionmaker[AsyncSession], proposal_id: str) -> ProposalRow | None:

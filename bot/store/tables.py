@@ -21,7 +21,10 @@ class Base(DeclarativeBase):
 UNREDACTED_COLUMNS = {
     "deliveries.reason": "what the webhook endpoint answered about a delivery kept as sent",
     "deliveries.payload": "the delivery as GitLab or Jira sent it (deduplication and replay need it)",
-    "proposals.target": "routing the push depends on: worktree, branch, project, remote",
+    "proposals.target": (
+        "routing the push depends on (worktree, branch, project, remote); a knowledge proposal's pages "
+        "land in the wiki as stored, so orchestrators/wiki_proposal.py redacts them before storing"
+    ),
 }
 
 

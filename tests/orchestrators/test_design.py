@@ -95,8 +95,8 @@ def test_the_default_scenario_answers_the_design_label_with_a_valid_adr() -> Non
 
 
 async def test_a_different_decision_never_takes_another_ones_page(tmp_path: Path) -> None:
-    """Paths keep 60 characters of a title: a different decision whose title starts the same gets a
-    numbered one; the same title is an update of that decision and keeps its path."""
+    """Paths keep 60 characters of a title: a decision from another ticket whose title starts the same (or
+    is the same) gets a numbered one; a redraft from the same ticket updates its own page."""
     knowledge = FakeKnowledge()
     first = {
         **DRAFT,
@@ -112,7 +112,9 @@ async def test_a_different_decision_never_takes_another_ones_page(tmp_path: Path
     other = await unclaimed(knowledge, drafted)
     assert other.path != held.path and other.title.endswith("(2)")
     assert other.path == page_path("decision", other.title) and other.title.startswith("Every public")
-    again = await unclaimed(knowledge, adr_page(AdrDraft.model_validate(first), "DEMO-3", TODAY))
+    again = await unclaimed(knowledge, adr_page(AdrDraft.model_validate(first), "DEMO-2", TODAY))
     assert again.path == held.path
+    same_title = await unclaimed(knowledge, adr_page(AdrDraft.model_validate(first), "DEMO-3", TODAY))
+    assert same_title.path != held.path and same_title.title.endswith("(2)")
     knowledge.broken = OSError("wiki gone")
     assert await unclaimed(knowledge, other) == other

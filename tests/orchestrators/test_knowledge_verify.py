@@ -22,9 +22,11 @@ from tests.support.tables import (
     APPROVER,
     DEVELOPER,
     ISSUE,
+    MAINTAINER,
     MR_IID,
     OUTSIDER,
     PROJECT_ID,
+    REQUESTER,
     REVIEWER,
     GitLabPerson,
     JiraPerson,
@@ -85,7 +87,7 @@ async def _command(
     if venue == "jira":
         reader = who if isinstance(who, JiraPerson) else APPROVER
         return await t.deliver("jira", jira_comment(text, reader)), ("add_comment", ISSUE)
-    member = who if isinstance(who, GitLabPerson) else DEVELOPER
+    member = who if isinstance(who, GitLabPerson) else MAINTAINER
     _, note = t.fakes.gitlab.add_note(PROJECT_ID, MR_IID, member.user, text, thread)
     run_id = await t.deliver("gitlab", gitlab_note(text, member, note, thread))
     return run_id, ("reply_in_discussion", PROJECT_ID, MR_IID, thread)
@@ -119,11 +121,11 @@ async def test_verify(tmp_path: Path, venue: str, case: Case) -> None:
         opening, closing = CODE[venue]
         assert case.said.format(code=opening, end=closing) in said
         if venue == "gitlab":
-            assert said.startswith(f"@{DEVELOPER.username}")
+            assert said.startswith(f"@{MAINTAINER.username}")
         assert run.status == status.SUCCEEDED
         verifies = [c for c in t.fakes.knowledge.calls if c[0] == "verify"]
         if case.verified:
-            who = APPROVER.display_name if venue == "jira" else DEVELOPER.username
+            who = APPROVER.display_name if venue == "jira" else MAINTAINER.username
             assert verifies == [("verify", PITFALL.path, who)]
             assert t.fakes.knowledge.pages[PITFALL.path].status == "verified"
             assert "(it was " in said and "inferred" in said
@@ -145,13 +147,30 @@ def _jira_groups(t: Table, *groups: str) -> None:
 
 
 NOT_ALLOWED = [
-    ("gitlab", GUEST, None, "/verify is for members with developer access or higher; you have guest"),
+    ("gitlab", GUEST, None, "/verify is for members with maintainer access or higher; you have guest"),
+    (
+        "gitlab",
+        DEVELOPER,
+        None,
+        "/verify is for members with maintainer access or higher; you have developer",
+    ),
     ("jira", OUTSIDER, ("wiki-editors",), "/verify is for group wiki-editors."),
+    # a verified page changes every project's reviews: on Jira only the project's approvers may verify
+    ("jira", OUTSIDER, None, "only these may approve on TES: group baton-approvers."),
+    ("jira", REQUESTER, None, "only these may approve on TES: group baton-approvers."),
 ]
 
 
 @pytest.mark.parametrize(
-    ("venue", "who", "groups", "said"), NOT_ALLOWED, ids=["gitlab guest", "jira outsider"]
+    ("venue", "who", "groups", "said"),
+    NOT_ALLOWED,
+    ids=[
+        "gitlab guest",
+        "gitlab developer",
+        "jira outsider (skill groups)",
+        "jira outsider",
+        "jira reporter",
+    ],
 )
 async def test_verify_by_someone_not_allowed_changes_nothing(
     tmp_path: Path, venue: str, who: object, groups: tuple[str, ...] | None, said: str

@@ -210,15 +210,30 @@ def test_hostile_pages_cannot_break_out_of_the_proposal_comment() -> None:
     assert not any(line.startswith(("h1.", "@all")) for line in outside.splitlines())
 
 
-def test_a_proposal_too_long_for_one_comment_names_the_pages_it_leaves_out() -> None:
+def test_pages_too_long_to_show_whole_are_not_proposed_and_the_comment_says_so() -> None:
+    """Approvers read every page whole (folded in `{expand}`); a page that does not fit is left out of the
+    proposal, named with the reason, so nothing lands that nobody could read."""
     page = candidates(lessons(), TODAY)[0]
     big = [
-        page.model_copy(update={"path": f"history/p{n}.md", "title": f"page {n}", "body": "y" * 20_000})
-        for n in range(20)
+        page.model_copy(
+            update={"path": f"history/p{n}.md", "title": f"page {n}", "body": f"{n} " + "y" * 9_000}
+        )
+        for n in range(5)
     ]
-    text = wiki_proposal.render("a1b2c3d4e5f6", "learn", "DEMO-1", "demo/calculator!3", big)
+    shown, left_out = wiki_proposal.fitting("learn", big)
+    assert [p.path for p in shown] == [f"history/p{n}.md" for n in range(3)]
+    assert [p.path for p in left_out] == ["history/p3.md", "history/p4.md"]
+    text = wiki_proposal.render(
+        "a1b2c3d4e5f6", "learn", "DEMO-1", "demo/calculator!3", shown, left_out=left_out
+    )
     assert len(text) < JIRA_MAX_CHARS
-    assert "Not shown for length (they land too)" in text and "{{history/p19.md}}" in text
+    for p in shown:  # every proposed page's text, whole, inside an {expand} section
+        assert (
+            "{expand:The page's text (9,002 characters)}\n{noformat}\n" + p.body + "\n{noformat}\n{expand}"
+            in text
+        )
+    assert "Not proposed: {{history/p3.md}}, {{history/p4.md}} — too long to show whole" in text
+    assert "2 " + "y" * 9_000 in text and "3 " + "y" * 20 not in text
 
 
 def test_the_stored_pages_of_a_proposal_are_validated_when_read_back() -> None:
