@@ -27,6 +27,7 @@ _GITLAB_PATH_RE = re.compile(
 )
 _NAME_RE = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 _LABEL_RE = re.compile(r"[^\s\x00-\x1f\x7f]{1,255}")
+_SAFE_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _BAD_REF_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(?:/|$)")
 
 
@@ -74,22 +75,32 @@ def _refuse_duplicate_keys(node: yaml.MappingNode) -> None:
 
 
 def load_yaml(text: str, *, max_bytes: int = MAX_YAML_BYTES) -> Any:
-    """`yaml.safe_load` behind limits: size, expanded node count (alias bombs), cycles, duplicate keys."""
+    """`yaml.safe_load` behind limits: size, expanded node count (alias bombs), cycles, duplicate keys.
+    The document is composed once, checked, then constructed from those nodes (libyaml's safe loader
+    when PyYAML has it: ~10× faster than the pure-Python one)."""
     if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise YamlRefused(f"the document is larger than {max_bytes} bytes")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is None:
-            return None
-        _expanded_size(node, {}, set())
-        return yaml.safe_load(text)
+        loader = _SAFE_LOADER(text)  # the pure-Python reader checks the characters here
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _expanded_size(node, {}, set())
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
+        if "maximum nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own depth limit
+            raise YamlRefused("the document is nested too deeply") from None
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__
         raise YamlRefused(f"not valid YAML: {problem}{where}") from None
     except RecursionError:
         raise YamlRefused("the document is nested too deeply") from None
+    except UnicodeError:  # lone surrogates: libyaml reads UTF-8
+        raise YamlRefused("not valid YAML: characters that are not Unicode text") from None
 
 
 def _short(value: object) -> str:

@@ -6,6 +6,7 @@ import contextlib
 import datetime
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,8 @@ from bot.knowledge.pages import (
     parse_page,
     render_page,
 )
+from config import projects
+from config.projects import YamlRefused, load_yaml
 from tests.knowledge.support import page
 
 GOOD = b"""---
@@ -159,6 +162,34 @@ def test_a_long_body_is_truncated_with_a_visible_note() -> None:
     whole = parse_page("history/long.md", doc(FRONT.replace("pitfall", "history")) + body, truncate=False)
     assert whole.body.endswith(body.decode().rstrip())
     assert len(whole.body.encode()) > len(body)
+
+
+HOSTILE_YAML = [
+    ("[" * 3000 + "]" * 3000, "nested too deeply"),
+    ("{a: " * 1200 + "1" + "}" * 1200, "nested too deeply"),
+    ("a: &x [1]\nb: [*x, *x, *x]\nc: &c [*c]\n", "refers to itself|undefined alias"),
+    ("a: *nope\n", "undefined alias"),
+    ("a: 1\na: 2\n", "duplicate key 'a' \\(line 2\\)"),
+    ("a: b\x00\n", "not valid YAML"),
+    ("a: \ud800\n", "not valid YAML"),
+    ("a: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
+]
+
+
+@pytest.mark.parametrize("loader", [yaml.SafeLoader, yaml.CSafeLoader], ids=["python", "libyaml"])
+def test_front_matter_yaml_is_read_and_refused_alike_by_either_loader(
+    monkeypatch: pytest.MonkeyPatch, loader: type[yaml.SafeLoader] | type[yaml.CSafeLoader]
+) -> None:
+    monkeypatch.setattr(projects, "_SAFE_LOADER", loader)
+    for text, message in HOSTILE_YAML:
+        with pytest.raises(YamlRefused, match=message):
+            load_yaml(text)
+    assert parse_page("pitfalls/x.md", GOOD).modules == ("bot/clients/gitlab.py", "bot/clients/**")
+    assert load_yaml("a: &x {k: 1}\nb: {<<: *x, z: 2}\nc: 2024-08-07\n") == {
+        "a": {"k": 1},
+        "b": {"k": 1, "z": 2},
+        "c": datetime.date(2024, 8, 7),
+    }
 
 
 def test_page_paths_are_safe_slugs() -> None:
