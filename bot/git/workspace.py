@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from bot.git.diffstat import DiffStat, parse_numstat
 from bot.git.errors import HeadMoved, NothingToCommit, UnsafeInput, WorkspaceError
 from bot.git.lock import file_lock
 from bot.git.paths import check_run_id, mirror_dirname
+from bot.git.pool import Lease, Pool, normalize_modes
 from bot.git.runner import GitResult, GitRunner
 
 # Upstream branches land under refs/remotes/origin/, never in refs/heads/: run branches live there, and
@@ -29,6 +31,9 @@ DIFF_FLAGS = ("--no-ext-diff", "--no-textconv", "--no-color", "--no-renames")
 COMMIT_FLAGS = ("--quiet", "--no-verify", "--no-gpg-sign", "--cleanup=verbatim", "--file=-")
 _NAME_RE = re.compile(r"[^\x00-\x1f<>\x7f]{1,200}")
 _EMAIL_RE = re.compile(r"[^\x00-\x20<>\x7f]{1,254}")
+POOL_SIZE = 2  # warm worktrees kept per repository (BATON_WORKSPACE_POOL)
+STATUS_ALL = ("status", "--porcelain", "--ignored", "-z", "--untracked-files=all")
+log = logging.getLogger(__name__)
 
 
 class Secret(Protocol):
@@ -81,7 +86,8 @@ def _seed_index(source: str, target: Path) -> None:
 
 
 class Workspace:
-    """`root/mirrors/<id>.git` (one per repository) and `root/worktrees/<run_id>` (one per run)."""
+    """`root/mirrors/<id>.git` (one per repository), `root/worktrees/<run_id>` (one per run) and
+    `root/pool/<mirror>/<n>` (up to `pool_size` idle worktrees per repository, reused warm)."""
 
     def __init__(
         self,
@@ -91,6 +97,7 @@ class Workspace:
         runner: GitRunner | None = None,
         username: str = DEFAULT_USERNAME,
         lock_wait_s: float = 600.0,
+        pool_size: int = POOL_SIZE,
     ) -> None:
         self.root = root.resolve()
         self.author = author
@@ -99,6 +106,8 @@ class Workspace:
         self._runner = runner or GitRunner()
         self._username = username
         self._lock_wait_s = lock_wait_s
+        self.pool_dir = self.root / "pool"
+        self._pool_size = pool_size
 
     # -- mirrors -------------------------------------------------------------------------------
 
@@ -146,10 +155,71 @@ class Workspace:
         async with self._locked(mirror):
             sha = await self._resolve(mirror, base_ref)
             await self._drop_unused_branch(mirror, branch)
-            await self._mgit(
-                mirror, ["worktree", "add", "--quiet", "-b", branch, "--end-of-options", str(path), sha]
-            )
+            if not await self._lease_warm(mirror, path, branch, sha):
+                await self._mgit(
+                    mirror, ["worktree", "add", "--quiet", "-b", branch, "--end-of-options", str(path), sha]
+                )
         return path
+
+    # -- the pool of warm worktrees (callers hold the mirror's lock) ------------------------------
+
+    def pool(self, mirror: Path) -> Pool:
+        return Pool(self.pool_dir / mirror.stem, self._pool_size)
+
+    async def _lease_warm(self, mirror: Path, path: Path, branch: str, sha: str) -> bool:
+        """Take an idle worktree, reset it to `sha` on `branch`, verified clean, and move it to `path`."""
+        pool = self.pool(mirror)
+        lease = pool.claim(path.name, occupied=True)
+        if lease is None:
+            return False
+        try:
+            if lease.reclaimed:
+                log.warning("workspace slot %s: reclaimed the lease of %s", lease.path, lease.reclaimed)
+            if await self._reset(lease, branch, sha):
+                moved = ["worktree", "move", "--end-of-options", str(lease.path), str(path)]
+                if (await self._mgit(mirror, moved, check=False)).returncode == 0:
+                    return True
+            log.warning("workspace slot %s did not reset clean; discarded", lease.path)
+            await _delete_tree(lease.path)
+            await self._mgit(mirror, ["worktree", "prune"], check=False)
+            await self._mgit(mirror, ["branch", "--quiet", "-D", "--end-of-options", branch], check=False)
+            return False
+        finally:
+            pool.release(lease)
+
+    async def _reset(self, lease: Lease, branch: str, sha: str) -> bool:
+        """`checkout --force` (only files that differ are written), `clean -ffdx` (untracked and ignored
+        leftovers), modes as a fresh checkout; True only if `status --ignored` then shows nothing at all."""
+        slot = lease.path
+        checkout = ["checkout", "--force", "--quiet", "--no-recurse-submodules", "-b", branch, sha]
+        if (await self._slot_git(slot, checkout)).returncode != 0:
+            return False
+        if (await self._slot_git(slot, ["clean", "-ffdxq"])).returncode != 0:
+            return False
+        await asyncio.to_thread(normalize_modes, slot)
+        status = await self._slot_git(slot, STATUS_ALL)
+        head = await self._slot_git(slot, ["rev-parse", "--verify", "--quiet", "HEAD"])
+        return status.returncode == 0 and not status.stdout and head.text == sha
+
+    async def _park(self, mirror: Path, path: Path) -> bool:
+        """Move a finished run's worktree into a vacant slot, HEAD detached (its branch stays free)."""
+        pool = self.pool(mirror)
+        lease = pool.claim(path.name, occupied=False)
+        if lease is None:
+            return False
+        try:
+            head = await self._wt_git(path, ["rev-parse", "--verify", "--quiet", "HEAD"], check=False)
+            if head.returncode != 0 or not is_sha(head.text):
+                return False
+            await self._wt_git(path, ["update-ref", "--no-deref", "HEAD", head.text])
+            moved = ["worktree", "move", "--end-of-options", str(path), str(lease.path)]
+            return (await self._mgit(mirror, moved, check=False)).returncode == 0
+        finally:
+            pool.release(lease)
+
+    async def _slot_git(self, slot: Path, args: Sequence[str]) -> GitResult:
+        scoped = {"GIT_CEILING_DIRECTORIES": str(slot.parent)}
+        return await self._runner.run(args, cwd=slot, env=scoped, check=False)
 
     @asynccontextmanager
     async def run_worktree(
@@ -175,7 +245,8 @@ class Workspace:
 
     async def _remove_locked(self, mirror: Path, path: Path, *, keep_branch: bool) -> None:
         branch = self._checked_out_branch(path)
-        await _delete_tree(path)
+        if not await self._park(mirror, path):
+            await _delete_tree(path)
         await self._mgit(mirror, ["worktree", "prune"])
         if branch is not None and not keep_branch:
             await self._mgit(mirror, ["update-ref", "-d", "--end-of-options", branch], check=False)

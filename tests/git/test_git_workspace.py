@@ -192,7 +192,9 @@ async def test_cleanup_after_success_and_after_failure(tmp_path: Path, upstream:
         await crashing_run()
 
     assert list((ws.root / "worktrees").iterdir()) == []
-    assert git("worktree", "list", "--porcelain", cwd=mirror).count("worktree ") == 1
+    listed = git("worktree", "list", "--porcelain", cwd=mirror)
+    assert listed.count("worktree ") == 1 + 1  # the mirror, and one worktree both runs used in turn
+    assert listed.count("detached") == 1 and str(ws.worktrees) not in listed
     assert "refs/heads/" not in git("for-each-ref", "--format=%(refname)", cwd=mirror)
 
 

@@ -1,0 +1,226 @@
+"""Warm, leased worktrees: a reset worktree is the same tree as a fresh checkout, a lease is one holder's
+at a time (across processes), and a crashed holder's lease is reclaimed and its leftovers reset."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.git.pool import Pool, normalize_modes
+from bot.git.workspace import Workspace
+from tests.git.repos import BOT, Upstream, git
+
+Snapshot = dict[str, tuple[str, int, bytes]]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def snapshot(tree: Path) -> Snapshot:
+    """Every path under `tree` but its top `.git`: kind, permission bits, bytes (or link target)."""
+    found: Snapshot = {}
+    for top, dirs, files in os.walk(tree):
+        for name in (*dirs, *files):
+            path = Path(top, name)
+            rel = str(path.relative_to(tree))
+            if rel == ".git":
+                continue
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                found[rel] = ("link", 0, os.fsencode(os.readlink(path)))
+            elif stat.S_ISDIR(info.st_mode):
+                found[rel] = ("dir", stat.S_IMODE(info.st_mode), b"")
+            else:
+                found[rel] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
+        dirs[:] = [d for d in dirs if not (top == str(tree) and d == ".git")]
+    return found
+
+
+def fresh(upstream: Upstream, sha: str, where: Path) -> Snapshot:
+    git("clone", "--quiet", "--no-checkout", str(upstream.bare), str(where))
+    git("checkout", "--quiet", "--detach", sha, cwd=where)
+    return snapshot(where)
+
+
+def seed_tree(upstream: Upstream) -> str:
+    seed = upstream.seed
+    (seed / ".gitignore").write_text("build/\n*.pyc\n")
+    (seed / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (seed / "run.sh").chmod(0o755)
+    (seed / "docs").mkdir()
+    (seed / "docs" / "guide.md").write_text("# guide\n")
+    (seed / "src" / "keep.txt").write_text("kept\n")
+    (seed / "link").symlink_to("src/app.py")
+    return upstream.commit("data.bin", "\x00\x01binary\n")
+
+
+def dirty(tree: Path) -> None:
+    """What a run may leave: edits, deletions, mode changes, untracked, ignored, staged, nested repos."""
+    (tree / "src" / "app.py").write_text("print('changed by the run')\n")
+    (tree / "docs" / "guide.md").unlink()
+    (tree / "run.sh").chmod(0o644)
+    (tree / "src" / "keep.txt").chmod(0o4777)
+    (tree / "link").unlink()
+    (tree / "link").write_text("no longer a link\n")
+    (tree / "notes.txt").write_text("untracked\n")
+    (tree / "build").mkdir()
+    (tree / "build" / "out.o").write_bytes(b"\x7fELF")
+    (tree / "src" / "cache.pyc").write_bytes(b"pyc")
+    (tree / "staged.txt").write_text("staged\n")
+    git("add", "staged.txt", cwd=tree)
+    git("init", "--quiet", str(tree / "vendor"))
+    (tree / "vendor" / "lib.c").write_text("int x;\n")
+
+
+async def test_a_reset_worktree_is_byte_identical_to_a_fresh_checkout(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    first_sha = seed_tree(upstream)
+    ws = Workspace(tmp_path / "ws", BOT, pool_size=1)
+    await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    one = await ws.create_worktree(upstream.repo_id, "run-1", "main", "baton/T-1-one")
+    warm_inode = one.stat().st_ino
+    (one / "committed.txt").write_text("on the run's branch\n")
+    await ws.commit_all(one, "T-1: a commit the next run must not see")
+    dirty(one)
+    await ws.remove_worktree("run-1")
+
+    two = await ws.create_worktree(upstream.repo_id, "run-2", "main", "baton/T-2-two")
+    assert two.stat().st_ino == warm_inode  # the same directory, reused warm
+    assert snapshot(two) == fresh(upstream, first_sha, tmp_path / "fresh-1")
+    assert git("symbolic-ref", "HEAD", cwd=two) == "refs/heads/baton/T-2-two"
+    assert git("rev-parse", "HEAD", cwd=two) == first_sha
+
+    dirty(two)
+    untouched = (two / ".gitignore").stat().st_ino
+    (upstream.seed / "src" / "keep.txt").unlink()
+    (upstream.seed / "new").mkdir()
+    (upstream.seed / "new" / "file.txt").write_text("new upstream\n")
+    second_sha = upstream.commit("src/app.py", "print('upstream moved on')\n")
+    await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    await ws.remove_worktree("run-2")
+
+    three = await ws.create_worktree(upstream.repo_id, "run-3", "main", "baton/T-3-three")
+    assert three.stat().st_ino == warm_inode
+    assert snapshot(three) == fresh(upstream, second_sha, tmp_path / "fresh-2")
+    assert (three / ".gitignore").stat().st_ino == untouched  # a file the new base did not change: kept
+    assert git("status", "--porcelain", "--ignored", cwd=three) == ""
+
+
+async def test_a_slot_that_does_not_reset_clean_is_discarded_for_a_fresh_checkout(
+    tmp_path: Path, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    sha = seed_tree(upstream)
+    ws = Workspace(tmp_path / "ws", BOT, pool_size=1)
+    mirror = await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    one = await ws.create_worktree(upstream.repo_id, "run-1", "main", "baton/T-1-one")
+    inode = one.stat().st_ino
+    await ws.remove_worktree("run-1")
+    slot = ws.pool(mirror).slots()[0]
+    (slot / ".git").write_text("gitdir: /nonexistent/elsewhere\n")  # a slot git no longer recognises
+    (slot / "leftover").write_text("must not be served\n")
+
+    with caplog.at_level(logging.WARNING, logger="bot.git.workspace"):
+        two = await ws.create_worktree(upstream.repo_id, "run-2", "main", "baton/T-2-two")
+    assert two.stat().st_ino != inode and not slot.exists()
+    assert snapshot(two) == fresh(upstream, sha, tmp_path / "fresh")
+    assert "did not reset clean; discarded" in caplog.text
+
+
+def overlaps(lines: list[str]) -> list[tuple[str, str]]:
+    leases = sorted((int(i), float(s), float(e), run) for i, s, e, run in (ln.split() for ln in lines))
+    return [
+        (a[3], b[3])
+        for n, a in enumerate(leases)
+        for b in leases[n + 1 :]
+        if a[0] == b[0] and b[1] < a[2] and a[1] < b[2]
+    ]
+
+
+def child(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.git.pool_child", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_two_processes_never_share_a_worktree(tmp_path: Path, upstream: Upstream) -> None:
+    seed_tree(upstream)
+    root = tmp_path / "ws"
+    await Workspace(root, BOT).ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    log = tmp_path / "leases.log"
+    procs = [child("cycle", str(root), upstream.repo_id, tag, "6", str(log)) for tag in ("a", "b")]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    lines = log.read_text().splitlines()
+    assert len(lines) == 12
+    assert overlaps(lines) == []
+    inodes = [line.split()[0] for line in lines]
+    assert len(set(inodes)) < len(inodes)  # worktrees were reused warm, one holder at a time
+
+
+async def test_tasks_of_one_process_never_share_a_slot(tmp_path: Path) -> None:
+    pool = Pool(tmp_path / "pool", 3)
+    for slot in pool.slots():
+        slot.mkdir(parents=True)
+    held = [pool.claim(f"run-{n}", occupied=True) for n in range(4)]
+    paths = [lease.path for lease in held if lease is not None]
+    assert len(paths) == 3 and len(set(paths)) == 3 and held[3] is None
+    assert pool.claim("vacant", occupied=False) is None  # every slot holds a worktree
+    first = held[0]
+    assert first is not None
+    Pool.release(first)
+    again = pool.claim("run-5", occupied=True)
+    assert again is not None and again.path == first.path and again.reclaimed is None
+
+
+async def test_a_crashed_holders_lease_is_reclaimed_and_reset(
+    tmp_path: Path, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    sha = seed_tree(upstream)
+    ws = Workspace(tmp_path / "ws", BOT, pool_size=1)
+    mirror = await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    await ws.create_worktree(upstream.repo_id, "run-0", "main", "baton/T-0")
+    await ws.remove_worktree("run-0")
+    slot = ws.pool(mirror).slots()[0]
+    holder = child("hold", str(slot.parent))
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        busy = await ws.create_worktree(upstream.repo_id, "run-1", "main", "baton/T-1")
+        assert slot.exists() and busy.stat().st_ino != slot.stat().st_ino  # a live holder keeps its slot
+        await ws.remove_worktree("run-1")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.communicate(timeout=30)
+    assert "crasher" in slot.with_suffix(".lease").read_text()  # the dead holder's record is still there
+
+    with caplog.at_level(logging.WARNING, logger="bot.git.workspace"):
+        two = await ws.create_worktree(upstream.repo_id, "run-2", "main", "baton/T-2")
+    assert not slot.exists()  # the abandoned slot was taken over, reset and handed to run-2
+    assert "reclaimed the lease of crasher" in caplog.text
+    assert snapshot(two) == fresh(upstream, sha, tmp_path / "fresh")
+    assert not slot.with_suffix(".lease").exists()
+
+
+def test_normalize_modes_restores_checkout_permissions(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir(mode=0o700)
+    (tmp_path / "d" / "f").write_text("x")
+    (tmp_path / "d" / "f").chmod(0o4777)
+    (tmp_path / "g").write_text("y")
+    (tmp_path / "g").chmod(0o666)
+    (tmp_path / "l").symlink_to("g")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert normalize_modes(tmp_path) == 3
+    assert stat.S_IMODE((tmp_path / "d" / "f").stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((tmp_path / "g").stat().st_mode) == 0o666 & ~umask
+    assert normalize_modes(tmp_path) == 0
