@@ -142,6 +142,38 @@ class Approvers(BaseModel):
         return ACCESS_LEVELS[self.gitlab_min_access]
 
 
+MAX_BUDGET_USD = 1_000_000.0
+
+
+def check_cap(value: float | None) -> float | None:
+    """A cost cap in USD: positive and finite (at most a million), or None for no cap."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not 0 < value <= MAX_BUDGET_USD:  # NaN fails both comparisons
+        raise ValueError(
+            f"must be a positive amount in USD, at most {MAX_BUDGET_USD:,.0f} (got {_short(value)})"
+        )
+    return float(value)
+
+
+class Budget(BaseModel):
+    """Cost caps in USD (orchestrators/budget.py): per ticket or merge request (every run on it), and per
+    team (this Jira project and its GitLab project) per calendar month, UTC. Unset: the BATON_BUDGET_*
+    default, or no cap."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ticket_usd: float | None = None
+    month_usd: float | None = None
+
+    @field_validator("ticket_usd", "month_usd", mode="before")
+    @classmethod
+    def _cap(cls, value: object) -> float | None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"must be a number of USD, not {_short(value)}")
+        return check_cap(value)
+
+
 class Project(BaseModel):
     """One mapping: a Jira project (optionally one component) ↔ a GitLab project."""
 
@@ -154,6 +186,7 @@ class Project(BaseModel):
     approvers: Approvers = Field(default_factory=Approvers)
     requester_may_approve: StrictBool = False
     target_branch: str | None = None
+    budget: Budget = Field(default_factory=Budget)
 
     @field_validator("jira_project", mode="before")
     @classmethod
@@ -240,7 +273,7 @@ def _explain(index: int, exc: ValidationError) -> str:
     where = _location(index, tuple(err["loc"]))
     if err["type"] == "extra_forbidden":
         field = str(err["loc"][-1])
-        known = list(Project.model_fields) + list(Approvers.model_fields)
+        known = list(Project.model_fields) + list(Approvers.model_fields) + list(Budget.model_fields)
         close = difflib.get_close_matches(field, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"{where}: unknown field{hint}"

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.projects import check_cap
+
 ENV_PREFIX = "BATON_"
 MIN_DASHBOARD_TOKEN_CHARS = 16
 DEFAULT_STATE_DIR = Path(".baton")
@@ -107,6 +109,10 @@ class Settings(BaseSettings):
     wiki_dir: Path | None = None  # default: <state_dir>/wiki
     wiki_remote: str | None = None  # a git URL the wiki fetches and pushes (token: BATON_GITLAB_TOKEN)
     knowledge_index: Path | None = None  # default: <state_dir>/knowledge.db
+    # Cost caps in USD for every project whose entry in the project map sets none (orchestrators/budget.py):
+    # all runs on one ticket or merge request, and a team's runs in a calendar month (UTC). Unset: no cap.
+    budget_ticket_usd: float | None = None
+    budget_month_usd: float | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -133,6 +139,11 @@ class Settings(BaseSettings):
         if value <= 0:
             raise ValueError("must be positive")
         return value
+
+    @field_validator("budget_ticket_usd", "budget_month_usd")
+    @classmethod
+    def _cap(cls, value: float | None) -> float | None:
+        return check_cap(value)
 
     @property
     def sandbox_mode(self) -> bool:

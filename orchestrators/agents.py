@@ -14,7 +14,12 @@ from bot.agent.profiles import ProfileName
 from bot.agent.result import AgentRequest, AgentResult
 from bot.agent.runner import run_agent
 from bot.git.runner import GitRunner
+from bot.store import runs
+from bot.store.engine import utcnow
+from orchestrators import budget
 from orchestrators.resources import WorkerContext
+
+OVER_BUDGET = "error_max_budget_usd"  # the CLI's result subtype when --max-budget-usd stopped it
 
 
 def agent_root(run_id: str) -> Path:
@@ -37,7 +42,28 @@ async def scratch_repo(wctx: WorkerContext, run_id: str) -> Path:
 
 
 class AgentFailed(RuntimeError):
-    """The agent call ended in an error (API error, timeout, max turns, a reviewer that changed files)."""
+    """The agent call ended in an error (API error, timeout, max turns, a reviewer that changed files).
+    `usage` is what the call cost anyway: the engine records it on the failed phase."""
+
+    def __init__(self, message: str, usage: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage or {}
+
+
+async def allowance(wctx: WorkerContext, run_id: str, pending_usd: float = 0.0) -> float | None:
+    """What the next agent call of the run may spend (None: no cap applies), from what has been spent on
+    its subject and its team; `BudgetExceeded` naming the cap when one is reached. `pending_usd` is what
+    the current phase has spent but not recorded yet."""
+    run = await runs.by_id(wctx.sm, run_id)
+    clients = wctx.clients
+    if run is None or clients is None:
+        return None
+    found = await budget.standing(wctx.sm, run.subject, clients.projects, wctx.settings, utcnow())
+    stop = found.stop(pending_usd)
+    if stop is not None:
+        raise budget.BudgetExceeded(stop)
+    remaining = found.remaining_usd
+    return None if remaining is None else remaining - pending_usd
 
 
 async def call(
@@ -49,7 +75,11 @@ async def call(
     output_model: type[BaseModel] | None = None,
     declared: tuple[str, ...] = (),
     run_id: str,
+    pending_usd: float = 0.0,
 ) -> AgentResult:
+    """One agent call for the run, within its cost caps (`allowance`); `AgentFailed` (or `BudgetExceeded`
+    when the CLI stopped at the cap) on an error or a read-only profile that changed the worktree."""
+    cap = await allowance(wctx, run_id, pending_usd)
     endpoint = wctx.need_clients().agent
     run_root = agent_root(run_id)
     orphans = await kill_stragglers(run_root)
@@ -68,19 +98,42 @@ async def call(
         model=endpoint.model,
         run_root=run_root,
         containment=endpoint.containment,
+        max_budget_usd=cap,
     )
     result = await run_agent(request)
+    if result.subtype == OVER_BUDGET:
+        raise await _over_budget(wctx, run_id, pending_usd + result.total_cost_usd, result)
     if result.is_error:
-        raise AgentFailed(f"the {profile} agent failed: {result.error or result.subtype or 'unknown error'}")
+        raise AgentFailed(
+            f"the {profile} agent failed: {result.error or result.subtype or 'unknown error'}", usage(result)
+        )
     if profile != "implementer" and result.worktree_changed:
-        raise AgentFailed(f"the {profile} changed the worktree; its answer is discarded (fails closed)")
+        raise AgentFailed(
+            f"the {profile} changed the worktree; its answer is discarded (fails closed)", usage(result)
+        )
     return result
 
 
+async def _over_budget(
+    wctx: WorkerContext, run_id: str, spent_usd: float, result: AgentResult
+) -> budget.BudgetExceeded:
+    """The CLI stopped the call at the budget it was given: say which cap, with what the call cost."""
+    try:
+        await allowance(wctx, run_id, spent_usd)
+        why = "Stopped: the agent call used up what the run's cost cap left it. Reply /retry to go on."
+    except budget.BudgetExceeded as exc:
+        why = str(exc)
+    return budget.BudgetExceeded(why, usage(result))
+
+
 def usage(result: AgentResult) -> dict[str, Any]:
-    """The PhaseResult keyword arguments that record this call's tokens and cost."""
+    """The PhaseResult keyword arguments that record this call's tokens and cost; input counts every
+    prompt token the model read: fresh, written to the cache and read from it."""
+    tokens = result.usage
     return {
-        "input_tokens": result.usage.input_tokens + result.usage.cache_read_input_tokens,
+        "input_tokens": tokens.input_tokens
+        + tokens.cache_creation_input_tokens
+        + tokens.cache_read_input_tokens,
         "output_tokens": result.usage.output_tokens,
         "cost_usd": result.total_cost_usd,
     }

@@ -1,14 +1,151 @@
-"""Cost budgets: what has been spent on a subject or a team, read from the phases' recorded cost."""
+"""Cost budgets: what has been spent on a subject or a team (the phases' recorded cost), the caps that
+apply to it (config/projects.yaml `budget`, else BATON_BUDGET_TICKET_USD / BATON_BUDGET_MONTH_USD), and
+the check made before every agent call (orchestrators/agents.py): a cap already reached stops the run
+with a reply naming it; otherwise what is left goes to the CLI as its own budget (`--max-budget-usd`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.store.tables import Phase, Run
+from config.projects import Project, ProjectMap
+from config.settings import Settings
+
+PROJECTS_FILE = "config/projects.yaml"
+
+
+class BudgetExceeded(RuntimeError):
+    """A cost cap stops the run; the message names the cap, where it is set and what was spent."""
+
+    def __init__(self, message: str, usage: dict[str, float] | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage or {}  # the tokens and cost of an agent call the CLI stopped at the cap
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One configured cap: what it covers, where it is set, the amount."""
+
+    scope: str  # "ticket" (every run on this ticket or merge request) or "month" (the team, this month)
+    what: str  # `jira:DEMO-1`, or `DEMO` / `demo/app` for a team
+    setting: str  # where a person changes it
+    usd: float
+
+
+@dataclass(frozen=True)
+class Cap:
+    limit: Limit
+    spent_usd: float
+
+    @property
+    def remaining_usd(self) -> float:
+        return self.limit.usd - self.spent_usd
+
+    def describe(self) -> str:
+        """`the per-ticket cap of $0.50 for jira:DEMO-1 (BATON_BUDGET_TICKET_USD)`."""
+        limit = self.limit
+        scope = "per-ticket cap" if limit.scope == "ticket" else "monthly team cap"
+        return f"the {scope} of ${limit.usd:,.2f} for {limit.what} ({limit.setting})"
+
+    def shown(self) -> str:
+        """`ticket $0.42 of $0.50` for the status comment."""
+        name = "ticket" if self.limit.scope == "ticket" else f"{self.limit.what} this month"
+        return f"{name} ${self.spent_usd:,.2f} of ${self.limit.usd:,.2f}"
+
+
+@dataclass(frozen=True)
+class Standing:
+    """The caps that apply to a subject and what has been spent against each."""
+
+    caps: tuple[Cap, ...] = ()
+
+    @property
+    def tightest(self) -> Cap | None:
+        return min(self.caps, key=lambda c: c.remaining_usd, default=None)
+
+    @property
+    def remaining_usd(self) -> float | None:
+        tightest = self.tightest
+        return None if tightest is None else tightest.remaining_usd
+
+    def line(self) -> str:
+        """`budget: ticket $0.42 of $0.50 · DEMO this month $3.10 of $100.00`; empty with no cap."""
+        return f"budget: {' · '.join(c.shown() for c in self.caps)}" if self.caps else ""
+
+    def stop(self, pending_usd: float = 0.0) -> str | None:
+        """Why no agent call may start (a cap reached, counting `pending_usd` not yet recorded), or None."""
+        reached = [c for c in self.caps if c.remaining_usd - pending_usd <= 0]
+        if not reached:
+            return None
+        cap = reached[0]
+        return (
+            f"Stopped: {cap.describe()} is reached "
+            f"(${cap.spent_usd + pending_usd:,.2f} spent). Raise the cap, then reply /retry."
+        )
+
+
+def project_of(subject: str, projects: ProjectMap) -> Project | None:
+    """The project map's entry for `jira:KEY-12` or `gitlab:group/app!3` (None when unmapped)."""
+    source, _, rest = subject.partition(":")
+    if source == "jira":
+        key = rest.rpartition("-")[0]
+        return projects.for_jira(key) or next((p for p in projects.projects if p.jira_project == key), None)
+    if source == "gitlab":
+        return projects.for_gitlab(rest.rpartition("!")[0])
+    return None
+
+
+def _team(subject: str, project: Project | None) -> tuple[str, tuple[str, ...]]:
+    """The team's name and the subject prefixes of its runs."""
+    if project is not None:
+        return project.jira_project, team_prefixes(project.jira_project, project.gitlab_project)
+    source, _, rest = subject.partition(":")
+    name = rest.rpartition("-" if source == "jira" else "!")[0] or rest
+    return name, (f"{source}:{name}{'-' if source == 'jira' else '!'}",)
+
+
+def limits(subject: str, projects: ProjectMap, settings: Settings) -> tuple[list[Limit], tuple[str, ...]]:
+    """The caps configured for `subject` (the project's own, else the BATON_BUDGET_* defaults) and the
+    subject prefixes of its team's runs."""
+    project = project_of(subject, projects)
+    team, prefixes = _team(subject, project)
+    own = project.budget if project is not None else None
+    where = f"budget.{{}} of {team} in {PROJECTS_FILE}"
+    found: list[Limit] = []
+    for scope, field, env, what in (
+        ("ticket", "ticket_usd", "BATON_BUDGET_TICKET_USD", subject),
+        ("month", "month_usd", "BATON_BUDGET_MONTH_USD", team),
+    ):
+        mine = getattr(own, field) if own is not None else None
+        default = getattr(settings, f"budget_{field}")
+        if mine is not None:
+            found.append(Limit(scope, what, where.format(field), mine))
+        elif default is not None:
+            found.append(Limit(scope, what, env, default))
+    return found, prefixes
+
+
+async def standing(
+    sm: async_sessionmaker[AsyncSession],
+    subject: str,
+    projects: ProjectMap,
+    settings: Settings,
+    now: datetime,
+) -> Standing:
+    """The caps that apply to `subject` with what has been spent against each (no query without a cap)."""
+    found, prefixes = limits(subject, projects, settings)
+    caps = []
+    for limit in found:
+        if limit.scope == "ticket":
+            caps.append(Cap(limit, await spent(sm, subject)))
+        else:
+            caps.append(Cap(limit, await spent_since(sm, prefixes, month_start(now))))
+    return Standing(tuple(caps))
 
 
 def team_prefixes(jira_project: str | None, gitlab_project: str | None) -> tuple[str, ...]:

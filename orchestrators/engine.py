@@ -207,18 +207,33 @@ async def _finish(
     name: str,
     result: PhaseResult | None,
     error: str | None,
+    charged: PhaseResult | None = None,
 ) -> None:
+    """Record the phase done with `result`, or failed with `error` (and what it cost anyway: `charged`)."""
     async with sm.begin() as session:
         phase = (await _rows(session, run_id))[name]
         phase.finished_at = utcnow()
         if result is None:
             phase.status, phase.error = FAILED, error
             await add_activity(session, run_id, "baton", "phase-failed", f"{name} failed: {error}")
-            return
-        phase.status, phase.error, phase.output = DONE, None, dict(result.output)
+            result = charged or PhaseResult()
+        else:
+            phase.status, phase.error, phase.output = DONE, None, dict(result.output)
         phase.input_tokens += result.input_tokens
         phase.output_tokens += result.output_tokens
         phase.cost_usd += result.cost_usd
+
+
+def _charged(exc: BaseException) -> PhaseResult | None:
+    """What a failed phase cost anyway: the `usage` an agent failure carries (orchestrators/agents.py)."""
+    spent = getattr(exc, "usage", None)
+    if not isinstance(spent, Mapping) or not spent:
+        return None
+    return PhaseResult(
+        input_tokens=int(spent.get("input_tokens", 0)),
+        output_tokens=int(spent.get("output_tokens", 0)),
+        cost_usd=float(spent.get("cost_usd", 0.0)),
+    )
 
 
 async def _defer(sm: async_sessionmaker[AsyncSession], run_id: str, name: str, reason: str) -> None:
@@ -281,7 +296,7 @@ async def execute(workflow: Workflow, wctx: WorkerContext, run: RunRow) -> Outco
             raise Deferred(f"phase {name} deferred: {exc}", exc.retry_after) from exc
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"[:2000]
-            await _finish(wctx.sm, run.id, name, None, reason)
+            await _finish(wctx.sm, run.id, name, None, reason, _charged(exc))
             await _notify(workflow, wctx, run)
             raise PhaseFailed(f"phase {name} failed: {reason}") from exc
         await _finish(wctx.sm, run.id, name, result, None)

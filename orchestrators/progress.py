@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import cast
 
 from bot.store.engine import utcnow
 from bot.store.runs import RunRow
 from bot.triggers import TicketCommand, TicketLabelled
+from orchestrators import budget
 from orchestrators.engine import PhaseState
 from orchestrators.resources import WorkerContext
 from orchestrators.status_comment import Ending, PhaseView, StatusView, render_status
@@ -55,12 +57,19 @@ def view(
     )
 
 
+async def with_budget(wctx: WorkerContext, run: RunRow, shown: StatusView) -> StatusView:
+    """The status view with the run's spend against its cost caps (unchanged when no cap applies)."""
+    clients = wctx.need_clients()
+    found = await budget.standing(wctx.sm, run.subject, clients.projects, wctx.settings, utcnow())
+    return replace(shown, budget=found.line())
+
+
 async def update_status(
     wctx: WorkerContext, run: RunRow, phases: list[PhaseState], ending: Ending | None = None
 ) -> None:
     """Post the status comment the first time, then edit that same comment."""
     clients = wctx.need_clients()
-    body = render_status(view(run, phases, ending), "jira")
+    body = render_status(await with_budget(wctx, run, view(run, phases, ending)), "jira")
     record = await clients.ledger.get(status_key(run))
     if record is not None and record.status == "done" and record.external_id:
         await clients.jira.edit_comment(issue_key(run), record.external_id, body)

@@ -277,10 +277,13 @@ def _add(total: dict[str, Any], usage: Mapping[str, Any]) -> dict[str, Any]:
     return {k: total.get(k, 0) + v for k, v in usage.items()}
 
 
-async def _agent(ctx: PhaseContext, prompt: str, worktree: Path, repo: RepoConfig) -> AgentResult:
+async def _agent(
+    ctx: PhaseContext, prompt: str, worktree: Path, repo: RepoConfig, pending_usd: float = 0.0
+) -> AgentResult:
     return await agents.call(
-        ctx.wctx, "implementer", prompt, worktree, declared=repo.declared_commands, run_id=ctx.run.id
-    )
+        ctx.wctx, "implementer", prompt, worktree, declared=repo.declared_commands, run_id=ctx.run.id,
+        pending_usd=pending_usd,
+    )  # fmt: skip
 
 
 async def implement(ctx: PhaseContext) -> PhaseResult:
@@ -314,7 +317,8 @@ async def _each_thread(
     spent: dict[str, Any] = {}
     summaries: list[str] = []
     for thread, brief in zip(assembled.chosen(), assembled.briefs, strict=True):
-        result = await _agent(ctx, remediate_prompt(mr_ref(run), brief, _revisions(ctx)), worktree, repo)
+        prompt = remediate_prompt(mr_ref(run), brief, _revisions(ctx))
+        result = await _agent(ctx, prompt, worktree, repo, pending_usd=spent.get("cost_usd", 0.0))
         spent = _add(spent, agents.usage(result))
         try:
             sha: str | None = await workspace.commit_all(
@@ -434,7 +438,7 @@ async def update_status(
     """One status reply in the thread, posted once and then edited in place."""
     clients, key = wctx.need_clients(), status_key(run)
     project_id, iid, discussion = where(run)
-    body = render_status(status_view(run, phases, ending), "gitlab")
+    body = render_status(await progress.with_budget(wctx, run, status_view(run, phases, ending)), "gitlab")
     record = await clients.ledger.get(key)
     if record is not None and record.status == "done" and record.external_id:
         await clients.gitlab.edit_note(project_id, iid, int(record.external_id), body, effect_key=key)

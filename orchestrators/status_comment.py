@@ -50,6 +50,7 @@ class StatusView:
     output_tokens: int = 0
     cost_usd: float = 0.0
     ending: Ending | None = None
+    budget: str = ""  # spend against the cost caps (orchestrators/budget.py `Standing.line`); "" with none
 
 
 def format_duration(seconds: float | None) -> str:
@@ -80,12 +81,13 @@ def _phase_line(phase: PhaseView, flavor: Flavor) -> str:
     return f"* {ICONS[phase.state]} {inline(phase.name, flavor, 60)}{suffix}"
 
 
-def _totals(view: StatusView) -> str:
+def _totals(view: StatusView, flavor: Flavor) -> str:
     tokens = view.input_tokens + view.output_tokens
+    budget = f" · {inline(view.budget, flavor, 300)}" if view.budget else ""
     return (
         f"⏱ {format_duration(view.elapsed_s)} · "
         f"{tokens:,} tokens ({view.input_tokens:,} in / {view.output_tokens:,} out) · "
-        f"${view.cost_usd:,.2f}"
+        f"${view.cost_usd:,.2f}{budget}"
     )
 
 
@@ -103,4 +105,4 @@ def render_status(view: StatusView, flavor: Flavor) -> str:
     bold = "*" if flavor == "jira" else "**"
     header = f"{bold}Baton{bold} · {inline(view.title, flavor, 200)} · run {code(view.run_id, flavor, 64)}"
     checklist = "\n".join(_phase_line(p, flavor) for p in view.phases) or "No phases yet."
-    return "\n\n".join([header, checklist, _totals(view), _final_line(view, flavor)])
+    return "\n\n".join([header, checklist, _totals(view, flavor), _final_line(view, flavor)])

@@ -12,10 +12,17 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.agent.result import AgentResult, TokenUsage
+from bot.store import runs, status
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import upgrade
 from bot.store.tables import Phase, Run
-from orchestrators import budget
+from config.projects import Budget, Project, ProjectMap
+from config.settings import load_settings
+from orchestrators import agents, budget
+from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, Workflow, execute
+from orchestrators.status_comment import StatusView, render_status
+from tests.support.tables import ISSUE, PROJECT_PATH, labelled, seed_jira, table
 
 NOW = datetime(2026, 12, 5, 20, 0, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -89,3 +96,128 @@ async def test_spent_since_counts_a_teams_tickets_and_mrs_created_in_the_window(
 )
 def test_month_start_is_the_first_instant_of_the_utc_calendar_month(now: datetime, start: datetime) -> None:
     assert budget.month_start(now) == start
+
+
+# --- the caps that apply, and the check before an agent call ------------------------------------------
+
+SETTINGS_NO_CAP = load_settings({}, check=False)
+
+
+def mapping(**budget_usd: float) -> ProjectMap:
+    return ProjectMap(
+        projects=(Project(jira_project="TES", gitlab_project="group/app", budget=Budget(**budget_usd)),)
+    )
+
+
+@pytest.mark.parametrize(
+    ("subject", "projects", "env", "expected"),
+    [
+        ("jira:TES-41", ProjectMap(), {}, []),
+        (
+            "jira:TES-41", mapping(ticket_usd=2), {"BATON_BUDGET_TICKET_USD": "9"},
+            [("ticket", "jira:TES-41", "budget.ticket_usd of TES in config/projects.yaml", 2.0)],
+        ),
+        (
+            "gitlab:group/app!3", mapping(month_usd=40), {"BATON_BUDGET_TICKET_USD": "9"},
+            [("ticket", "gitlab:group/app!3", "BATON_BUDGET_TICKET_USD", 9.0),
+             ("month", "TES", "budget.month_usd of TES in config/projects.yaml", 40.0)],
+        ),
+        (
+            "jira:OTHER-1", mapping(ticket_usd=2), {"BATON_BUDGET_MONTH_USD": "100"},
+            [("month", "OTHER", "BATON_BUDGET_MONTH_USD", 100.0)],
+        ),
+        ("not-a-subject", mapping(ticket_usd=2), {}, []),
+    ],
+)  # fmt: skip
+def test_a_projects_own_caps_win_over_the_defaults(
+    subject: str, projects: ProjectMap, env: dict[str, str], expected: list[tuple[str, str, str, float]]
+) -> None:
+    found, _ = budget.limits(subject, projects, load_settings(env, check=False))
+    assert [(x.scope, x.what, x.setting, x.usd) for x in found] == expected
+
+
+def test_team_prefixes_cover_the_mapped_gitlab_project_or_the_subjects_own_project() -> None:
+    assert budget.limits("gitlab:group/app!3", mapping(), SETTINGS_NO_CAP)[1] == (
+        "jira:TES-",
+        "gitlab:group/app!",
+    )
+    assert budget.limits("jira:ABC-7", mapping(), SETTINGS_NO_CAP)[1] == ("jira:ABC-",)
+    assert budget.limits("gitlab:g/x!1", mapping(), SETTINGS_NO_CAP)[1] == ("gitlab:g/x!",)
+
+
+def test_the_stop_names_the_tightest_reached_cap_and_counts_unrecorded_spend() -> None:
+    ticket = budget.Cap(budget.Limit("ticket", "jira:TES-41", "BATON_BUDGET_TICKET_USD", 0.5), 0.45)
+    month = budget.Cap(budget.Limit("month", "TES", "budget.month_usd of TES in config/projects.yaml", 10), 2)
+    found = budget.Standing((ticket, month))
+    assert found.stop() is None and found.remaining_usd == pytest.approx(0.05)
+    assert found.line() == "budget: ticket $0.45 of $0.50 · TES this month $2.00 of $10.00"
+    stop = found.stop(pending_usd=0.05)
+    assert stop is not None
+    assert stop.startswith("Stopped: the per-ticket cap of $0.50 for jira:TES-41 (BATON_BUDGET_TICKET_USD)")
+    assert "$0.50 spent" in stop and "/retry" in stop
+    assert budget.Standing().stop() is None and budget.Standing().line() == ""
+
+
+@pytest.mark.parametrize(("spent_before", "stopped"), [(0.6, True), (0.1, False)])
+async def test_an_implement_run_over_its_ticket_cap_stops_before_the_agent_with_a_reply_naming_it(
+    tmp_path: Path, spent_before: float, stopped: bool
+) -> None:
+    projects = ProjectMap(
+        projects=(Project(jira_project="TES", gitlab_project=PROJECT_PATH, budget=Budget(ticket_usd=0.5)),)
+    )
+    async with table(tmp_path, projects) as t:
+        seed_jira(t)
+        await add_run(t.sm, f"jira:{ISSUE}", [spent_before])
+        run = await t.job(await labelled(t))
+        assert run.status == status.FAILED
+        said = "\n".join(str(c[2]) for c in t.fakes.jira.calls if c[0] in ("add_comment", "edit_comment"))
+        cap = (
+            f"the per-ticket cap of $0.50 for jira:{ISSUE} (budget.ticket_usd of TES in config/projects.yaml)"
+        )
+        assert (cap in said) is stopped
+        assert f"budget: ticket ${spent_before:.2f} of $0.50" in said  # the status comment
+        if not stopped:  # the check let the call start; the fakes have no agent
+            assert "no agent in tests that use the fakes" in said
+
+
+# --- what is counted ------------------------------------------------------------------------------
+
+
+def test_a_calls_input_tokens_count_cache_writes_and_cache_reads() -> None:
+    tokens = TokenUsage(
+        input_tokens=100, output_tokens=20, cache_creation_input_tokens=5000, cache_read_input_tokens=7
+    )
+    result = AgentResult("reviewer", False, usage=tokens, total_cost_usd=0.25)
+    assert agents.usage(result) == {"input_tokens": 5107, "output_tokens": 20, "cost_usd": 0.25}
+
+
+async def test_a_failed_agent_phase_still_records_what_the_call_cost(tmp_path: Path) -> None:
+    async def costly(ctx: PhaseContext) -> PhaseResult:
+        raise agents.AgentFailed(
+            "the reviewer agent failed", {"input_tokens": 7, "output_tokens": 3, "cost_usd": 0.4}
+        )
+
+    async def plain(ctx: PhaseContext) -> PhaseResult:
+        raise RuntimeError("no usage")
+
+    async with table(tmp_path) as t:
+        run_id = await labelled(t)
+        run = await runs.claim(t.sm, run_id, "w")
+        assert run is not None
+        for name, phase in (("costly", costly), ("plain", plain)):
+            with pytest.raises(PhaseFailed):
+                await execute(Workflow(name, ((name, phase),)), t.wctx, run)
+        assert await budget.spent(t.sm, run.subject) == pytest.approx(0.4)
+        phases = {p["name"]: p for p in (await runs.detail(t.sm, run_id))["phases"]}
+        assert (phases["costly"]["input_tokens"], phases["costly"]["output_tokens"]) == (7, 3)
+        assert phases["costly"]["status"] == phases["plain"]["status"] == "failed"
+        assert phases["plain"]["cost_usd"] == 0
+
+
+def test_the_status_comment_shows_spend_against_the_cap() -> None:
+    shown = StatusView(
+        "run1", "Baton: implement TES-41", (), 3.0, 5107, 20, 0.25, budget="budget: ticket $0.45 of $0.50"
+    )
+    totals = render_status(shown, "gitlab").split("\n\n")[2]
+    assert totals == "⏱ 3.0 s · 5,127 tokens (5,107 in / 20 out) · $0.25 · budget: ticket $0.45 of $0.50"
+    assert " budget" not in render_status(StatusView("run1", "t", (), 3.0), "jira")
