@@ -16,7 +16,6 @@ from typing import Any
 
 from bot.sandbox import gitlab_sim, jira_sim
 from bot.sandbox.demo.scenario import TICKET_KEY, DemoScenario, Ticket, load_demo_scenario
-from bot.sandbox.gitlab_sim import repo
 from bot.sandbox.jira_sim.demo import DEMO_APPROVER_TOKEN, DEMO_DEVELOPER_TOKEN
 from bot.sandbox.model_server import ModelServer
 from bot.sandbox.serve import ServerThread
@@ -67,9 +66,14 @@ class SandboxPorts:
 
 
 def sandbox_config(
-    baton_url: str, ports: SandboxPorts, values: dict[str, str], host: str = "127.0.0.1"
+    baton_url: str,
+    ports: SandboxPorts,
+    values: dict[str, str],
+    host: str = "127.0.0.1",
+    projects: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Everything a script needs to drive the sandbox, as one JSON-ready object."""
+    """Everything a script needs to drive the sandbox, as one JSON-ready object; `projects` are the
+    seeded GitLab projects (default: demo/calculator alone)."""
     gitlab = f"http://{host}:{ports.gitlab}"
     return {
         "baton": {
@@ -80,6 +84,7 @@ def sandbox_config(
         "gitlab": {
             "url": gitlab,
             "project": gitlab_sim.seed.DEMO_PROJECT,
+            "projects": projects or [gitlab_sim.seed.DEMO_PROJECT],
             "git_url": f"{gitlab}/{gitlab_sim.seed.DEMO_PROJECT}.git",
             "bot_username": gitlab_sim.seed.BOT_USERNAME,
             "webhook_secret": values["GITLAB_WEBHOOK_SECRET"],
@@ -91,6 +96,7 @@ def sandbox_config(
         "jira": {
             "url": f"http://{host}:{ports.jira}",
             "project": "DEMO",
+            "components": list(jira_sim.demo.DEMO_COMPONENTS),
             "tickets": {"precise": "DEMO-1", "vague": "DEMO-2"},
             "bot_user": JIRA_BOT_EMAIL,
             "webhook_secret": values["JIRA_WEBHOOK_SECRET"],
@@ -123,14 +129,6 @@ def baton_environment(config: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def seed_repository(repo_path: Path, files: dict[str, str]) -> str:
-    """Make `files` the only commit of the bare repository's `main` (replacing what was there)."""
-    shutil.rmtree(repo_path, ignore_errors=True)
-    repo.init_bare(repo_path)
-    author = ("Mia Maintainer", "maintainer@example.com")
-    return repo.commit_files(repo_path, "main", files, "Initial commit", author=author)
-
-
 def seed_ticket(state: jira_sim.JiraState, ticket: Ticket) -> None:
     """Give the scenario's ticket to the demo's first issue (summary, description, labels)."""
     issue = state.issue(TICKET_KEY)
@@ -138,6 +136,7 @@ def seed_ticket(state: jira_sim.JiraState, ticket: Ticket) -> None:
         issue.summary = ticket.summary
         issue.description = ticket.description
         issue.labels = list(ticket.labels)
+    state.set_components(TICKET_KEY, ticket.components)
 
 
 class SandboxStack:
@@ -162,17 +161,23 @@ class SandboxStack:
 
     def _seed(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)  # simulators keep state in memory: start clean
-        demo = gitlab_sim.seed_demo(self.gitlab_state, self.root)
-        seed_repository(demo.project.repo_path, self.world.repository.files)
+        calculator = self.world.repository.files if self.world.repository else None
+        demo = gitlab_sim.seed_demo(self.gitlab_state, self.root, calculator)
+        services = [
+            gitlab_sim.seed.seed_project(self.gitlab_state, demo, path, repository.files)
+            for path, repository in self.world.repositories.items()
+        ]
         for role in ("bot", "maintainer", "developer", "reporter", "guest"):
             getattr(demo, role).token = self.values[f"GITLAB_{role.upper()}_TOKEN"]
         events = {"note_events": True, "merge_requests_events": True, "push_events": False}
         hook_url = f"{self.baton_url}/webhooks/gitlab"
-        self.gitlab_state.add_hook(
-            demo.project, hook_url, token=self.values["GITLAB_WEBHOOK_SECRET"], events=events
-        )
+        for project in (demo.project, *services):
+            self.gitlab_state.add_hook(
+                project, hook_url, token=self.values["GITLAB_WEBHOOK_SECRET"], events=events
+            )
         jira_sim.seed_demo(self.jira_state, bot_token=self.values["JIRA_BOT_TOKEN"])
         seed_ticket(self.jira_state, self.world.ticket)
+        self.projects = [demo.project.path_with_namespace, *(p.path_with_namespace for p in services)]
         self.jira_state.register_webhook(
             "baton",
             f"{self.baton_url}/webhooks/jira",
@@ -194,7 +199,8 @@ class SandboxStack:
         for server in (gitlab, jira, model):
             self._servers.append(server.start())
         self.model = model
-        config = sandbox_config(self.baton_url, SandboxPorts(gitlab.port, jira.port, model.port), self.values)
+        ports = SandboxPorts(gitlab.port, jira.port, model.port)
+        config = sandbox_config(self.baton_url, ports, self.values, projects=self.projects)
         self.running_file.touch(mode=0o600)
         self.running_file.write_text(json.dumps(config, indent=2))
         return config

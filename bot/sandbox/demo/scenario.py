@@ -24,6 +24,8 @@ from pydantic import (
 
 from bot.repo_config import FILENAME as REPO_CONFIG_FILE
 from bot.repo_config import RepoConfigError, normalize_path, parse_repo_config
+from bot.sandbox.gitlab_sim.seed import DEMO_PROJECT
+from bot.sandbox.jira_sim.demo import DEMO_COMPONENTS
 from bot.sandbox.scenario import Scenario
 from config.projects import YamlRefused, load_yaml
 
@@ -38,7 +40,11 @@ MAX_PATH_CHARS = 400
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _LABEL_RE = re.compile(r"[^\s\x00-\x1f\x7f]{1,255}")
-_SECTIONS = ("ticket", "repository", "model", "expect")
+_SECTIONS = ("ticket", "repository", "repositories", "model", "expect")
+_KEYED = ("files", "repositories")  # mappings whose keys are names (paths), not fields
+# The service repositories a scenario may seed: Jira component <name> <-> GitLab project demo/<name>
+# (config/projects.example.yaml maps them so).
+SERVICE_REPOSITORIES = {name: f"demo/{name}" for name in DEMO_COMPONENTS}
 
 
 class ScenarioError(ValueError):
@@ -61,6 +67,7 @@ class Ticket(BaseModel):
     summary: str
     description: str = ""
     labels: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()
 
     @field_validator("summary")
     @classmethod
@@ -87,6 +94,17 @@ class Ticket(BaseModel):
                 raise ValueError(f"invalid Jira label {label[:60]!r} (no spaces, 1-255 characters)")
         if len(set(values)) != len(values):
             raise ValueError("a label is listed twice")
+        return values
+
+    @field_validator("components")
+    @classmethod
+    def _components(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for name in values:
+            if name not in SERVICE_REPOSITORIES:
+                known = ", ".join(SERVICE_REPOSITORIES)
+                raise ValueError(f"unknown component {name[:60]!r}; project DEMO has {known}")
+        if len(set(values)) != len(values):
+            raise ValueError("a component is listed twice")
         return values
 
 
@@ -162,14 +180,45 @@ class Expect(BaseModel):
 
 
 class DemoScenario(BaseModel):
-    """One playable scenario: `ticket`, `repository`, `model` (scripted turns) and optional `expect`."""
+    """One playable scenario: `ticket`, `repository` (demo/calculator) and/or `repositories` (the service
+    repositories, by GitLab path), `model` (scripted turns) and optional `expect`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ticket: Ticket
-    repository: Repository
+    repository: Repository | None = None
+    repositories: dict[str, Repository] = Field(default_factory=dict)
     model: Scenario
     expect: Expect = Field(default_factory=Expect)
+
+    @field_validator("repositories")
+    @classmethod
+    def _repositories(cls, values: dict[str, Repository]) -> dict[str, Repository]:
+        known = set(SERVICE_REPOSITORIES.values())
+        for path in values:
+            if path == DEMO_PROJECT:
+                raise ValueError(f"{DEMO_PROJECT} is the `repository` section, not one of `repositories`")
+            if path not in known:
+                names = ", ".join(sorted(known))
+                raise ValueError(f"unknown repository {path[:60]!r}; the sandbox has {names}")
+        return values
+
+    @model_validator(mode="after")
+    def _world(self) -> DemoScenario:
+        if self.repository is None and not self.repositories:
+            raise ValueError("`repository` (demo/calculator) or `repositories` is required")
+        for name in self.ticket.components:
+            if SERVICE_REPOSITORIES[name] not in self.repositories:
+                raise ValueError(
+                    f"ticket.components: {name!r} maps to {SERVICE_REPOSITORIES[name]}, "
+                    "which `repositories` does not declare"
+                )
+        return self
+
+    @property
+    def several_repositories(self) -> bool:
+        """The ticket spans several repositories (its components map to more than one)."""
+        return len(self.ticket.components) > 1
 
     def triage_questions(self) -> list[str]:
         """The questions the scripted planner asks about the ticket (what a needs-info demo waits for)."""
@@ -185,7 +234,7 @@ class DemoScenario(BaseModel):
 def _location(loc: tuple[int | str, ...]) -> str:
     text = ""
     for index, part in enumerate(loc):
-        files = index > 0 and loc[index - 1] == "files"
+        files = index > 0 and loc[index - 1] in _KEYED
         text += f"[{part!r}]" if files else f"[{part}]" if isinstance(part, int) else f".{part}"
     return text.lstrip(".") or "the file"
 
@@ -200,7 +249,9 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
 def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
     """The field names allowed where an unknown field was found (for the "did you mean" hint)."""
     model: type[BaseModel] = DemoScenario
-    for part in loc[:-1]:
+    for index, part in enumerate(loc[:-1]):
+        if index > 0 and loc[index - 1] in _KEYED:
+            continue  # a repository's path, not a field
         field = model.model_fields.get(str(part)) if isinstance(part, str) else None
         nested = _nested_model(field.annotation) if field is not None else None
         if isinstance(part, str) and nested is None:

@@ -1,7 +1,9 @@
-"""The demo world: a bot, one person per role, and `demo/calculator` with a tiny tested Python package."""
+"""The demo world: a bot, one person per role, `demo/calculator` with a tiny tested Python package, and
+whatever other demo projects a scenario asks for (`seed_project`, same members)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,9 @@ CALCULATOR_FILES = {
 }
 
 
+SEED_AUTHOR = ("Mia Maintainer", "maintainer@example.com")
+
+
 @dataclass(frozen=True)
 class Demo:
     """What `seed_demo` created; tokens are on the users (pass them on, never print them)."""
@@ -43,27 +48,47 @@ class Demo:
     project: Project
     repos_root: Path  # serve it with git: GitLabServer(state, git_root=demo.repos_root, git_token=...)
 
+    @property
+    def people(self) -> tuple[tuple[User, int], ...]:
+        """Every demo person with the access level they have on each demo project."""
+        return (
+            (self.bot, DEVELOPER),
+            (self.maintainer, MAINTAINER),
+            (self.developer, DEVELOPER),
+            (self.reporter, REPORTER),
+            (self.guest, GUEST),
+        )
 
-def seed_demo(state: GitLabState, root: Path) -> Demo:
-    """Create the demo users and `demo/calculator` (bare repo under `root`); registers no hooks."""
-    repos_root = root / "repos"
-    repo_path = repos_root / f"{DEMO_PROJECT}.git"
+
+def _repository(state: GitLabState, repos_root: Path, path: str, files: Mapping[str, str]) -> Project:
+    repo_path = repos_root / f"{path}.git"
     repo.init_bare(repo_path)
-    repo.commit_files(
-        repo_path,
-        "main",
-        CALCULATOR_FILES,
-        "Add calculator with tests",
-        author=("Mia Maintainer", "maintainer@example.com"),
+    repo.import_files(repo_path, "main", files, "Initial commit", author=SEED_AUTHOR)
+    return state.add_project(path, repo_path)
+
+
+def seed_demo(state: GitLabState, root: Path, files: Mapping[str, str] | None = None) -> Demo:
+    """Create the demo users and `demo/calculator` (bare repo under `root`, `files` or the calculator's
+    as its first commit on `main`); registers no hooks."""
+    repos_root = root / "repos"
+    project = _repository(state, repos_root, DEMO_PROJECT, CALCULATOR_FILES if files is None else files)
+    demo = Demo(
+        bot=state.add_user(BOT_USERNAME, name="Baton", bot=True),
+        maintainer=state.add_user("maintainer", name="Mia Maintainer"),
+        developer=state.add_user("developer", name="Dev Eloper"),
+        reporter=state.add_user("reporter", name="Rey Porter"),
+        guest=state.add_user("guest", name="Gus Guest"),
+        project=project,
+        repos_root=repos_root,
     )
-    project = state.add_project(DEMO_PROJECT, repo_path)
-    people = {
-        "bot": (state.add_user(BOT_USERNAME, name="Baton", bot=True), DEVELOPER),
-        "maintainer": (state.add_user("maintainer", name="Mia Maintainer"), MAINTAINER),
-        "developer": (state.add_user("developer", name="Dev Eloper"), DEVELOPER),
-        "reporter": (state.add_user("reporter", name="Rey Porter"), REPORTER),
-        "guest": (state.add_user("guest", name="Gus Guest"), GUEST),
-    }
-    for user, level in people.values():
+    for user, level in demo.people:
         state.add_member(project, user, level)
-    return Demo(project=project, repos_root=repos_root, **{role: user for role, (user, _) in people.items()})
+    return demo
+
+
+def seed_project(state: GitLabState, demo: Demo, path: str, files: Mapping[str, str]) -> Project:
+    """Another demo project (`files` its first commit on `main`) with the same members as the calculator."""
+    project = _repository(state, demo.repos_root, path, files)
+    for user, level in demo.people:
+        state.add_member(project, user, level)
+    return project

@@ -13,6 +13,10 @@ DEMO_BOT_TOKEN = "sandbox-jira-bot-token"  # noqa: S105 - a sandbox credential, 
 DEMO_APPROVER_TOKEN = "sandbox-jira-approver-token"  # noqa: S105
 DEMO_DEVELOPER_TOKEN = "sandbox-jira-developer-token"  # noqa: S105
 
+# DEMO's components, one per service repository of the sandbox (config/projects.example.yaml maps
+# each to demo/<component>); a ticket with several spans several repositories.
+DEMO_COMPONENTS = ("catalog", "pricing", "inventory", "storefront")
+
 MULTIPLY_DESCRIPTION = """\
 The calculator module ({{calculator.py}}) can add and subtract but cannot multiply.
 
@@ -66,4 +70,6 @@ def seed_demo(state: JiraState, *, bot_token: str = DEMO_BOT_TOKEN) -> DemoWorld
     )
     vague = state.add_issue("DEMO", "Make it better", "It should be better.", reporter=developer.account_id)
     state.add_link(vague.key, precise.key, "Relates")
+    for component in DEMO_COMPONENTS:  # after the issues, so their ids stay what they were
+        state.add_component("DEMO", component)
     return DemoWorld(bot, approver, developer, precise, vague)

@@ -19,6 +19,7 @@ _FIELDS: dict[str, Callable[[Issue], set[str]]] = {
     "issuekey": lambda i: {i.key.lower()},
     "id": lambda i: {i.id},
     "labels": lambda i: {label.lower() for label in i.labels},
+    "component": lambda i: {name.lower() for name in i.components},
     "status": lambda i: {status_by_id(i.status_id).name.lower()},
 }
 

@@ -79,6 +79,7 @@ class Project:
     id: str
     key: str
     name: str
+    components: dict[str, str] = field(default_factory=dict)  # component name -> id
 
 
 @dataclass
@@ -105,6 +106,7 @@ class Issue:
     issue_type: str = "Story"
     status_id: str = "10000"
     labels: list[str] = field(default_factory=list)
+    components: list[str] = field(default_factory=list)  # names of the project's components
     comments: list[Comment] = field(default_factory=list)
 
 

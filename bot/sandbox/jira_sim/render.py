@@ -85,6 +85,16 @@ def project_json(state: JiraState, key: str, base: str) -> Json:
     }
 
 
+def components_json(state: JiraState, issue: Issue, base: str) -> list[Json]:
+    """`fields.components` as Jira sends it: `[{"self", "id", "name"}]` in the issue's order."""
+    ids = state.projects[issue.project_key].components
+    return [
+        {"self": api(base, f"component/{ids[name]}"), "id": ids[name], "name": name}
+        for name in issue.components
+        if name in ids
+    ]
+
+
 def issuetype_json(issue: Issue, base: str) -> Json:
     return {
         "self": api(base, f"issuetype/{ISSUE_TYPE_ID}"),
@@ -177,7 +187,7 @@ def issue_fields(state: JiraState, issue: Issue, base: str, *, with_comments: bo
         "updated": issue.updated,
         "resolution": None,
         "subtasks": [],
-        "components": [],
+        "components": components_json(state, issue, base),
         "fixVersions": [],
     }
     if with_comments:

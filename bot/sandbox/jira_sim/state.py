@@ -130,6 +130,25 @@ class JiraState:
             self._keys[key] = itertools.count(1)
             return project
 
+    def add_component(self, project_key: str, name: str) -> str:
+        """Give a project a component (like Jira's project settings); returns its id."""
+        with self.lock:
+            project = self.projects[project_key]
+            if name not in project.components:
+                project.components[name] = self.next_id()
+            return project.components[name]
+
+    def set_components(self, key: str, names: Iterable[str]) -> None:
+        """Set an issue's components (a sandbox seed, no webhook); each must be one of its project's."""
+        with self.lock:
+            issue = self.issue(key)
+            known = self.projects[issue.project_key].components
+            wanted = list(dict.fromkeys(names))
+            unknown = next((n for n in wanted if n not in known), None)
+            if unknown is not None:
+                raise SimError(400, "", {"components": f"Component name '{unknown}' is not valid"})
+            issue.components = wanted
+
     def add_issue(
         self,
         project_key: str,
