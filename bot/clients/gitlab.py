@@ -29,6 +29,8 @@ USER_AGENT = "baton/0.1 (python-gitlab)"
 DEFAULT_TIMEOUT_S = 10.0
 SEARCH_LIMIT = 200
 MAX_MESSAGE = 200
+TRACE_TAIL_BYTES = 256 * 1024  # what `job_trace` keeps of a log's end
+TRACE_READ_LIMIT = 64 * 1024 * 1024  # a log is read at most this far (GitLab caps logs at 100 MB)
 DRAFT_PREFIX = "Draft: "
 
 
@@ -153,6 +155,34 @@ class Discussion:
     @property
     def position(self) -> Position | None:
         return self.notes[0].position if self.notes else None
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A CI pipeline (`GET /projects/:id/pipelines/:pipeline_id`)."""
+
+    id: int
+    project_id: int
+    sha: str
+    ref: str
+    status: str
+    source: str
+    web_url: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """A CI job of a pipeline (`GET /projects/:id/pipelines/:pipeline_id/jobs`); `failure_reason` only
+    when it failed."""
+
+    id: int
+    name: str
+    stage: str
+    status: str
+    failure_reason: str | None
+    allow_failure: bool
+    web_url: str
+    pipeline_id: int | None = None
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -293,6 +323,32 @@ def to_merge_request(data: Mapping[str, Any]) -> MergeRequest:
         labels=tuple(str(label) for label in data.get("labels") or ()),
         author=to_user(data.get("author")),
         diff_refs=to_diff_refs(data.get("diff_refs")),
+    )
+
+
+def to_pipeline(data: Mapping[str, Any]) -> Pipeline:
+    return Pipeline(
+        id=int(data["id"]),
+        project_id=int(data.get("project_id") or 0),
+        sha=str(data.get("sha") or ""),
+        ref=str(data.get("ref") or ""),
+        status=str(data.get("status") or ""),
+        source=str(data.get("source") or ""),
+        web_url=str(data.get("web_url") or ""),
+    )
+
+
+def to_job(data: Mapping[str, Any]) -> Job:
+    pipeline = data.get("pipeline")
+    return Job(
+        id=int(data["id"]),
+        name=str(data.get("name") or ""),
+        stage=str(data.get("stage") or ""),
+        status=str(data.get("status") or ""),
+        failure_reason=data.get("failure_reason") or None,
+        allow_failure=bool(data.get("allow_failure")),
+        web_url=str(data.get("web_url") or ""),
+        pipeline_id=_int_or_none(pipeline.get("id")) if isinstance(pipeline, Mapping) else None,
     )
 
 
@@ -570,6 +626,50 @@ class GitLabClient:
         except GitLabNotFound:
             return None
 
+    # -- CI: pipelines, jobs, logs -------------------------------------------------------------------
+
+    async def pipeline(self, project: ProjectRef, pipeline_id: int) -> Pipeline:
+        pipelines = self._project(project).pipelines
+        return await self._read("GET pipeline", lambda: to_pipeline(pipelines.get(pipeline_id).attributes))
+
+    async def latest_pipeline(self, project: ProjectRef, ref: str) -> Pipeline | None:
+        """The newest pipeline of `ref` (a branch), or None when it has none."""
+        pipelines = self._project(project).pipelines
+
+        def first() -> Pipeline | None:
+            for listed in pipelines.list(ref=ref, order_by="id", sort="desc", iterator=True):
+                return to_pipeline(listed.attributes)
+            return None
+
+        return await self._read("GET pipelines", first)
+
+    async def pipeline_jobs(self, project: ProjectRef, pipeline_id: int) -> list[Job]:
+        """Every job of the pipeline, retried attempts too (`include_retried=true`): the retry history."""
+        jobs = self._project(project).pipelines.get(pipeline_id, lazy=True).jobs
+        return await self._read(
+            "GET pipeline jobs",
+            lambda: [to_job(j.attributes) for j in jobs.list(include_retried=True, get_all=True)],
+        )
+
+    async def job_trace(
+        self, project: ProjectRef, job_id: int, tail_bytes: int = TRACE_TAIL_BYTES
+    ) -> tuple[bytes, bool]:
+        """The last `tail_bytes` of a job's log, streamed (never held whole), and whether it was cut."""
+        job = self._project(project).jobs.get(job_id, lazy=True)
+
+        def read() -> tuple[bytes, bool]:
+            kept, total = bytearray(), 0
+            for chunk in job.trace(streamed=True, iterator=True, chunk_size=64 * 1024):
+                total += len(chunk)
+                kept += chunk
+                if len(kept) > 2 * tail_bytes:
+                    del kept[: len(kept) - tail_bytes]
+                if total >= TRACE_READ_LIMIT:
+                    break
+            return bytes(kept[-tail_bytes:]), total > tail_bytes
+
+        return await self._read("GET job trace", read)
+
     # -- writes (exactly once) -------------------------------------------------------------------------
 
     async def post_note(
@@ -623,6 +723,32 @@ class GitLabClient:
                 post=lambda: self._call("POST reply", post),
                 run_id=run_id,
             )
+        )
+
+    async def start_discussion(
+        self, project: ProjectRef, iid: int, body: str, effect_key: str, *, run_id: str | None = None
+    ) -> str:
+        """Start a thread on the MR once per `effect_key`; returns the discussion id."""
+        discussions = self._mr(project, iid).discussions
+
+        def find() -> str | None:
+            listing = (d.attributes for d in discussions.list(iterator=True))
+            for count, thread in enumerate(listing):
+                if count >= self._search_limit:
+                    break
+                notes = thread.get("notes") or ()
+                if notes and find_marker(notes[0].get("body")) == effect_key:
+                    return str(thread["id"])
+            return None
+
+        text = with_marker(body, effect_key)
+        return await exactly_once(
+            self._ledger,
+            effect_key,
+            "gitlab.discussion",
+            find=lambda: self._read("GET discussions", find),
+            post=lambda: self._call("POST discussion", lambda: str(discussions.create({"body": text}).id)),
+            run_id=run_id,
         )
 
     async def create_merge_request(
