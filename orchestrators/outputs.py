@@ -94,6 +94,7 @@ class Assembled(Output):
     brief_tokens: int = 0
     knowledge: tuple[Fact, ...] = ()  # the wiki's facts in the brief (none in outputs stored before)
     knowledge_unavailable: str = ""  # why the wiki could not be read, when it could not
+    mechanics_ms: dict[str, int] = {}  # Baton's own steps: fetch, workspace, brief (orchestrators/clock.py)
 
     @model_validator(mode="before")
     @classmethod
@@ -309,6 +310,7 @@ class Reviewed(Output):
 class Proposed(Output):
     proposal_id: str
     sha: str
+    mechanics_ms: dict[str, int] = {}  # Baton's own steps: commit, post (orchestrators/clock.py)
 
 
 # --- typed access from a phase -------------------------------------------------------------------

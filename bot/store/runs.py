@@ -14,6 +14,8 @@ from bot.store import status
 from bot.store.engine import as_utc, utcnow
 from bot.store.tables import Activity, Phase, Run
 
+MECHANICAL_STEPS = ("fetch", "workspace", "brief", "commit", "post")  # orchestrators/clock.py
+
 
 class RunNotFound(LookupError):
     """No run matches the id or prefix (or more than one does)."""
@@ -207,6 +209,22 @@ def _facts(phases: list[Phase]) -> list[dict[str, str]]:
     ]
 
 
+def _amount(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 10**9
+
+
+def mechanics(stored: object) -> dict[str, float]:
+    """A phase's `mechanics_ms` (Baton's own steps: orchestrators/clock.py) as seconds per step, in
+    MECHANICAL_STEPS order; anything malformed is left out."""
+    if not isinstance(stored, dict):
+        return {}
+    valid = {k: v for k, v in stored.items() if isinstance(k, str) and _amount(v)}
+    ordered = [k for k in MECHANICAL_STEPS if k in valid] + sorted(
+        k for k in valid if k not in MECHANICAL_STEPS
+    )
+    return {k: round(float(valid[k]) / 1000, 3) for k in ordered}
+
+
 def _phase(phase: Phase) -> dict[str, Any]:
     started = as_utc(phase.started_at) if phase.started_at else None
     finished = as_utc(phase.finished_at) if phase.finished_at else None
@@ -222,6 +240,7 @@ def _phase(phase: Phase) -> dict[str, Any]:
         "duration_s": duration,
         "agent_s": round(agent_s, 3),
         "commands_s": round(commands_s, 3),
+        "mechanics_s": mechanics(output.get("mechanics_ms")),
         "input_tokens": phase.input_tokens,
         "output_tokens": phase.output_tokens,
         "cost_usd": phase.cost_usd,

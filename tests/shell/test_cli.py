@@ -144,3 +144,38 @@ def test_retry_requeues_a_failed_run_from_its_failed_phase(
         "pending",
         "pending",
     ]
+
+
+
+@pytest.fixture
+async def timed(services: Services, claimed: str) -> str:
+    """A run whose phases stored their mechanical steps (and some that are not well formed)."""
+    from datetime import timedelta
+
+    from bot.store.engine import utcnow
+    from bot.store.tables import Phase
+
+    start = utcnow()
+    stored = {
+        "assemble": {"mechanics_ms": {"brief": 40, "fetch": 120, "workspace": 310}},
+        "propose": {"mechanics_ms": {"post": 90, "commit": 55, "odd": "x", "neg": -1, "flag": True}},
+        "implement": {"agent_ms": 2500, "mechanics_ms": "not a mapping"},
+    }
+    async with services.sm.begin() as session:
+        for position, (name, output) in enumerate(stored.items()):
+            session.add(
+                Phase(run_id=claimed, name=name, position=position, status="done", attempts=1, output=output,
+                      started_at=start, finished_at=start + timedelta(seconds=1))
+            )  # fmt: skip
+    return claimed
+
+
+def test_show_prints_the_mechanical_time_of_each_phase(services: Services, timed: str) -> None:
+    result = runner.invoke(app, ["show", timed, "--json"], env=env_for(services))
+    phases = {p["name"]: p for p in json.loads(result.stdout)["phases"]}
+    assert phases["assemble"]["mechanics_s"] == {"fetch": 0.12, "workspace": 0.31, "brief": 0.04}
+    assert list(phases["propose"]["mechanics_s"]) == ["commit", "post"]  # malformed steps left out
+    assert phases["implement"]["mechanics_s"] == {} and phases["implement"]["agent_s"] == 2.5
+    human = runner.invoke(app, ["show", timed], env={**env_for(services), "COLUMNS": "250"})
+    assert "fetch 0.12 · workspace 0.31 · brief 0.04" in human.stdout
+    assert "commit 0.06 · post 0.09" in human.stdout and "2.50s" in human.stdout
