@@ -153,7 +153,9 @@ def reseal(dotgit: Path, content: bytes) -> None:
 
 
 def _chown_tree(root: Path, drop: Drop, *, include_root: bool, skip: Sequence[Path] = ()) -> None:
-    """lchown everything under `root` (never following a symlink) to the sandbox's uid."""
+    """lchown everything under `root` (never following a symlink) to the sandbox's uid. What it owns
+    already is left alone: a warm worktree lent again costs a walk, not a metadata write per file (and
+    keeps git's cached stat data valid, so the next `git status` does not re-read every file)."""
     if include_root:
         os.chown(root, drop.uid, drop.gid, follow_symlinks=False)
     skipped = {str(p) for p in skip}
@@ -163,7 +165,9 @@ def _chown_tree(root: Path, drop: Drop, *, include_root: bool, skip: Sequence[Pa
             path = os.path.join(top, name)
             if path not in skipped:
                 with contextlib.suppress(FileNotFoundError):
-                    os.chown(path, drop.uid, drop.gid, follow_symlinks=False)
+                    info = os.lstat(path)
+                    if (info.st_uid, info.st_gid) != (drop.uid, drop.gid):
+                        os.chown(path, drop.uid, drop.gid, follow_symlinks=False)
 
 
 def system_paths(environ: Mapping[str, str], extra: Iterable[str] = ()) -> tuple[str, ...]:
