@@ -109,6 +109,19 @@ class MergeRequestMerged(_Model):
     actor: Person = Person()
 
 
+class PipelineFailed(_Model):
+    """A pipeline failed on a merge request whose source branch Baton made (`baton/...`): a CI analysis."""
+
+    trigger: Literal["pipeline_failed"] = "pipeline_failed"
+    project_id: int
+    project_path: str
+    mr_iid: int
+    pipeline_id: int
+    source_branch: str
+    sha: str | None = None
+    actor: Person = Person()
+
+
 class JiraReplyTarget(_Model):
     kind: Literal["jira_comment"] = "jira_comment"
     issue_key: str
@@ -160,12 +173,19 @@ Trigger = Annotated[
     | Annotated[ThreadCommand, Tag("thread_command")]
     | Annotated[MergeRequestPushed, Tag("mr_pushed")]
     | Annotated[MergeRequestMerged, Tag("mr_merged")]
+    | Annotated[PipelineFailed, Tag("pipeline_failed")]
     | Annotated[ReplyRequest, Tag("reply")],
     Discriminator(_tag),
 ]
 _ADAPTER: TypeAdapter[Trigger] = TypeAdapter(Trigger)
 AnyTrigger = (
-    TicketLabelled | TicketCommand | ThreadCommand | MergeRequestPushed | MergeRequestMerged | ReplyRequest
+    TicketLabelled
+    | TicketCommand
+    | ThreadCommand
+    | MergeRequestPushed
+    | MergeRequestMerged
+    | PipelineFailed
+    | ReplyRequest
 )
 
 

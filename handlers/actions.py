@@ -8,6 +8,7 @@ from bot.triggers import (
     JiraReplyTarget,
     MergeRequestMerged,
     MergeRequestPushed,
+    PipelineFailed,
     ThreadCommand,
     ThreadReplyTarget,
     TicketCommand,
@@ -26,7 +27,14 @@ class Enqueue:
     kind: str
     subject: str
     origin: str
-    input: TicketLabelled | TicketCommand | ThreadCommand | MergeRequestPushed | MergeRequestMerged
+    input: (
+        TicketLabelled
+        | TicketCommand
+        | ThreadCommand
+        | MergeRequestPushed
+        | MergeRequestMerged
+        | PipelineFailed
+    )
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""GitLab Merge Request, Push and Pipeline hooks: new code on a merge request, and the merge of a
-merge request Baton opened (its branch starts with `baton/`), which starts the learning loop."""
+"""GitLab Merge Request, Push and Pipeline hooks: new code on a merge request, the merge of a merge
+request Baton opened (its branch starts with `baton/`), which starts the learning loop, and a failed
+pipeline on such a merge request, which starts a CI analysis."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from types import MappingProxyType
 
 from bot.events.gitlab import MergeRequestEvent, PipelineEvent, PushEvent
 from bot.git.branch import PREFIX as BATON_BRANCH_PREFIX
-from bot.triggers import MergeRequestMerged, MergeRequestPushed, Person
+from bot.triggers import MergeRequestMerged, MergeRequestPushed, Person, PipelineFailed
 from handlers.actions import Action, Enqueue, Ignore
 from handlers.context import HandlerContext
 
+CI_ANALYSIS = "analyze-ci"  # the workflow a failed pipeline starts (also `/analyze-ci`, config/skills.yaml)
 IGNORED_ACTIONS = MappingProxyType(
     {
         "open": "a new merge request starts nothing; reply with a command to ask for something",
@@ -81,5 +83,43 @@ def branch_pushed(event: PushEvent, ctx: HandlerContext) -> Action:
     return Ignore("push events are not handled; merge request updates carry new commits")
 
 
+def pipeline_skip(event: PipelineEvent) -> str | None:
+    """Why this pipeline event starts no CI analysis, or None (a failed pipeline on Baton's open MR)."""
+    status, mr = event.object_attributes.status, event.merge_request
+    if status != "failed":
+        return f"a {status[:20]!r} pipeline needs no analysis (only failed ones on Baton's merge requests)"
+    if mr is None:
+        return "a failed pipeline of no merge request is not analyzed"
+    if not is_baton_branch(mr.source_branch):
+        return (
+            "a failed pipeline on a merge request Baton did not open is not analyzed; reply /analyze-ci there"
+        )
+    if mr.source_project_id is not None and mr.source_project_id != event.project.id:
+        return "a failed pipeline of a fork's merge request is not analyzed"
+    if mr.state not in (None, "opened"):
+        return f"the merge request is {mr.state[:20]}; its pipeline is not analyzed"
+    return None
+
+
 def pipeline_changed(event: PipelineEvent, ctx: HandlerContext) -> Action:
-    return Ignore("pipeline events are not handled yet")
+    """A failed pipeline on an open merge request Baton opened (its `baton/` branch): a CI analysis run,
+    once per pipeline. Anything else (other MRs, branch pipelines, pending, running, passed) is ignored."""
+    reason, mr = pipeline_skip(event), event.merge_request
+    if reason or mr is None:
+        return Ignore(reason or "no merge request")
+    attrs, project = event.object_attributes, event.project
+    user = event.user
+    return Enqueue(
+        kind=CI_ANALYSIS,
+        subject=f"gitlab:{project.path_with_namespace}!{mr.iid}",
+        origin=f"gitlab:pipeline:{project.id}:{attrs.id}:failed",
+        input=PipelineFailed(
+            project_id=project.id,
+            project_path=project.path_with_namespace,
+            mr_iid=mr.iid,
+            pipeline_id=attrs.id,
+            source_branch=mr.source_branch,
+            sha=attrs.sha,
+            actor=Person(id=user.id, username=user.username) if user else Person(),
+        ),
+    )

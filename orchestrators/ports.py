@@ -17,7 +17,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from bot.clients.gitlab import Discussion, GitLabUser, MergeRequest, MergeRequestDiff, Project, ProjectRef
+from bot.clients.gitlab import (
+    Discussion,
+    GitLabUser,
+    Job,
+    MergeRequest,
+    MergeRequestDiff,
+    Pipeline,
+    Project,
+    ProjectRef,
+)
 from bot.clients.jira import JiraConfig, JiraIssue
 from bot.effects import EffectLedger
 from bot.git.diffstat import DiffStat
@@ -111,6 +120,26 @@ class Notes(Protocol):
         *,
         run_id: str | None = None,
     ) -> int: ...
+
+
+class Pipelines(Protocol):
+    """CI: a pipeline, its jobs with their retry history, a job's log (tail only); start an MR thread once."""
+
+    async def pipeline(self, project: ProjectRef, pipeline_id: int) -> Pipeline: ...
+
+    async def latest_pipeline(self, project: ProjectRef, ref: str) -> Pipeline | None: ...
+
+    async def pipeline_jobs(self, project: ProjectRef, pipeline_id: int) -> list[Job]: ...
+
+    async def job_trace(self, project: ProjectRef, job_id: int, tail_bytes: int = ...) -> tuple[bytes, bool]:
+        """The log's last `tail_bytes`, and whether it was longer."""
+        ...
+
+    async def start_discussion(
+        self, project: ProjectRef, iid: int, body: str, effect_key: str, *, run_id: str | None = None
+    ) -> str:
+        """A new thread on the MR (its discussion id), once per effect key."""
+        ...
 
 
 # --- Jira -----------------------------------------------------------------------------------------
@@ -210,7 +239,7 @@ class Knowledge(Protocol):
 # --- what `Clients` must provide ------------------------------------------------------------------
 
 
-class GitLab(Repositories, MergeRequests, Access, Threads, Notes, Protocol):
+class GitLab(Repositories, MergeRequests, Access, Threads, Notes, Pipelines, Protocol):
     """`Clients.gitlab` (bot/clients/gitlab.py `GitLabClient`)."""
 
     def close(self) -> None: ...
@@ -241,6 +270,7 @@ __all__ = [
     "Ledger",
     "MergeRequests",
     "Notes",
+    "Pipelines",
     "Repositories",
     "Threads",
     "Tickets",

@@ -48,7 +48,11 @@ def author_of(run: RunRow) -> triggers.Person:
     if isinstance(trigger, triggers.TicketCommand | triggers.ThreadCommand):
         return trigger.author
     if isinstance(
-        trigger, triggers.TicketLabelled | triggers.MergeRequestPushed | triggers.MergeRequestMerged
+        trigger,
+        triggers.TicketLabelled
+        | triggers.MergeRequestPushed
+        | triggers.MergeRequestMerged
+        | triggers.PipelineFailed,
     ):
         return trigger.actor
     return triggers.Person()
@@ -159,7 +163,9 @@ def venue_of(run: RunRow) -> Venue:
         return JiraTicket(trigger.issue_key or trigger.issue_id)
     if isinstance(trigger, triggers.ThreadCommand):
         return MrThread(trigger.project_id, trigger.mr_iid, trigger.discussion_id, trigger.note_type is None)
-    if isinstance(trigger, triggers.MergeRequestPushed | triggers.MergeRequestMerged):
+    if isinstance(
+        trigger, triggers.MergeRequestPushed | triggers.MergeRequestMerged | triggers.PipelineFailed
+    ):
         return MrThread(trigger.project_id, trigger.mr_iid, None, overview=True)
     if isinstance(trigger, triggers.ReplyRequest):
         target = trigger.target

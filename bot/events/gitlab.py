@@ -158,7 +158,19 @@ class PipelineAttributes(EventModel):
     source: str | None = None
 
 
+class PipelineMergeRequest(EventModel):
+    """`merge_request` of a Pipeline Hook: set only for merge request pipelines."""
+
+    iid: Id
+    source_branch: str
+    target_branch: str
+    source_project_id: Id | None = None
+    state: str | None = None
+
+
 class PipelineEvent(EventModel):
     object_kind: Literal["pipeline"]
     object_attributes: PipelineAttributes
     project: Project
+    merge_request: PipelineMergeRequest | None = None
+    user: User | None = None

@@ -40,9 +40,11 @@ from bot.clients.gitlab import (
     GitLabNotFound,
     GitLabUnavailable,
     GitLabUser,
+    Job,
     MergeRequest,
     MergeRequestDiff,
     Note,
+    Pipeline,
     Position,
     Project,
     ProjectRef,
@@ -156,6 +158,9 @@ class FakeGitLab(Recorder):
         self.branches: dict[tuple[int, str], str] = {}
         self.members: dict[tuple[int, int], int] = {}
         self.mrs: dict[tuple[int, int], _MrState] = {}
+        self.pipelines: dict[tuple[int, int], Pipeline] = {}  # CI: (project id, pipeline id)
+        self.jobs: dict[tuple[int, int], list[Job]] = {}  # (project id, pipeline id) -> every attempt
+        self.traces: dict[int, bytes] = {}  # job id -> its log
         self._ids = itertools.count(1000)
         self.closed = False
 
@@ -427,6 +432,68 @@ class FakeGitLab(Recorder):
             await exactly_once(
                 self.ledger, effect_key, "gitlab.award_emoji", find=find, post=post, run_id=run_id
             )
+        )
+
+    # -- Pipelines -------------------------------------------------------------------------------
+
+    def add_pipeline(
+        self, project: ProjectRef, ref: str, sha: str, jobs: Sequence[tuple[Job, bytes]]
+    ) -> Pipeline:
+        """A finished pipeline of `ref` with its jobs (every attempt) and their logs; failed if one failed."""
+        pid = self._pid(project)
+        failed = any(j.status == "failed" and not j.allow_failure for j, _ in jobs)
+        pipeline_id = next(self._ids)
+        pipeline = Pipeline(
+            pipeline_id, pid, sha, ref, "failed" if failed else "success", "merge_request_event",
+            f"{self.projects[pid].web_url}/-/pipelines/{pipeline_id}",
+        )  # fmt: skip
+        self.pipelines[(pid, pipeline_id)] = pipeline
+        self.jobs[(pid, pipeline_id)] = [replace(j, pipeline_id=pipeline_id) for j, _ in jobs]
+        self.traces.update({j.id: trace for j, trace in jobs})
+        return pipeline
+
+    async def pipeline(self, project: ProjectRef, pipeline_id: int) -> Pipeline:
+        found = self.pipelines.get((self._pid(project), pipeline_id))
+        if found is None:
+            raise GitLabNotFound(f"404 pipeline {pipeline_id} not found", 404)
+        return found
+
+    async def latest_pipeline(self, project: ProjectRef, ref: str) -> Pipeline | None:
+        pid = self._pid(project)
+        mine = [p for (p_id, _), p in self.pipelines.items() if p_id == pid and p.ref == ref]
+        return max(mine, key=lambda p: p.id, default=None)
+
+    async def pipeline_jobs(self, project: ProjectRef, pipeline_id: int) -> list[Job]:
+        await self.pipeline(project, pipeline_id)
+        return list(self.jobs.get((self._pid(project), pipeline_id), []))
+
+    async def job_trace(
+        self, project: ProjectRef, job_id: int, tail_bytes: int = 256 * 1024
+    ) -> tuple[bytes, bool]:
+        if job_id not in self.traces:
+            raise GitLabNotFound(f"404 job {job_id} not found", 404)
+        trace = self.traces[job_id]
+        return trace[-tail_bytes:], len(trace) > tail_bytes
+
+    async def start_discussion(
+        self, project: ProjectRef, iid: int, body: str, effect_key: str, *, run_id: str | None = None
+    ) -> str:
+        held = self._mr(project, iid)
+
+        async def find() -> str | None:
+            return next((d.id for d in held.discussions if find_marker(d.notes[0].body) == effect_key), None)
+
+        async def post() -> str:
+            self.faults.before("start_discussion")
+            note = self._note(with_effect_marker(body, effect_key), self.bot, "DiscussionNote", True)
+            discussion = Discussion(_discussion_id(note), False, (note,))
+            held.discussions.append(discussion)
+            self._record("start_discussion", project, iid, body)
+            self.faults.after("start_discussion")
+            return discussion.id
+
+        return await exactly_once(
+            self.ledger, effect_key, "gitlab.discussion", find=find, post=post, run_id=run_id
         )
 
     def close(self) -> None:

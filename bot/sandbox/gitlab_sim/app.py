@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.sandbox.git_http import GitHttpBackend, RefUpdate
-from bot.sandbox.gitlab_sim import routes_mrs, routes_notes, routes_projects, routes_sandbox
+from bot.sandbox.gitlab_sim import routes_ci, routes_mrs, routes_notes, routes_projects, routes_sandbox
 from bot.sandbox.gitlab_sim.context import Sim
 from bot.sandbox.gitlab_sim.faults import FaultMiddleware
 from bot.sandbox.gitlab_sim.http import EncodedSlashMiddleware, error_response
@@ -66,6 +66,7 @@ def create_gitlab_app(
         *routes_mrs.routes(sim),
         *routes_notes.routes(sim),
         *routes_sandbox.routes(sim),
+        *routes_ci.routes(sim),
     ]
     if git_root is not None and git_token:
         routes.append(

@@ -152,6 +152,8 @@ class Hook:
     note_events: bool = False
     merge_requests_events: bool = False
     issues_events: bool = False
+    pipeline_events: bool = False
+    job_events: bool = False
     enable_ssl_verification: bool = True
     created_at: datetime = field(default_factory=now)
 

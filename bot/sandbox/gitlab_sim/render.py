@@ -263,6 +263,8 @@ def hook(h: Hook) -> dict[str, Any]:
         "issues_events": h.issues_events,
         "merge_requests_events": h.merge_requests_events,
         "note_events": h.note_events,
+        "pipeline_events": h.pipeline_events,
+        "job_events": h.job_events,
         "enable_ssl_verification": h.enable_ssl_verification,
         "alert_status": "executable",
         "created_at": iso(h.created_at),

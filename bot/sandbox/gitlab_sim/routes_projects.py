@@ -18,6 +18,8 @@ HOOK_EVENTS = (
     "note_events",
     "merge_requests_events",
     "issues_events",
+    "pipeline_events",
+    "job_events",
     "enable_ssl_verification",
 )
 

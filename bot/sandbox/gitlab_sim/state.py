@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.sandbox.gitlab_sim.ci_model import CiRecords
 from bot.sandbox.gitlab_sim.faults import FaultPlan
 from bot.sandbox.gitlab_sim.model import (
     ISSUE,
@@ -49,6 +50,7 @@ class GitLabState:
         self.hooks: dict[int, Hook] = {}
         self.deliveries: list[Delivery] = []
         self.faults = FaultPlan()
+        self.ci = CiRecords()  # pipelines and jobs (bot/sandbox/gitlab_sim/ci_model.py)
         self.webhook_timeout_s = 10.0
         self.webhook_retry_delays_s: tuple[float, ...] = (0.05, 0.2, 0.5)
         self._ids: dict[str, int] = {}
@@ -366,6 +368,8 @@ class GitLabState:
             note_events=flags.get("note_events", False),
             merge_requests_events=flags.get("merge_requests_events", False),
             issues_events=flags.get("issues_events", False),
+            pipeline_events=flags.get("pipeline_events", False),
+            job_events=flags.get("job_events", False),
             enable_ssl_verification=flags.get("enable_ssl_verification", True),
         )
         return self.locked(lambda: self.hooks.setdefault(hook.id, hook))

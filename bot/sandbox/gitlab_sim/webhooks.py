@@ -18,6 +18,8 @@ HOOK_FLAGS = {
     "Note Hook": "note_events",
     "Merge Request Hook": "merge_requests_events",
     "Push Hook": "push_events",
+    "Pipeline Hook": "pipeline_events",
+    "Job Hook": "job_events",
 }
 
 
