@@ -83,6 +83,8 @@ class Settings(BaseSettings):
 
     trigger_label: str = "ai-implement"
     design_label: str = "ai-design"  # a ticket labelled so gets an ADR drafted (orchestrators/design.py)
+    ci_fix_attempts: int = 3  # CI analyses a merge request gets from failed pipelines before Baton stops
+    ci_fix_budget_usd: float = 5.0  # USD spent on a merge request past which those analyses stop
     projects_file: Path | None = None  # default: config/projects.yaml (the sandbox: the packaged example)
     skills_file: Path | None = None  # default: the packaged config/skills.yaml
     public_url: str | None = None  # where GitLab/Jira reach Baton, for `baton hooks install`

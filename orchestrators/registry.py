@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 from orchestrators import Orchestrator
 from orchestrators.cancel import run_cancel
+from orchestrators.ci_analysis import run_analyze_ci
 from orchestrators.commands import run_help, run_reject, run_reply, run_retry, run_revise, run_status
 from orchestrators.design import run_design
 from orchestrators.implement import run_implement
@@ -37,5 +38,7 @@ WORKFLOWS: Mapping[str, Orchestrator] = MappingProxyType(
         "cancel": run_cancel,
         "remediate": run_remediate,
         "verify": run_verify,
+        # a failed pipeline on Baton's merge request, and `/analyze-ci` (orchestrators/ci_analysis.py)
+        "analyze-ci": run_analyze_ci,
     }
 )
