@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in turn, then ONE summary table; also `bench/results/summary.json`.
 
-Run: `python -m bench [--full] [--only ingest,inbox,mechanics,scaleout,load,dashboard,search]`
+Run: `python -m bench [--full] [--only ingest,inbox,mechanics,workspaces,scaleout,load,dashboard,search]`
 
 Each benchmark runs as its own process (its output streams through as it goes) and writes its JSON under
 `bench/results/`; the summary reads those files back, so every figure in the table is one a benchmark
@@ -74,6 +74,13 @@ BENCHES = (
         ("bench.mechanics", "--runs", "3", "--lifecycle-runs", "1"),
         ("bench.mechanics", "--runs", "5", "--lifecycle-runs", "3"),
         ("mechanics.json", "lifecycle.json"),
+        1200,
+    ),
+    Bench(
+        "workspaces",
+        ("bench.workspaces", "--runs", "5", "--tickets", "2"),
+        ("bench.workspaces", "--runs", "10", "--tickets", "3"),
+        ("workspaces.json",),
         1200,
     ),
     Bench(
@@ -212,6 +219,24 @@ def lifecycle_rows() -> list[Row]:
     return rows
 
 
+def workspaces_rows() -> list[Row]:
+    data = _read("workspaces.json")
+    cmd, pkg = data["command"], data["package"]
+    rows = [
+        Row("workspaces", f"fresh git worktree add, median ({pkg})", data["fresh_add"]["median_s"], "s", cmd),
+        Row("workspaces", f"warm workspace lease (reset + verify), median ({pkg})",
+            data["warm_lease"]["median_s"], "s", cmd),
+        Row("workspaces", "fresh worktree add / warm lease", data["lease_speedup"], "x", cmd),
+    ]  # fmt: skip
+    for e in data["end_to_end"]:
+        label = f"mechanical overhead per ticket, {e['mode'].upper()} workspace ({pkg})"
+        rows.append(Row("workspaces", label, e["overhead_s"], "s", cmd))
+    if data.get("overhead_speedup") is not None:
+        ratio = data["overhead_speedup"]
+        rows.append(Row("workspaces", "fresh worktree add / WARM overhead", ratio, "x", cmd))
+    return rows
+
+
 def scaleout_rows() -> list[Row]:
     data = _read("scaleout.json")
     cmd = data["command"]
@@ -291,6 +316,7 @@ READERS: dict[str, tuple[Callable[[], list[Row]], ...]] = {
     "ingest": (ingest_rows,),
     "inbox": (inbox_rows,),
     "mechanics": (mechanics_rows, lifecycle_rows),
+    "workspaces": (workspaces_rows,),
     "scaleout": (scaleout_rows,),
     "load": (load_rows,),
     "dashboard": (dashboard_rows,),
