@@ -31,7 +31,6 @@ from bot.repo_config import read_repo_config
 from bot.store import proposals, runs, status
 from bot.store.runs import RunRow
 from bot.store.tables import Phase
-from bot.triggers import Person as Actor
 from bot.triggers import PipelineFailed, ThreadCommand
 from orchestrators import Outcome, agents, budget, ci_report, progress
 from orchestrators.brief import estimate_tokens
@@ -109,11 +108,11 @@ async def thread_of(wctx: WorkerContext, run: RunRow) -> str:
     return await clients.gitlab.start_discussion(project_id, iid, text, f"run:{run.id}:thread", run_id=run.id)
 
 
-async def who(wctx: WorkerContext, run: RunRow) -> Person:
-    """Whom replies address: the command's author, the pipeline's user, never the bot itself."""
+async def who(wctx: WorkerContext, run: RunRow) -> Person | None:
+    """Whom replies address: the command's author, the pipeline's user; nobody for the bot's own."""
     author = author_of(run)
     me = await wctx.need_clients().gitlab.bot_user()
-    return addressee(author if author.username and author.username != me.username else Actor())
+    return addressee(author) if author.username and author.username != me.username else None
 
 
 async def _say(wctx: WorkerContext, run: RunRow, text: str, key: str) -> None:

@@ -22,7 +22,10 @@ from config.skills import SkillError
 from shell.services import default_redis_url
 from shell.wiring import load_manifest
 
-GITLAB_EVENTS = {"note_events": True, "merge_requests_events": True, "push_events": False}
+# note and MR events (commands, new commits, merges) and pipeline events (CI analysis of Baton's MRs)
+GITLAB_EVENTS = {
+    "note_events": True, "merge_requests_events": True, "pipeline_events": True, "push_events": False
+}  # fmt: skip
 JIRA_EVENTS = ["jira:issue_updated", "comment_created", "comment_updated"]
 CHECK_TIMEOUT_S = 15.0
 SANDBOX_FIX = (

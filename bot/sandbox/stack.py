@@ -169,7 +169,9 @@ class SandboxStack:
         ]
         for role in ("bot", "maintainer", "developer", "reporter", "guest"):
             getattr(demo, role).token = self.values[f"GITLAB_{role.upper()}_TOKEN"]
-        events = {"note_events": True, "merge_requests_events": True, "push_events": False}
+        events = {
+            "note_events": True, "merge_requests_events": True, "pipeline_events": True, "push_events": False
+        }  # fmt: skip
         hook_url = f"{self.baton_url}/webhooks/gitlab"
         for project in (demo.project, *services):
             self.gitlab_state.add_hook(
