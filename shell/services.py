@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.queue import Queue, connect
 from bot.redact import Redactor
 from bot.store.engine import create_engine, sessionmaker
+from bot.store.group import GroupCommitter
 from config.settings import Settings
 from config.skills import SkillManifest
 from handlers.context import BotIdentity, HandlerContext
@@ -25,10 +24,12 @@ class Services:
     queue: Queue
     metrics: Metrics
     handler_context: HandlerContext
-    write_lock: contextlib.AbstractAsyncContextManager[object] = field(default_factory=contextlib.nullcontext)
+    inbox: GroupCommitter  # the webhooks' one writer (group commit, its own engine on SQLite)
 
     async def close(self) -> None:
+        await self.inbox.close()
         await self.queue.close()
+        await self.inbox.engine.dispose()
         await self.engine.dispose()
 
 
@@ -51,7 +52,9 @@ def handler_context(settings: Settings, skills: SkillManifest) -> HandlerContext
 
 
 def build(settings: Settings, skills: SkillManifest) -> Services:
-    engine = create_engine(settings.async_database_url, Redactor.from_settings(settings))
+    redactor = Redactor.from_settings(settings)
+    engine = create_engine(settings.async_database_url, redactor)
+    sqlite = engine.dialect.name == "sqlite"
     return Services(
         settings=settings,
         engine=engine,
@@ -59,7 +62,8 @@ def build(settings: Settings, skills: SkillManifest) -> Services:
         queue=Queue(connect(default_redis_url(settings))),
         metrics=Metrics(),
         handler_context=handler_context(settings, skills),
-        # SQLite has one writer at a time: queue this process's writers on a lock instead of on
-        # SQLite's busy handler, whose sleeps would add tens of milliseconds under concurrency.
-        write_lock=asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext(),
+        # SQLite: the inbox's own connections (synchronous=FULL, no busy timeout: bot/store/group.py)
+        inbox=GroupCommitter(
+            create_engine(settings.async_database_url, redactor, ingest=True) if sqlite else engine
+        ),
     )

@@ -146,8 +146,7 @@ async def _ingest(services: Services, source: Source, request: Request) -> inbox
     )
     with bind(delivery_key=key):
         try:
-            async with services.write_lock:
-                recorded = await inbox.record(services.sm, incoming, action)
+            recorded = await services.inbox.record(incoming, action)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             raise StoreUnavailable("state store unavailable; retry later") from exc
         with bind(delivery_id=recorded.delivery_id, run_id=recorded.run_id):

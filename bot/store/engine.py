@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,31 +25,48 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "busy_timeout=10000", "synchronous=NORMAL", "foreign_keys=ON"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
+BUSY_TIMEOUT_MS = 10_000
 
 
-def create_engine(url: str, redactor: Redactor | None = None) -> AsyncEngine:
+def _sqlite_pragmas(busy_timeout_ms: int, synchronous: str) -> Callable[[Any, Any], None]:
+    pragmas = (
+        "journal_mode=WAL",
+        f"busy_timeout={busy_timeout_ms}",
+        f"synchronous={synchronous}",
+        "foreign_keys=ON",
+    )
+
+    def apply(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    return apply
+
+
+def create_engine(url: str, redactor: Redactor | None = None, *, ingest: bool = False) -> AsyncEngine:
     """Build the engine for an async URL (`sqlite+aiosqlite://…` or `postgresql+asyncpg://…`). With a
     `redactor`, the free-text columns (run input and errors, phase input/output/errors, the activity
     trail) pass through it on every write (see bot/store/redacted.py); without one they are stored as
-    they are."""
-    engine = _engine(url)
+    they are. SQLite runs in WAL mode with `synchronous=NORMAL` (a commit survives the process, not
+    necessarily a power cut); an `ingest` engine (the inbox's group commit, `bot/store/group.py`) has
+    `synchronous=FULL` (every commit is on disk before a delivery is answered) and no busy timeout (its
+    writer polls for the lock itself)."""
+    engine = _engine(url, ingest)
     if redactor is not None:
         redacted.install(engine.sync_engine.dialect, redactor)
     return engine
 
 
-def _engine(url: str) -> AsyncEngine:
+def _engine(url: str, ingest: bool) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 10})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        pragmas = _sqlite_pragmas(0, "NORMAL") if ingest else _sqlite_pragmas(BUSY_TIMEOUT_MS, "NORMAL")
+        event.listen(engine.sync_engine, "connect", pragmas)
         return engine
     return create_async_engine(
         url,

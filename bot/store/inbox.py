@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -49,24 +50,36 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-def _run_for(action: Enqueue | Reply, delivery_id: int) -> Run:
-    now = utcnow()
+def run_values(action: Enqueue | Reply, delivery_id: int, run_id: str, now: datetime) -> dict[str, Any]:
+    """The columns of the queued run a delivery starts."""
     if isinstance(action, Enqueue):
         kind, payload = action.kind, triggers.dump(action.input)
     else:
         kind, payload = "reply", triggers.dump(ReplyRequest(target=action.target, text=action.text))
-    return Run(
-        id=new_run_id(),
-        kind=kind,
-        subject=action.subject,
-        origin=action.origin,
-        status=status.QUEUED,
-        input=payload,
-        attempts=0,
-        delivery_id=delivery_id,
-        created_at=now,
-        updated_at=now,
-    )
+    return {
+        "id": run_id,
+        "kind": kind,
+        "subject": action.subject,
+        "origin": action.origin,
+        "status": status.QUEUED,
+        "input": payload,
+        "attempts": 0,
+        "delivery_id": delivery_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def received_values(incoming: Incoming, run: dict[str, Any]) -> dict[str, Any]:
+    """The activity row that says which delivery started the run (`run`: `run_values`)."""
+    return {
+        "run_id": run["id"],
+        "delivery_id": run["delivery_id"],
+        "at": run["created_at"],
+        "actor": incoming.actor[:255],
+        "action": "received",
+        "message": f"{incoming.source} {incoming.event} started {run['kind']} on {run['subject']}",
+    }
 
 
 async def _insert(session: AsyncSession, incoming: Incoming, action: Action) -> Recorded:
@@ -85,21 +98,12 @@ async def _insert(session: AsyncSession, incoming: Incoming, action: Action) -> 
     await session.flush()
     if isinstance(action, Ignore):
         return Recorded(IGNORED, delivery_id=delivery.id, reason=reason)
-    run = _run_for(action, delivery.id)
-    delivery.run_id = run.id
-    session.add(run)
-    session.add(
-        Activity(
-            run_id=run.id,
-            delivery_id=delivery.id,
-            at=run.created_at,
-            actor=incoming.actor[:255],
-            action="received",
-            message=f"{incoming.source} {incoming.event} started {run.kind} on {run.subject}",
-        )
-    )
+    values = run_values(action, delivery.id, new_run_id(), utcnow())
+    delivery.run_id = values["id"]
+    session.add(Run(**values))
+    session.add(Activity(**received_values(incoming, values)))
     await session.flush()
-    return Recorded(outcome, run_id=run.id, delivery_id=delivery.id)
+    return Recorded(outcome, run_id=values["id"], delivery_id=delivery.id)
 
 
 async def _existing_delivery(session: AsyncSession, incoming: Incoming) -> Delivery | None:

@@ -1,0 +1,246 @@
+"""Group commit for the inbox: many deliveries per transaction, each answer awaited on its commit.
+
+`GroupCommitter.record` gives the same `inbox.Recorded` as `inbox.record`, and returns only once the
+transaction holding the delivery (and the run it starts) has committed; if that transaction fails it
+raises and nothing of its batch is stored. One writer task per process writes everything queued at that
+moment in one transaction: while a batch commits, the next one gathers, so the batch grows with the load
+and a quiet server commits each delivery alone at once (no timer, no added wait).
+
+A batch is a few statements whatever its size: the stored deliveries with the batch's keys and the runs
+with its origins (one SELECT each), the decisions (`plan`, pure: duplicate, joined, ignored or a new
+run, exactly as `inbox.record` decides them one by one, in arrival order), then one multi-row INSERT per
+table. On SQLite the transaction is `BEGIN IMMEDIATE`, so the reads and the writes see the same database
+and another process cannot slip a row in between; the engine's connections have no busy timeout and the
+writer polls for the lock every millisecond on the event loop instead (SQLite's own busy handler sleeps
+1, 2, 5, 10, 15, 20, 25… ms, a tail of tens of milliseconds whenever the worker holds the lock). On
+PostgreSQL another `baton serve` can insert the same key between the reads and the writes: the batch then
+fails with an IntegrityError, rolls back, and its deliveries are recorded one by one by `inbox.record`,
+which resolves such conflicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.store import inbox
+from bot.store.engine import sessionmaker, utcnow
+from bot.store.inbox import DUPLICATE, ENQUEUED, IGNORED, JOINED, REPLIED, Incoming, Recorded
+from bot.store.tables import Activity, Delivery, Run
+from handlers.actions import Action, Enqueue, Ignore
+
+MAX_BATCH = 256
+LOCK_POLL_S = 0.001
+LOCK_WAIT_S = 10.0  # as long as the store's busy timeout elsewhere; then the batch fails (503)
+Key = tuple[str, str]  # (source, dedup_key)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What one delivery of a batch becomes; `existing` / `same_as` mark a duplicate."""
+
+    outcome: str
+    run_id: str | None = None
+    reason: str | None = None
+    existing: int | None = None  # the id of the stored delivery with the same key
+    same_as: int | None = None  # the position of an earlier delivery of this batch with the same key
+
+    @property
+    def stored_here(self) -> bool:
+        return self.existing is None and self.same_as is None
+
+
+def plan(
+    items: Sequence[tuple[Incoming, Action]],
+    stored: Mapping[Key, tuple[int, str | None]],
+    origins: Mapping[str, str],
+    new_id: Callable[[], str] = inbox.new_run_id,
+) -> list[Planned]:
+    """Decide every delivery in order, as `inbox.record` would one after another (pure).
+
+    `stored`: the stored deliveries with these keys (their id and run id); `origins`: the stored runs
+    with these origins (origin → run id).
+    """
+    first: dict[Key, int] = {}
+    runs = dict(origins)
+    out: list[Planned] = []
+    for n, (incoming, action) in enumerate(items):
+        key = (incoming.source, incoming.dedup_key)
+        if key in stored:
+            delivery_id, run_id = stored[key]
+            out.append(Planned(DUPLICATE, run_id, existing=delivery_id))
+        elif key in first:
+            out.append(Planned(DUPLICATE, out[first[key]].run_id, same_as=first[key]))
+        elif isinstance(action, Ignore):
+            out.append(Planned(IGNORED, reason=action.reason))
+        elif action.origin in runs:
+            run_id = runs[action.origin]
+            out.append(Planned(JOINED, run_id, reason=f"same origin as run {run_id}"))
+        else:
+            runs[action.origin] = new_id()
+            out.append(Planned(ENQUEUED if isinstance(action, Enqueue) else REPLIED, runs[action.origin]))
+        first.setdefault(key, n)
+    return out
+
+
+def _delivery_row(incoming: Incoming, planned: Planned, now: datetime) -> dict[str, Any]:
+    return {
+        "source": incoming.source,
+        "dedup_key": incoming.dedup_key,
+        "event": incoming.event[:64],
+        "outcome": planned.outcome,
+        "reason": planned.reason,
+        "run_id": planned.run_id,
+        "payload": incoming.payload if planned.outcome in (ENQUEUED, REPLIED) else None,
+        "received_at": now,
+    }
+
+
+async def _lookups(
+    conn: AsyncConnection, items: Sequence[tuple[Incoming, Action]]
+) -> tuple[dict[Key, tuple[int, str | None]], dict[str, str]]:
+    keys = {(i.source, i.dedup_key) for i, _ in items}
+    query = select(Delivery.id, Delivery.source, Delivery.dedup_key, Delivery.run_id)
+    rows = await conn.execute(query.where(Delivery.dedup_key.in_({k for _, k in keys})))
+    stored = {(s, k): (i, r) for i, s, k, r in rows if (s, k) in keys}
+    wanted = {a.origin for _, a in items if not isinstance(a, Ignore)}
+    origins: dict[str, str] = {}
+    if wanted:
+        found = await conn.execute(select(Run.origin, Run.id).where(Run.origin.in_(wanted)))
+        origins = {origin: run_id for origin, run_id in found}
+    return stored, origins
+
+
+async def write(conn: AsyncConnection, items: Sequence[tuple[Incoming, Action]]) -> list[Recorded]:
+    """Record `items` inside the caller's transaction (a few statements whatever their number)."""
+    stored, origins = await _lookups(conn, items)
+    planned = plan(items, stored, origins)
+    now = utcnow()
+    fresh = [n for n, p in enumerate(planned) if p.stored_here]
+    ids: dict[int, int] = {}
+    if fresh:
+        statement = insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True)
+        rows = [_delivery_row(items[n][0], planned[n], now) for n in fresh]
+        ids = dict(zip(fresh, (await conn.execute(statement, rows)).scalars().all(), strict=True))
+    runs = [
+        inbox.run_values(action, ids[n], planned[n].run_id or "", now)
+        for n in fresh
+        if not isinstance(action := items[n][1], Ignore) and planned[n].outcome in (ENQUEUED, REPLIED)
+    ]
+    if runs:
+        await conn.execute(insert(Run), runs)
+        by_delivery = {ids[n]: items[n][0] for n in fresh}
+        await conn.execute(
+            insert(Activity), [inbox.received_values(by_delivery[r["delivery_id"]], r) for r in runs]
+        )
+    return [_recorded(p, _delivery_id(p, n, ids)) for n, p in enumerate(planned)]
+
+
+def _delivery_id(planned: Planned, n: int, ids: Mapping[int, int]) -> int | None:
+    if planned.same_as is not None:
+        return ids[planned.same_as]
+    return planned.existing if planned.existing is not None else ids[n]
+
+
+def _recorded(planned: Planned, delivery_id: int | None) -> Recorded:
+    return Recorded(planned.outcome, run_id=planned.run_id, delivery_id=delivery_id, reason=planned.reason)
+
+
+def _locked(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text
+
+
+class GroupCommitter:
+    """The process's one inbox writer: `record` queues, one task commits batches (see the module doc)."""
+
+    def __init__(self, engine: AsyncEngine, max_batch: int = MAX_BATCH) -> None:
+        self.engine = engine
+        self.max_batch = max(max_batch, 1)
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.batches = 0  # transactions committed (or tried): fewer than deliveries under load
+        self._pending: list[tuple[Incoming, Action, asyncio.Future[Recorded]]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def record(self, incoming: Incoming, action: Action) -> Recorded:
+        """Wait until the delivery is committed; raise what the store raised if its batch failed."""
+        future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
+        self._pending.append((incoming, action, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._run(), name="inbox group commit")
+        self._wake.set()
+        return await asyncio.shield(future)  # a caller that goes away does not take the batch with it
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop the writer."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            await self._writer
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+                await self._commit(batch)
+            if self._closing:
+                return
+
+    async def _commit(self, batch: Sequence[tuple[Incoming, Action, asyncio.Future[Recorded]]]) -> None:
+        items = [(incoming, action) for incoming, action, _ in batch]
+        self.batches += 1
+        try:
+            results = await self._transaction(items)
+        except IntegrityError:  # another process stored one of these keys or origins meanwhile
+            await self._one_by_one(batch)
+            return
+        except Exception as exc:  # the batch is rolled back: every caller gets the store's error (503)
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (*_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    async def _transaction(self, items: Sequence[tuple[Incoming, Action]]) -> list[Recorded]:
+        async with self.engine.connect() as conn:
+            if self.sqlite:
+                await self._begin_immediate(conn)
+            results = await write(conn, items)
+            await conn.commit()
+        return results
+
+    async def _begin_immediate(self, conn: AsyncConnection) -> None:
+        deadline = asyncio.get_running_loop().time() + LOCK_WAIT_S
+        while True:
+            try:
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as exc:
+                if not _locked(exc) or asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(LOCK_POLL_S)
+
+    async def _one_by_one(self, batch: Sequence[tuple[Incoming, Action, asyncio.Future[Recorded]]]) -> None:
+        sm = sessionmaker(self.engine)
+        for incoming, action, future in batch:
+            try:
+                result = await inbox.record(sm, incoming, action)
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+                continue
+            if not future.done():
+                future.set_result(result)

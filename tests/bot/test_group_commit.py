@@ -1,0 +1,302 @@
+"""The inbox's group commit (bot/store/group.py): many deliveries per transaction, the same decisions and
+rows as `inbox.record` one by one, nothing of a failed batch stored, every caller told (SQLite and
+PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.redact import Redactor
+from bot.store import group, inbox
+from bot.store.engine import create_engine, sessionmaker
+from bot.store.group import GroupCommitter, Planned, plan
+from bot.store.inbox import DUPLICATE, ENQUEUED, IGNORED, JOINED, REPLIED, Incoming
+from bot.store.migrate import upgrade
+from bot.store.tables import Activity, Delivery, Run
+from bot.triggers import JiraReplyTarget, TicketLabelled
+from config.settings import async_database_url
+from handlers.actions import Action, Enqueue, Ignore, Reply
+
+CANARY = "canary-group-secret-5e6f7a8b"
+
+
+def enqueue(origin: str, ticket: str = "DEMO-1") -> Enqueue:
+    return Enqueue(
+        "implement", f"jira:{ticket}", origin, TicketLabelled(issue_key=ticket, issue_id="1", summary=CANARY)
+    )
+
+
+def reply(origin: str) -> Reply:
+    return Reply(
+        target=JiraReplyTarget(issue_key="DEMO-2"),
+        text=f"did you mean /approve? {CANARY}",
+        subject="jira:DEMO-2",
+        origin=origin,
+    )
+
+
+def incoming(key: str, source: str = "jira") -> Incoming:
+    return Incoming(source, key, "jira:issue_updated", {"key": key, "note": CANARY}, "jira:dan")
+
+
+# --- the decisions (pure) ----------------------------------------------------------------------------
+
+IDS = itertools.count()
+
+
+def fresh_id() -> str:
+    return f"run{next(IDS)}"
+
+
+def test_plan_decides_each_delivery_in_order_like_record_one_by_one() -> None:
+    items: list[tuple[Incoming, Action]] = [
+        (incoming("a"), enqueue("o1")),  # new run
+        (incoming("a"), enqueue("o1")),  # same key again in the batch: duplicate of the first
+        (incoming("b"), enqueue("o1")),  # same origin, another key (Jira's second delivery): joins
+        (incoming("c"), Ignore("not for Baton")),
+        (incoming("c", source="gitlab"), Ignore("other source, same key: a different delivery")),
+        (incoming("d"), reply("o2")),  # a reply run
+        (incoming("stored"), enqueue("o3")),  # a key already stored: duplicate of the stored one
+        (incoming("e"), enqueue("stored-origin")),  # an origin already stored: joins that run
+        (incoming("b"), Ignore("a redelivery of the joined one")),  # duplicate of a joined delivery
+    ]
+    out = plan(items, {("jira", "stored"): (41, "runS")}, {"stored-origin": "runT"}, lambda: "new")
+    assert out == [
+        Planned(ENQUEUED, "new"),
+        Planned(DUPLICATE, "new", same_as=0),
+        Planned(JOINED, "new", reason="same origin as run new"),
+        Planned(IGNORED, reason="not for Baton"),
+        Planned(IGNORED, reason="other source, same key: a different delivery"),
+        Planned(REPLIED, "new"),
+        Planned(DUPLICATE, "runS", existing=41),
+        Planned(JOINED, "runT", reason="same origin as run runT"),
+        Planned(DUPLICATE, "new", same_as=2),
+    ]
+    assert [p.stored_here for p in out] == [True, False, True, True, True, True, False, True, False]
+
+
+def test_plan_of_an_empty_or_all_duplicate_batch_stores_nothing() -> None:
+    assert plan([], {}, {}) == []
+    stored = {("jira", "a"): (1, None)}
+    out = plan([(incoming("a"), Ignore("x")), (incoming("a"), enqueue("o"))], stored, {}, fresh_id)
+    assert out == [Planned(DUPLICATE, None, existing=1), Planned(DUPLICATE, None, existing=1)]
+
+
+# --- against the databases --------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def engines(db_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+    """A migrated store: the plain engine and the inbox's own (as `shell.services.build` makes them)."""
+    url = async_database_url(db_url)
+    plain = create_engine(url, Redactor([CANARY]))
+    await upgrade(plain)
+    ingest = create_engine(url, Redactor([CANARY]), ingest=True) if plain.dialect.name == "sqlite" else plain
+    yield plain, ingest
+    await ingest.dispose()
+    await plain.dispose()
+
+
+def commits(engine: AsyncEngine) -> list[int]:
+    counted: list[int] = []
+    event.listen(engine.sync_engine, "commit", lambda _conn: counted.append(1))
+    return counted
+
+
+async def rows(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
+    """What is stored, with run ids replaced by their origin (ids are random) and without times."""
+    async with engine.connect() as conn:
+        origin: dict[str | None, str | None] = dict((await conn.execute(select(Run.id, Run.origin))).all())
+        deliveries = (
+            await conn.execute(
+                select(Delivery.source, Delivery.dedup_key, Delivery.event, Delivery.outcome, Delivery.reason,
+                       Delivery.run_id, Delivery.payload).order_by(Delivery.source, Delivery.dedup_key)
+            )
+        ).all()  # fmt: skip
+        runs = (
+            await conn.execute(
+                select(Run.origin, Run.kind, Run.subject, Run.status, Run.attempts).order_by(Run.origin)
+            )
+        ).all()
+        raw_inputs = (await conn.execute(text("SELECT origin, input FROM runs ORDER BY origin"))).all()
+        activity = (
+            await conn.execute(select(Activity.run_id, Activity.actor, Activity.action, Activity.message))
+        ).all()
+    named = {**origin, None: None}
+    return {
+        "deliveries": [(*d[:4], (d[4] or "").replace(str(d[5]), str(named.get(d[5]))), named.get(d[5]), d[6])
+                       for d in deliveries],
+        "runs": [tuple(r) for r in runs],
+        "inputs": [(o, json.loads(i) if isinstance(i, str) else i) for o, i in raw_inputs],  # as stored
+        "activity": sorted((named[a[0]], *a[1:]) for a in activity),
+    }  # fmt: skip
+
+
+def mixed(n: int, seed: int) -> list[tuple[Incoming, Action]]:
+    """Deliveries with repeated keys and origins, as redeliveries and Jira's twin deliveries make them."""
+    rng = random.Random(seed)
+    out: list[tuple[Incoming, Action]] = []
+    for _ in range(n):
+        key, origin = f"k{rng.randrange(n // 2)}", f"o{rng.randrange(n // 3)}"
+        kind = rng.choice(["enqueue", "reply", "ignore"])
+        action: Action = (
+            enqueue(origin)
+            if kind == "enqueue"
+            else reply(origin)
+            if kind == "reply"
+            else Ignore(f"skip {key}")
+        )
+        out.append((incoming(key, rng.choice(["jira", "gitlab"])), action))
+    return out
+
+
+async def test_concurrent_deliveries_share_transactions_and_store_what_record_stores(
+    engines: tuple[AsyncEngine, AsyncEngine], tmp_path: Path
+) -> None:
+    """60 deliveries arriving together are committed in a few transactions (old code: one each), with the
+    same answers, rows, redaction and activity as `inbox.record` called one after another."""
+    plain, ingest = engines
+    items = mixed(60, seed=7)
+    committer = GroupCommitter(ingest)
+    counted = commits(ingest)
+    grouped = await asyncio.gather(*(committer.record(i, a) for i, a in items))
+    await committer.close()
+    assert committer.batches == len(counted) < 5, (committer.batches, len(counted))
+
+    reference = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'reference.db'}", Redactor([CANARY]))
+    await upgrade(reference)
+    one_by_one = [await inbox.record(sessionmaker(reference), i, a) for i, a in items]
+    try:
+        assert [r.outcome for r in grouped] == [r.outcome for r in one_by_one]
+        assert await rows(plain) == await rows(reference)
+    finally:
+        await reference.dispose()
+    stored = await rows(plain)
+    assert CANARY not in str(stored["inputs"]) + str(stored["activity"])  # redacted, as record does
+    assert any(CANARY in str(d[-1]) for d in stored["deliveries"])  # the delivery kept as sent
+    async with plain.connect() as conn:
+        by_id = {
+            i: (s, k)
+            for i, s, k in (await conn.execute(select(Delivery.id, Delivery.source, Delivery.dedup_key)))
+        }
+    for (item, _), result in zip(items, grouped, strict=True):  # each answer names its stored delivery
+        assert result.delivery_id is not None
+        assert by_id[result.delivery_id] == (item.source, item.dedup_key)
+
+
+async def test_a_quiet_server_commits_each_delivery_at_once(engines: tuple[AsyncEngine, AsyncEngine]) -> None:
+    _, ingest = engines
+    committer = GroupCommitter(ingest)
+    for n in range(3):
+        recorded = await committer.record(incoming(f"q{n}"), enqueue(f"quiet{n}"))
+        assert recorded.outcome == ENQUEUED and recorded.run_id
+    assert committer.batches == 3
+    await committer.close()
+
+
+async def test_a_failed_batch_stores_none_of_its_deliveries_and_every_caller_gets_the_error(
+    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain, ingest = engines
+    committer = GroupCommitter(ingest)
+    real_write = group.write
+
+    async def write_then_fail(conn: Any, items: Any) -> Any:
+        await real_write(conn, items)  # every row inserted, then the transaction fails before its commit
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(group, "write", write_then_fail)
+    answers = await asyncio.gather(
+        *(committer.record(incoming(f"f{n}"), enqueue(f"fail{n}")) for n in range(10)), return_exceptions=True
+    )
+    assert all(isinstance(a, OperationalError) for a in answers), answers
+    assert (await rows(plain))["deliveries"] == []
+    monkeypatch.setattr(group, "write", real_write)  # the store is back: the same deliveries are accepted
+    again = await asyncio.gather(
+        *(committer.record(incoming(f"f{n}"), enqueue(f"fail{n}")) for n in range(10))
+    )
+    assert [a.outcome for a in again] == [ENQUEUED] * 10
+    assert len((await rows(plain))["runs"]) == 10
+    await committer.close()
+
+
+async def test_keys_another_server_stored_meanwhile_are_recorded_one_by_one(
+    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the batch's reads and its inserts another process stores one of its keys: the batch's
+    insert fails on the unique key, and every delivery is recorded by `inbox.record` instead."""
+    plain, ingest = engines
+    other = await inbox.record(sessionmaker(plain), incoming("raced"), enqueue("raced-origin"))
+
+    async def nothing_stored(conn: Any, items: Any) -> tuple[dict[Any, Any], dict[str, str]]:
+        return {}, {}
+
+    monkeypatch.setattr(group, "_lookups", nothing_stored)
+    committer = GroupCommitter(ingest)
+    answers = await asyncio.gather(
+        committer.record(incoming("new-1"), enqueue("o-new-1")),
+        committer.record(incoming("raced"), enqueue("raced-origin")),
+        committer.record(incoming("new-2"), Ignore("x")),
+    )
+    assert [a.outcome for a in answers] == [ENQUEUED, DUPLICATE, IGNORED]
+    assert answers[1].run_id == other.run_id and answers[1].delivery_id == other.delivery_id
+    assert len((await rows(plain))["deliveries"]) == 3
+    await committer.close()
+
+
+async def test_a_caller_that_goes_away_does_not_take_the_others_with_it(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    plain, ingest = engines
+    committer = GroupCommitter(ingest)
+    tasks = [asyncio.create_task(committer.record(incoming(f"c{n}"), enqueue(f"co{n}"))) for n in range(8)]
+    await asyncio.sleep(0)
+    tasks[3].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[3], asyncio.CancelledError)
+    assert all(isinstance(d, inbox.Recorded) and d.outcome == ENQUEUED for i, d in enumerate(done) if i != 3)
+    await committer.close()
+    assert len((await rows(plain))["deliveries"]) in (7, 8)  # the cancelled one may be stored; never twice
+
+
+async def test_sqlite_ingest_waits_for_another_writer_and_fails_only_past_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker holds SQLite's write lock: the inbox polls for it (no busy timeout of its own), records
+    as soon as it is free, and answers an error only when it stays taken longer than LOCK_WAIT_S."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'baton.db'}"
+    plain = create_engine(url)
+    await upgrade(plain)
+    ingest = create_engine(url, ingest=True)
+    committer = GroupCommitter(ingest)
+    try:
+        async with plain.connect() as holder:
+            await holder.exec_driver_sql("BEGIN IMMEDIATE")
+            waiting = asyncio.create_task(committer.record(incoming("w1"), enqueue("wo1")))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            await holder.rollback()
+        assert (await waiting).outcome == ENQUEUED
+
+        monkeypatch.setattr(group, "LOCK_WAIT_S", 0.1)
+        async with plain.connect() as holder:
+            await holder.exec_driver_sql("BEGIN IMMEDIATE")
+            with pytest.raises(OperationalError, match="locked"):
+                await committer.record(incoming("w2"), enqueue("wo2"))
+            await holder.rollback()
+        assert (await committer.record(incoming("w2"), enqueue("wo2"))).outcome == ENQUEUED
+    finally:
+        await committer.close()
+        await ingest.dispose()
+        await plain.dispose()
