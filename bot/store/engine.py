@@ -28,11 +28,11 @@ def as_utc(value: datetime) -> datetime:
 BUSY_TIMEOUT_MS = 10_000
 
 
-def _sqlite_pragmas(busy_timeout_ms: int, synchronous: str) -> Callable[[Any, Any], None]:
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     pragmas = (
         "journal_mode=WAL",
         f"busy_timeout={busy_timeout_ms}",
-        f"synchronous={synchronous}",
+        "synchronous=NORMAL",
         "foreign_keys=ON",
     )
 
@@ -49,10 +49,10 @@ def create_engine(url: str, redactor: Redactor | None = None, *, ingest: bool = 
     """Build the engine for an async URL (`sqlite+aiosqlite://…` or `postgresql+asyncpg://…`). With a
     `redactor`, the free-text columns (run input and errors, phase input/output/errors, the activity
     trail) pass through it on every write (see bot/store/redacted.py); without one they are stored as
-    they are. SQLite runs in WAL mode with `synchronous=NORMAL` (a commit survives the process, not
-    necessarily a power cut); an `ingest` engine (the inbox's group commit, `bot/store/group.py`) has
-    `synchronous=FULL` (every commit is on disk before a delivery is answered) and no busy timeout (its
-    writer polls for the lock itself)."""
+    they are. SQLite runs in WAL mode with `synchronous=NORMAL`: a commit survives a crash of any Baton
+    process, while an operating-system crash or power cut may lose the last commits (PostgreSQL, with
+    `synchronous_commit=on`, keeps those too). An `ingest` engine (the inbox's group commit,
+    `bot/store/group.py`) has no busy timeout: its writer polls for the lock itself."""
     engine = _engine(url, ingest)
     if redactor is not None:
         redacted.install(engine.sync_engine.dialect, redactor)
@@ -65,7 +65,7 @@ def _engine(url: str, ingest: bool) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 10})
-        pragmas = _sqlite_pragmas(0, "NORMAL") if ingest else _sqlite_pragmas(BUSY_TIMEOUT_MS, "NORMAL")
+        pragmas = _sqlite_pragmas(0 if ingest else BUSY_TIMEOUT_MS)
         event.listen(engine.sync_engine, "connect", pragmas)
         return engine
     return create_async_engine(
