@@ -1,4 +1,4 @@
-"""The target repository's `.baton.yml`: its commands, protected paths and module map."""
+"""The target repository's `.baton.yml`: its commands, protected paths, module map and sparse checkout."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ DEFAULT_TIMEOUT_S = 600
 MAX_BYTES = 64 * 1024
 MAX_COMMAND_CHARS = 2000
 MAX_GLOB_CHARS = 500
+MAX_CHECKOUT_DIRS = 100
+_GLOB_CHARS_RE = re.compile(r"[*?\[\]\\!]")
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -46,6 +48,21 @@ def _glob(value: str) -> str:
     if not value.strip() or len(value) > MAX_GLOB_CHARS or _CONTROL_RE.search(value):
         raise ValueError(f"a path pattern must be one line of 1-{MAX_GLOB_CHARS} characters")
     return value.strip()
+
+
+def _checkout_dir(value: str) -> str:
+    """A directory for the sparse checkout: repository-relative, no pattern characters, no `..`."""
+    text = _glob(value).strip("/")
+    normal = normalize_path(text)
+    if (
+        normal is None
+        or normal != text
+        or _GLOB_CHARS_RE.search(text)
+        or text.startswith("-")
+        or text.split("/")[0] == ".git"
+    ):
+        raise ValueError(f"{value[:60]!r} is not a directory of the repository (no patterns, no ..)")
+    return normal
 
 
 def _as_list(value: object) -> object:
@@ -90,8 +107,16 @@ class RepoConfig(BaseModel):
     protected_paths: tuple[str, ...] = ()
     modules: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     timeout_s: int = Field(default=DEFAULT_TIMEOUT_S, ge=1, le=24 * 3600)
+    # The directories a ticket may touch: when set, a run's worktree is a sparse checkout of these
+    # (and the files at the repository root), not of every file.
+    checkout: tuple[str, ...] = Field(default=(), max_length=MAX_CHECKOUT_DIRS)
 
-    @field_validator("protected_paths", mode="before")
+    @field_validator("checkout")
+    @classmethod
+    def _checkout(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(_checkout_dir(v) for v in values))
+
+    @field_validator("protected_paths", "checkout", mode="before")
     @classmethod
     def _paths_list(cls, value: object) -> object:
         return _as_list(value)

@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     sandbox_scenario: Path | None = None
     git_author_name: str = "Baton"
     git_author_email: str = "baton@localhost"
+    workspace_pool: int = 2  # warm worktrees a worker keeps per repository (bot/git/pool.py); 0: none
     # Containment of what the agent and the repository's commands run (see bot/containment).
     allow_uncontained: bool = False  # development only: run agent work without the OS sandbox
     containment_uid: int = 65534  # the unprivileged uid/gid a root worker drops to inside the sandbox
@@ -146,6 +147,13 @@ class Settings(BaseSettings):
     @classmethod
     def _cap(cls, value: float | None) -> float | None:
         return check_cap(value)
+
+    @field_validator("workspace_pool")
+    @classmethod
+    def _pool_size(cls, value: int) -> int:
+        if not 0 <= value <= 64:
+            raise ValueError("must be between 0 and 64")
+        return value
 
     @property
     def sandbox_mode(self) -> bool:

@@ -98,7 +98,9 @@ def build_clients(settings: Settings, sm: async_sessionmaker[AsyncSession], skil
     return Clients(
         gitlab=GitLabClient.from_settings(settings, ledger),
         jira=client_from_settings(settings, ledger),
-        workspace=Workspace(Path(settings.state_dir) / "workspace", author),
+        workspace=Workspace(
+            Path(settings.state_dir) / "workspace", author, pool_size=settings.workspace_pool
+        ),
         ledger=ledger,
         knowledge=knowledge_of(settings),
         projects=load_projects(projects_path.read_text()),

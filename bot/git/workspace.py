@@ -142,31 +142,62 @@ class Workspace:
 
     # -- worktrees -----------------------------------------------------------------------------
 
-    async def create_worktree(self, repo_id: str, run_id: str, base_ref: str, branch: str) -> Path:
-        """Add `root/worktrees/<run_id>` on a new `branch` from `base_ref` (upstream branch, ref or SHA)."""
-        path = self.worktrees / check_run_id(run_id)
-        if not is_valid_branch(branch):
-            raise UnsafeInput(f"refusing branch name {branch[:60]!r}")
+    async def read_at(self, repo_id: str, base_ref: str, path: str) -> str | None:
+        """The text of `path` at `base_ref` in the repository's mirror (None: no such file there)."""
+        mirror = self._require_existing_mirror(repo_id)
+        sha = await self._resolve(mirror, base_ref)
+        found = await self._mgit(mirror, ["rev-parse", "--verify", "--quiet", f"{sha}:{path}"], check=False)
+        if found.returncode != 0 or not is_sha(found.text):
+            return None
+        if (await self._mgit(mirror, ["cat-file", "-t", found.text])).text != "blob":
+            return None  # a directory (tree) or a submodule, not a file
+        blob = await self._mgit(mirror, ["cat-file", "blob", found.text])
+        return blob.stdout.decode("utf-8", "replace")
+
+    def _require_existing_mirror(self, repo_id: str) -> Path:
         mirror = self.mirror_path(repo_id)
         if not _has_repo(mirror):
             raise WorkspaceError(f"no mirror for {repo_id[:80]!r} yet: call ensure_mirror first")
+        return mirror
+
+    async def create_worktree(
+        self, repo_id: str, run_id: str, base_ref: str, branch: str, *, sparse: Sequence[str] = ()
+    ) -> Path:
+        """Add `root/worktrees/<run_id>` on a new `branch` from `base_ref` (upstream branch, ref or SHA):
+        a warm one from the pool when there is one, else a fresh checkout; only the directories in
+        `sparse` (and the root's files) when it names any."""
+        path = self.worktrees / check_run_id(run_id)
+        if not is_valid_branch(branch):
+            raise UnsafeInput(f"refusing branch name {branch[:60]!r}")
+        mirror = self._require_existing_mirror(repo_id)
         self._prepare()
         await self.remove_worktree(run_id)  # leftovers of an earlier attempt of this run
         async with self._locked(mirror):
             sha = await self._resolve(mirror, base_ref)
             await self._drop_unused_branch(mirror, branch)
-            if not await self._lease_warm(mirror, path, branch, sha):
-                await self._mgit(
-                    mirror, ["worktree", "add", "--quiet", "-b", branch, "--end-of-options", str(path), sha]
-                )
+            if not await self._lease_warm(mirror, path, branch, sha, sparse):
+                await self._add_fresh(mirror, path, branch, sha, sparse)
         return path
+
+    async def _add_fresh(
+        self, mirror: Path, path: Path, branch: str, sha: str, sparse: Sequence[str]
+    ) -> None:
+        """`git worktree add`: every file, or (sparse) none, then the sparse cone, then the checkout."""
+        add = ["worktree", "add", "--quiet", *(["--no-checkout"] if sparse else []), "-b", branch]
+        await self._mgit(mirror, [*add, "--end-of-options", str(path), sha])
+        if sparse:
+            if not await self._cone(path, sparse):
+                raise WorkspaceError(f"git sparse-checkout of {len(sparse)} directories failed")
+            await self._wt_git(path, ["checkout", "--force", "--quiet", branch])
 
     # -- the pool of warm worktrees (callers hold the mirror's lock) ------------------------------
 
     def pool(self, mirror: Path) -> Pool:
         return Pool(self.pool_dir / mirror.stem, self._pool_size)
 
-    async def _lease_warm(self, mirror: Path, path: Path, branch: str, sha: str) -> bool:
+    async def _lease_warm(
+        self, mirror: Path, path: Path, branch: str, sha: str, sparse: Sequence[str]
+    ) -> bool:
         """Take an idle worktree, reset it to `sha` on `branch`, verified clean, and move it to `path`."""
         pool = self.pool(mirror)
         lease = pool.claim(path.name, occupied=True)
@@ -175,7 +206,7 @@ class Workspace:
         try:
             if lease.reclaimed:
                 log.warning("workspace slot %s: reclaimed the lease of %s", lease.path, lease.reclaimed)
-            if await self._reset(lease, branch, sha):
+            if await self._reset(lease, branch, sha, sparse):
                 moved = ["worktree", "move", "--end-of-options", str(lease.path), str(path)]
                 if (await self._mgit(mirror, moved, check=False)).returncode == 0:
                     return True
@@ -187,12 +218,15 @@ class Workspace:
         finally:
             pool.release(lease)
 
-    async def _reset(self, lease: Lease, branch: str, sha: str) -> bool:
-        """`checkout --force` (only files that differ are written), `clean -ffdx` (untracked and ignored
-        leftovers), modes as a fresh checkout; True only if `status --ignored` then shows nothing at all."""
+    async def _reset(self, lease: Lease, branch: str, sha: str, sparse: Sequence[str]) -> bool:
+        """`checkout --force` (only files that differ are written), the sparse cone (or none), `clean
+        -ffdx` (untracked and ignored leftovers), modes as a fresh checkout; True only if `status
+        --ignored` then shows nothing at all."""
         slot = lease.path
         checkout = ["checkout", "--force", "--quiet", "--no-recurse-submodules", "-b", branch, sha]
         if (await self._slot_git(slot, checkout)).returncode != 0:
+            return False
+        if not await self._cone(slot, sparse):
             return False
         if (await self._slot_git(slot, ["clean", "-ffdxq"])).returncode != 0:
             return False
@@ -217,9 +251,23 @@ class Workspace:
         finally:
             pool.release(lease)
 
-    async def _slot_git(self, slot: Path, args: Sequence[str]) -> GitResult:
+    async def _slot_git(self, slot: Path, args: Sequence[str], stdin: bytes | None = None) -> GitResult:
         scoped = {"GIT_CEILING_DIRECTORIES": str(slot.parent)}
-        return await self._runner.run(args, cwd=slot, env=scoped, check=False)
+        return await self._runner.run(args, cwd=slot, env=scoped, stdin=stdin, check=False)
+
+    async def _set_sparse(self, tree: Path, directories: Sequence[str]) -> GitResult:
+        """Cone-mode sparse checkout of `directories`, read from stdin (never parsed as options)."""
+        listed = "".join(f"{d}\n" for d in directories).encode()
+        return await self._slot_git(tree, ["sparse-checkout", "set", "--cone", "--stdin"], stdin=listed)
+
+    async def _cone(self, tree: Path, sparse: Sequence[str]) -> bool:
+        """The sparse cone a run asks for, or every file again if it asks for none."""
+        if sparse:
+            return (await self._set_sparse(tree, sparse)).returncode == 0
+        state = await self._slot_git(tree, ["config", "--type=bool", "core.sparseCheckout"])
+        if state.text != "true":
+            return True
+        return (await self._slot_git(tree, ["sparse-checkout", "disable"])).returncode == 0
 
     @asynccontextmanager
     async def run_worktree(

@@ -197,3 +197,34 @@ def test_modules_for_names_the_modules_a_change_touches() -> None:
     cfg = parse_repo_config(FULL)
     assert modules_for(["src/calc/core.py", "docs/index.md"], cfg.modules) == ["calculator", "docs"]
     assert modules_for(["README.md", "../src/calc/x.py"], cfg.modules) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("checkout: src", ("src",)),
+        ("checkout: [django/utils/, /tests, django/utils]", ("django/utils", "tests")),
+        ("checkout: [.github, .gitlab/ci]", (".github", ".gitlab/ci")),
+        ("commands: {test: [pytest]}", ()),
+    ],
+)
+def test_checkout_directories_are_normalized(text: str, expected: tuple[str, ...]) -> None:
+    assert parse_repo_config(text).checkout == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        *("../up", "a/../../b", "src/*", "[ab]", "-rf", ".git", ".git/hooks", "."),
+        *("''", "'a\\nb'", "a\\\\b", "{x: 1}"),
+    ],
+)
+def test_checkout_refuses_what_is_not_a_plain_directory(value: str) -> None:
+    with pytest.raises(RepoConfigError, match="checkout"):
+        parse_repo_config(f"checkout: [{value}]")
+
+
+def test_checkout_is_capped() -> None:
+    many = ", ".join(f"d{n}" for n in range(101))
+    with pytest.raises(RepoConfigError, match="checkout"):
+        parse_repo_config(f"checkout: [{many}]")

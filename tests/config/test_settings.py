@@ -65,7 +65,15 @@ def test_sandbox_mode_allows_missing_secrets() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("BATON_PORT", "99999"), ("BATON_PORT", "http"), ("BATON_MAX_BODY_BYTES", "0")]
+    ("name", "value"),
+    [
+        ("BATON_PORT", "99999"),
+        ("BATON_PORT", "http"),
+        ("BATON_MAX_BODY_BYTES", "0"),
+        ("BATON_WORKSPACE_POOL", "-1"),
+        ("BATON_WORKSPACE_POOL", "65"),
+        ("BATON_WORKSPACE_POOL", "two"),
+    ],
 )
 def test_invalid_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):

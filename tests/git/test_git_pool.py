@@ -224,3 +224,47 @@ def test_normalize_modes_restores_checkout_permissions(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "d" / "f").stat().st_mode) == 0o777 & ~umask
     assert stat.S_IMODE((tmp_path / "g").stat().st_mode) == 0o666 & ~umask
     assert normalize_modes(tmp_path) == 0
+
+
+def fresh_sparse(upstream: Upstream, sha: str, where: Path, directories: list[str]) -> Snapshot:
+    git("clone", "--quiet", "--no-checkout", str(upstream.bare), str(where))
+    git("sparse-checkout", "set", "--cone", *directories, cwd=where)
+    git("checkout", "--quiet", "--detach", sha, cwd=where)
+    return snapshot(where)
+
+
+async def test_sparse_worktrees_fresh_and_warm_match_a_sparse_checkout(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    sha = seed_tree(upstream)
+    ws = Workspace(tmp_path / "ws", BOT, pool_size=1)
+    await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    cold = await ws.create_worktree(upstream.repo_id, "run-1", "main", "baton/T-1", sparse=("src",))
+    want, inode = fresh_sparse(upstream, sha, tmp_path / "fresh-sparse", ["src"]), cold.stat().st_ino
+    assert snapshot(cold) == want and "docs" not in want and "src/app.py" in want and "run.sh" in want
+    (cold / "src" / "app.py").write_text("changed\n")
+    (cold / "docs").mkdir()
+    (cold / "docs" / "outside-the-cone.md").write_text("untracked\n")
+    (cold / "build").mkdir()
+    (cold / "build" / "x.o").write_text("ignored\n")
+    await ws.remove_worktree("run-1")
+
+    full = await ws.create_worktree(upstream.repo_id, "run-2", "main", "baton/T-2")  # warm, every file
+    assert full.stat().st_ino == inode
+    assert snapshot(full) == fresh(upstream, sha, tmp_path / "fresh-full")
+    dirty(full)
+    await ws.remove_worktree("run-2")
+
+    again = await ws.create_worktree(upstream.repo_id, "run-3", "main", "baton/T-3", sparse=("src",))
+    assert again.stat().st_ino == inode and snapshot(again) == want
+
+
+async def test_read_at_reads_a_file_of_the_base_without_a_worktree(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    upstream.commit(".baton.yml", "checkout: [src]\n")
+    ws = Workspace(tmp_path / "ws", BOT)
+    await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    assert await ws.read_at(upstream.repo_id, "main", ".baton.yml") == "checkout: [src]\n"
+    assert await ws.read_at(upstream.repo_id, "main", "no/such/file") is None
+    assert await ws.read_at(upstream.repo_id, "main", "src") is None  # a directory is not a file

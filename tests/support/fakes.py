@@ -703,7 +703,14 @@ class FakeWorkspace(Recorder):
         self._record("ensure_mirror", repo_id, remote_url)
         return self.root / "mirrors" / repo_id.replace("/", "__")
 
-    async def create_worktree(self, repo_id: str, run_id: str, base_ref: str, branch: str) -> Path:
+    async def read_at(self, repo_id: str, base_ref: str, path: str) -> str | None:
+        if repo_id not in self.mirrors:
+            raise WorkspaceError(f"no mirror for {repo_id[:80]!r} yet: call ensure_mirror first")
+        return self.commits[self._resolve(repo_id, base_ref)].files.get(path)
+
+    async def create_worktree(
+        self, repo_id: str, run_id: str, base_ref: str, branch: str, *, sparse: Sequence[str] = ()
+    ) -> Path:
         path = self.root / "worktrees" / check_run_id(run_id)
         if not is_valid_branch(branch):
             raise UnsafeInput(f"refusing branch name {branch[:60]!r}")
@@ -716,7 +723,10 @@ class FakeWorkspace(Recorder):
             (path / name).parent.mkdir(parents=True, exist_ok=True)
             (path / name).write_text(text)
         self.worktrees[path] = _Worktree(repo_id, branch, sha)
-        self._record("create_worktree", repo_id, run_id, base_ref, branch)
+        # every file even when `sparse` names directories (what a run may touch is the same either way)
+        self._record(
+            "create_worktree", repo_id, run_id, base_ref, branch, *([tuple(sparse)] if sparse else [])
+        )
         return path
 
     async def remove_worktree(self, run_id: str, *, keep_branch: bool = False) -> None:
