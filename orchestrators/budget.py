@@ -19,6 +19,13 @@ from config.settings import Settings
 PROJECTS_FILE = "config/projects.yaml"
 
 
+def usd(amount: float) -> str:
+    """`$1,234.50`; an amount under a cent keeps its digits (`$0.0005`), so a tiny cap is not `$0.00`."""
+    if amount == 0 or abs(amount) >= 0.01:
+        return f"${amount:,.2f}"
+    return f"${amount:.6f}".rstrip("0")
+
+
 class BudgetExceeded(RuntimeError):
     """A cost cap stops the run; the message names the cap, where it is set and what was spent."""
 
@@ -50,12 +57,12 @@ class Cap:
         """`the per-ticket cap of $0.50 for jira:DEMO-1 (BATON_BUDGET_TICKET_USD)`."""
         limit = self.limit
         scope = "per-ticket cap" if limit.scope == "ticket" else "monthly team cap"
-        return f"the {scope} of ${limit.usd:,.2f} for {limit.what} ({limit.setting})"
+        return f"the {scope} of {usd(limit.usd)} for {limit.what} ({limit.setting})"
 
     def shown(self) -> str:
         """`ticket $0.42 of $0.50` for the status comment."""
         name = "ticket" if self.limit.scope == "ticket" else f"{self.limit.what} this month"
-        return f"{name} ${self.spent_usd:,.2f} of ${self.limit.usd:,.2f}"
+        return f"{name} {usd(self.spent_usd)} of {usd(self.limit.usd)}"
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ class Standing:
         cap = reached[0]
         return (
             f"Stopped: {cap.describe()} is reached "
-            f"(${cap.spent_usd + pending_usd:,.2f} spent). Raise the cap, then reply /retry."
+            f"({usd(cap.spent_usd + pending_usd)} spent). Raise the cap, then reply /retry."
         )
 
 

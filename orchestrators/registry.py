@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from orchestrators import Orchestrator
+from orchestrators.answers import run_answer
 from orchestrators.cancel import run_cancel
 from orchestrators.ci_analysis import run_analyze_ci
 from orchestrators.commands import run_help, run_reject, run_reply, run_retry, run_revise, run_status
@@ -38,6 +39,10 @@ WORKFLOWS: Mapping[str, Orchestrator] = MappingProxyType(
         "cancel": run_cancel,
         "remediate": run_remediate,
         "verify": run_verify,
+        # read-only skills whose one effect is a reply (orchestrators/answers.py)
+        "explain": run_answer,
+        "summarize": run_answer,
+        "classify": run_answer,
         # a failed pipeline on Baton's merge request, and `/analyze-ci` (orchestrators/ci_analysis.py)
         "analyze-ci": run_analyze_ci,
     }

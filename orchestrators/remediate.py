@@ -145,7 +145,7 @@ def _clients(ctx: PhaseContext) -> Clients:
     return ctx.wctx.need_clients()
 
 
-def _excerpt(worktree: Path, position: DiffPosition | None) -> str:
+def position_excerpt(worktree: Path, position: DiffPosition | None) -> str:
     """The commented lines of the file on the branch (new side only; nothing outside the worktree)."""
     if position is None or not position.new_path or position.new_line is None:
         return ""
@@ -156,7 +156,7 @@ def _excerpt(worktree: Path, position: DiffPosition | None) -> str:
     return excerpt(path.read_text(errors="replace"), position.new_line)
 
 
-async def _ticket(ctx: PhaseContext, mr: MergeRequest) -> tuple[LinkedTicket | None, str]:
+async def linked_ticket(ctx: PhaseContext, mr: MergeRequest) -> tuple[LinkedTicket | None, str]:
     """The first Jira ticket the MR names (title, description, branch) that Jira returns; else why not."""
     keys = ticket_keys(mr.title, mr.description, mr.source_branch)
     if not keys:
@@ -223,7 +223,7 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
         repo_id, run.id, UPSTREAM_PREFIX + mr.source_branch, branch
     )
     config_text, repo = read_repo_config(worktree)
-    ticket, ticket_note = await _ticket(ctx, mr)
+    ticket, ticket_note = await linked_ticket(ctx, mr)
     info = MergeRequestInfo(
         mr_ref(run), mr.title, mr.description, mr.source_branch, mr.target_branch, mr.web_url
     )
@@ -239,7 +239,9 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
     )  # fmt: skip
     head = await clients.workspace.head(worktree)
     inputs = replace(inputs, branch_head=head)
-    briefs = [build_thread_brief(t, replace(inputs, excerpt=_excerpt(worktree, t.position))) for t in chosen]
+    briefs = [
+        build_thread_brief(t, replace(inputs, excerpt=position_excerpt(worktree, t.position))) for t in chosen
+    ]
     brief = (
         briefs[0].markdown
         if not is_all(run)

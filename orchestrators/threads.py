@@ -385,6 +385,33 @@ def build_thread_brief(thread: Thread, inputs: BriefInputs) -> ThreadBrief:
     return ThreadBrief(json=data, markdown=markdown, tokens=tokens)
 
 
+def context_sections(thread: Thread | None, inputs: BriefInputs) -> list[str]:
+    """A thread brief's quoted data without its instructions to an implementer (for read-only answers):
+    the thread and where it is attached, the MR, the linked ticket, the team's facts, the MR's diff."""
+    sections = (
+        [_thread_section(thread), _position_section(thread.position, inputs.excerpt, inputs.branch_head)]
+        if thread is not None
+        else []
+    )
+    return [
+        *sections,
+        _mr_section(inputs.mr),
+        _ticket_section(inputs.ticket, inputs.ticket_note),
+        knowledge_section([knowledge_block(k) for k in inputs.knowledge], inputs.knowledge_unavailable),
+        _diff_section(inputs.mr_diff),
+    ]
+
+
+def discussion_sections(threads: Sequence[Thread]) -> list[str]:
+    """Every thread of a merge request, numbered, with where it is attached and whether it is resolved."""
+    parts = []
+    for number, thread in enumerate(threads, 1):
+        where = thread.position.describe() if thread.position else "the merge request as a whole"
+        state = "resolved" if thread.resolved else ("open" if thread.resolvable else "a comment")
+        parts += [f"## Thread {number} ({state}): attached to {inline_code(where)}", _thread_section(thread)]
+    return parts or ["## Threads\n\nNo discussion on this merge request yet."]
+
+
 def overview_brief(
     mr_ref: str,
     threads: Sequence[Thread],

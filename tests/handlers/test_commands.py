@@ -177,7 +177,7 @@ def test_known_commands_and_aliases() -> None:
     } | {
         name for name in ("explain", "summarize", "classify") if name in KNOWN_COMMANDS
     }  # #15's read-only skills
-    assert ALIASES == {"fix": "remediate"}
+    assert ALIASES == {"fix": "remediate", "summarise": "summarize"}
     assert all(SKILLS.lookup(name) is not None for name in KNOWN_COMMANDS)
     assert SKILLS.lookup("aprove") is None
 
