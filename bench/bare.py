@@ -16,7 +16,13 @@ async def accept(request: Request) -> Response:
     return Response(b'{"accepted":true}', status_code=202, media_type="application/json")
 
 
-app = Starlette(routes=[Route("/webhooks/jira", accept, methods=["POST"]), Route("/healthz", accept)])
+app = Starlette(
+    routes=[
+        Route("/webhooks/jira", accept, methods=["POST"]),
+        Route("/webhooks/gitlab", accept, methods=["POST"]),  # bench.load sends both
+        Route("/healthz", accept),
+    ]
+)
 
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)

@@ -1,6 +1,8 @@
 """Sustained load: N mixed deliveries/s for T seconds against one `baton serve` process with one worker.
 
-Run: `python -m bench.load [--rate 200] [--seconds 30] [--db sqlite|postgresql]`
+Run: `python -m bench.load [--rate 200] [--seconds 30] [--db sqlite|postgresql|all]`; `--db all` (what
+`make bench` runs) loads SQLite, then PostgreSQL, then `bench/bare.py` (a Starlette endpoint that answers
+202 and stores nothing) with the same deliveries and sender, and prints their p99 side by side.
 (`run_load()` is what `tests/reliability/test_sustained_load.py` calls.)
 
 One `baton serve` and one `baton worker` (real processes) share a throwaway database, a private
@@ -25,7 +27,8 @@ Counted: sent, answers by status, 5xx, transport errors (no answer within 30 s),
 whose row is not in the store, or a 202 whose run is not), answers other than the expected status, the
 latency of the answers, the time from the last answer until no run is queued or running and the arq queue
 is empty (**drain**), the runs by status, and the bot's comments: exactly one per run, none twice.
-Figures go to stdout and to `bench/results/load.json`.
+Figures go to stdout and to `bench/results/load.json` (`stores`: one object per store; `bare`: the bare
+endpoint's latency, or null; the load average before and after).
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ from config.settings import async_database_url
 from handlers.actions import Enqueue
 from tests.support.deliveries import fixture, gitlab_headers, jira_headers
 from tests.support.processes import BatonProcess
-from tests.support.servers import RedisServer, free_port
+from tests.support.servers import RedisServer, free_port, terminate, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).with_name("results")
@@ -485,6 +488,32 @@ def _send_load(
     return data
 
 
+def run_bare(rate: float, seconds: float, workdir: Path | None = None) -> dict[str, Any]:
+    """The same deliveries, schedule and sender against `bench/bare.py` (answers 202, stores nothing)."""
+    tickets = [(f"DEMO-{n}", str(10_000 + n)) for n in range(1, 11)]
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="baton-load-bare-", dir=workdir) as name:
+        bare = subprocess.Popen([sys.executable, "-m", "bench.bare", str(port)], cwd=ROOT)
+        try:
+            wait_port(port)
+            cpu = cpu_seconds(bare.pid)
+            sent = _send_load(f"http://127.0.0.1:{port}", rate, seconds, tickets, Path(name))
+            cpu = cpu_seconds(bare.pid) - cpu
+        finally:
+            terminate(bare)
+    records = sent["records"]
+    latencies = sorted(r["latency_ms"] for r in records if r.get("status") is not None)
+    return {
+        "sent": len(records),
+        "answered_2xx": sum(1 for r in records if 200 <= r.get("status", 0) < 300),
+        "transport_errors": sum(1 for r in records if r.get("status") is None),
+        "p50_ms": _quantile(latencies, 50),
+        "p99_ms": _quantile(latencies, 99),
+        "max_ms": latencies[-1] if latencies else 0.0,
+        "cpu_s": round(cpu, 2),
+    }
+
+
 def run_load(
     rate: float = 200.0,
     seconds: float = 30.0,
@@ -601,11 +630,35 @@ def report(r: LoadResult) -> str:
     )
 
 
+def comparison(results: Sequence[LoadResult], bare: dict[str, Any] | None) -> str:
+    """p99 per store next to the bare endpoint, one line each."""
+    lines = [f"{'target':<16} {'sent':>6} {'2xx':>6} {'lost':>5} {'5xx':>4} {'no answer':>9} "
+             f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>8} {'CPU s':>6}"]  # fmt: skip
+    for r in results:
+        lines.append(f"{'baton ' + r.database:<16} {r.sent:6d} {r.answered_2xx:6d} {r.lost:5d} "
+                     f"{r.server_errors:4d} {r.transport_errors:9d} {r.p50_ms:7.1f} {r.p99_ms:7.1f} "
+                     f"{r.max_ms:8.1f} {r.serve_cpu_s:6.1f}")  # fmt: skip
+    if bare is not None:
+        lines.append(f"{'bare 202':<16} {bare['sent']:6d} {bare['answered_2xx']:6d} {'-':>5} {'-':>4} "
+                     f"{bare['transport_errors']:9d} {bare['p50_ms']:7.1f} {bare['p99_ms']:7.1f} "
+                     f"{bare['max_ms']:8.1f} {bare['cpu_s']:6.1f}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rate", type=float, default=200.0, help="deliveries per second")
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--db",
+        choices=["sqlite", "postgresql", "all"],
+        default="sqlite",
+        help="all: SQLite, PostgreSQL and the bare endpoint, one after another in this run",
+    )
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     parser.add_argument("--quick", action="store_true", help="10 s instead of --seconds")
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
@@ -619,11 +672,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.generate:
         return generator_main(args)
     seconds = 10.0 if args.quick else args.seconds
-    result = run_load(args.rate, seconds, args.db, args.drain_timeout)
-    print(report(result), flush=True)
+    stores = ["sqlite", "postgresql"] if args.db == "all" else [args.db]
+    before, results = load_average(), []
+    for db in stores:
+        results.append(run_load(args.rate, seconds, db, args.drain_timeout))
+        print(report(results[-1]), flush=True)
+    bare = run_bare(args.rate, seconds) if args.db == "all" else None
+    after = load_average()
+    command = f"python -m bench.load --rate {args.rate:g} --seconds {seconds:g} --db {args.db}"
+    print(f"\n{args.rate:g} deliveries/s for {seconds:g} s, same deliveries and sender for each target; "
+          f"{os.cpu_count()} CPUs, load average {before} -> {after}", flush=True)  # fmt: skip
+    print(comparison(results, bare), flush=True)
+    print(f"reproduce: {command}", flush=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "load.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
-    ok = not (result.lost or result.server_errors or result.transport_errors or not result.drained)
+    document = {
+        "command": command,
+        "rate": args.rate,
+        "seconds": seconds,
+        "cpus": os.cpu_count(),
+        "load_average": {"before": before, "after": after},
+        "stores": [asdict(r) for r in results],
+        "bare": bare,
+    }
+    (RESULTS / "load.json").write_text(json.dumps(document, indent=2) + "\n")
+    ok = all(not (r.lost or r.server_errors or r.transport_errors or not r.drained) for r in results)
     return 0 if ok else 1
 
 
