@@ -101,6 +101,11 @@ def test_read_only_skills_answer_once_where_asked_and_a_cost_cap_stops_a_run(tmp
         assert git(sandbox, "rev-parse", BRANCH) == head  # the branch it read did not move
         assert "sneaky.py" not in git(sandbox, "ls-tree", "-r", "--name-only", BRANCH)
         assert list(tmp_path.rglob("sneaky.*")) == []  # the denied Write and Bash left no file anywhere
+        first = next(
+            r for r in sandbox.stack.model.log.all() if "[baton:explain] demo/calculator!1" in str(r.body)
+        )
+        offered = {tool["name"] for tool in first.body["tools"]}  # the reviewer's profile, as in tests/agent
+        assert {"Read", "Glob", "Grep"} <= offered and not offered & {"Edit", "Write", "Bash", "WebFetch"}
         explained = run_of(sandbox, "explain", "gitlab:demo/calculator!1")
         assert [(p["name"], p["status"]) for p in explained["phases"]] == [
             ("answer", "done"),
