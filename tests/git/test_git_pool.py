@@ -152,6 +152,7 @@ def child(*args: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow  # starts processes
 async def test_two_processes_never_share_a_worktree(tmp_path: Path, upstream: Upstream) -> None:
     seed_tree(upstream)
     root = tmp_path / "ws"
@@ -183,6 +184,7 @@ async def test_tasks_of_one_process_never_share_a_slot(tmp_path: Path) -> None:
     assert again is not None and again.path == first.path and again.reclaimed is None
 
 
+@pytest.mark.slow  # starts processes
 async def test_a_crashed_holders_lease_is_reclaimed_and_reset(
     tmp_path: Path, upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
