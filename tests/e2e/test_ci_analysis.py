@@ -6,7 +6,6 @@ says so."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 from bot.effects import find_marker
 from bot.sandbox.gitlab_sim import repo
+from tests.e2e.test_mr_threads import git
 from tests.support.processes import cli_json
 from tests.support.sandbox import Running, running_sandbox, wait
 
@@ -53,13 +53,6 @@ def sandbox(tmp_path: Path) -> Running:  # type: ignore[misc]
     db = f"sqlite:///{tmp_path / 'baton.db'}"
     with running_sandbox(tmp_path, db, SCENARIO, ci_fix_attempts="1") as running:
         yield running
-
-
-def git(sandbox: Running, *args: str) -> str:
-    bare = sandbox.stack.demo.project.repo_path
-    return subprocess.run(
-        ["git", "--git-dir", str(bare), *args], capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 def baton_merge_request(sandbox: Running) -> None:
