@@ -17,9 +17,10 @@ from sqlalchemy import select, update
 
 from bot.clients.gitlab import Job, Pipeline
 from bot.effects import find_marker
-from bot.store import status
+from bot.store import proposals, status
 from bot.store.tables import Phase
 from orchestrators.ci_analysis import CiAssembled
+from orchestrators.threads import TARGET_KIND
 from tests.support.deliveries import fixture
 from tests.support.tables import (
     DEVELOPER,
@@ -251,3 +252,24 @@ async def test_analyze_ci_refusals_answer_in_the_thread(
         assert len(refusals) == 1 and answer in refusals[0]
         assert run.status == status.SUCCEEDED and t.fakes.workspace.calls == []
         assert all(find_marker(text) is None for text in refusals)  # the fakes record the text as given
+
+
+async def test_a_new_failure_supersedes_a_waiting_analysis_and_stales_its_proposal(tmp_path: Path) -> None:
+    """A proposal for an older failure is outdated by the next one: its run ends, its proposal goes stale."""
+    async with table(tmp_path) as t:
+        head = baton_mr(t)
+        older = t.fakes.gitlab.add_pipeline(PROJECT_ID, BRANCH, head, [failed_job(11, PYTEST)])
+        waiting = await t.deliver("gitlab", pipeline_hook(older))
+        await t.waiting(waiting, "proposal posted; waiting for /approve")
+        target = {"kind": TARGET_KIND, "origin": "analyze-ci", "mr_iid": IID, "discussion_id": "d" * 40}
+        proposal = await proposals.create(
+            t.sm, waiting, f"gitlab:{PROJECT_PATH}!{IID}", "c" * 40, "h", target
+        )
+        t.forget_setup()
+
+        newer = await failed(t, head, failed_job(21, PYTEST))
+
+        assert (await t.run(waiting)).status == status.CANCELLED
+        assert (await t.last_message(waiting)) == f"superseded by run {newer}"
+        assert (await proposals.get(t.sm, proposal.id)).status == proposals.STALE  # type: ignore[union-attr]
+        assert (await phases_of(t, newer))["implement"].attempts == 1  # the newer failure is analyzed
