@@ -391,7 +391,7 @@ async def _make_way(wctx: WorkerContext, run: RunRow) -> str | None:
 
 
 async def _finish(wctx: WorkerContext, run: RunRow, outcome: Outcome) -> Outcome:
-    ok = outcome.status in (status.WAITING, status.SUCCEEDED) and not outcome.needs_human
+    ok = outcome.status in (status.WAITING, status.SUCCEEDED) and not outcome.stopped_short
     await update_status(wctx, run, await states(wctx.sm, WORKFLOW, run.id), Ending(ok, outcome.message))
     if outcome.needs_human:
         async with wctx.sm() as session:

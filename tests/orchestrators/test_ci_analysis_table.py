@@ -252,6 +252,8 @@ async def test_analyze_ci_refusals_answer_in_the_thread(
         assert len(refusals) == 1 and answer in refusals[0]
         assert run.status == status.SUCCEEDED and t.fakes.workspace.calls == []
         assert all(find_marker(text) is None for text in refusals)  # the fakes record the text as given
+        awards = [c[4] for c in t.fakes.gitlab.calls if c[0] == "award_emoji"]
+        assert awards == ([] if who == GUEST else ["eyes", "x"])  # refused before the workflow: no 👀
 
 
 async def test_a_new_failure_supersedes_a_waiting_analysis_and_stales_its_proposal(tmp_path: Path) -> None:
