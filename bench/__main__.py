@@ -231,6 +231,10 @@ def workspaces_rows() -> list[Row]:
     for e in data["end_to_end"]:
         label = f"mechanical overhead per ticket, {e['mode'].upper()} workspace ({pkg})"
         rows.append(Row("workspaces", label, e["overhead_s"], "s", cmd))
+    for label, spread in data.get("agent_start", {}).items():
+        rows.append(
+            Row("workspaces", f"agent call minus the agent's time, {label}", spread["median_s"], "s", cmd)
+        )
     if data.get("overhead_speedup") is not None:
         ratio = data["overhead_speedup"]
         rows.append(Row("workspaces", "fresh worktree add / WARM overhead", ratio, "x", cmd))

@@ -13,7 +13,8 @@ reset (`checkout --force`, `clean -ffdx`, permission bits) and verified clean (`
 Part 2, end to end (`bench.lifecycle`'s sandbox: real `serve` and `worker`, the real Claude Code CLI on the
 scripted model): `tickets` tickets after a warm-up with `BATON_WORKSPACE_POOL=0` (every run checks out a
 fresh worktree: COLD) and with the default pool, each proposal rejected before the next ticket so its
-worktree returns to the pool (WARM). Per ticket: overhead = total - agent - repo commands, and the
+worktree returns to the pool (WARM), and the same with a `.baton.yml` that checks out one directory
+(`checkout: [django/utils]`: WARM, sparse). Per ticket: overhead = total - agent - repo commands, and the
 mechanical steps the runs recorded (`baton show`: fetch, workspace, brief, commit, post).
 Figures go to stdout and `bench/results/workspaces.json`.
 """
@@ -35,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from bench.lifecycle import (
     AGENT_PHASES,
+    BENCH_CONFIG,
     REQUESTER,
     BenchError,
     add_ticket,
@@ -49,14 +51,25 @@ from bench.lifecycle import (
 )
 from bench.mechanics import AUTHOR, CACHE, RESULTS, TOKEN, _git, build_remote, timed
 from bot.agent.cli_wrapper import bundled_cli
+from bot.agent.result import AgentRequest
+from bot.agent.runner import run_agent
+from bot.containment.host import host_containment
 from bot.git.workspace import Workspace
 from bot.sandbox.demo.scenario import TICKET_KEY
 from bot.sandbox.git_http import GitHttpBackend
+from bot.sandbox.gitlab_sim import repo
+from bot.sandbox.model_server import ModelServer
+from bot.sandbox.scenario import load_scenario
 from tests.git.repos import serve
 from tests.support.sandbox import Running, running_sandbox
 
 REPO = "bench/repo"
 STEPS = ("fetch", "workspace", "brief", "commit", "post")
+PLAN_SCENARIO = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "scenarios" / "plan.yaml"
+AGENT_KEY = "sk-bench-agent-key-0042"
+SPARSE_CONFIG = BENCH_CONFIG + "checkout: [django/utils]\n"
+MODES = ("cold", "warm", "sparse")
+W = 58  # the report's label column
 
 
 @dataclass
@@ -111,6 +124,7 @@ class Figures:
     warm_return: Spread  # back into the pool
     lease_speedup: float  # fresh add / warm lease (medians)
     cli_spawn: Spread  # the bundled Claude Code CLI's `--version`: process spawn and load, no sandbox
+    agent_start: dict[str, Spread]  # one confined planner call: wall - the agent's own duration, per tree
     end_to_end: list[EndToEnd] = field(default_factory=list)
     overhead_speedup: float | None = None  # fresh add / warm overhead (medians)
     command: str = ""
@@ -198,6 +212,39 @@ def cli_spawn(runs: int) -> Spread:
     return Spread.of(samples)
 
 
+class BenchPlan(BaseModel):
+    summary: str
+    steps: list[dict[str, Any]]
+
+
+async def agent_calls(runs: int, trees: dict[str, Path]) -> dict[str, Spread]:
+    """One planner call (Glob, then a typed answer) through `run_agent`, confined as the worker does,
+    against the scripted model: wall time minus the agent's own reported duration, per worktree. On a
+    one-file repository that is the start of a call (launcher, bubblewrap, the CLI, the SDK handshake,
+    the teardown); on the large one the worktree fingerprints around a read-only call add to it."""
+    server = ModelServer(load_scenario(PLAN_SCENARIO), api_key=AGENT_KEY).start()
+    found: dict[str, Spread] = {}
+    try:
+        for label, tree in trees.items():
+            samples = []
+            for _ in range(runs):
+                request = AgentRequest(
+                    profile="planner", prompt="BATON-PLAN the ticket", worktree=tree, base_url=server.url,
+                    api_key=SecretStr(AGENT_KEY), timeout_s=120, output_model=BenchPlan,
+                    environ={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
+                    containment=host_containment(),
+                )  # fmt: skip
+                start = time.perf_counter()
+                result = await run_agent(request)
+                if result.is_error:
+                    raise BenchError(f"the planner call failed: {result.error}")
+                samples.append(time.perf_counter() - start - result.duration_ms / 1000)
+            found[label] = Spread.of(samples)
+    finally:
+        server.stop()
+    return found
+
+
 def parked(state: Path) -> int:
     return sum(1 for _ in (state / "workspace" / "pool").glob("*/[0-9]*") if _.is_dir())
 
@@ -214,6 +261,8 @@ def reject_and_wait(sandbox: Running, key: str, state: Path, timeout_s: float) -
 
 
 def end_to_end(remote: Path, mode: str, tickets: int, timeout_s: float, scratch: Path) -> EndToEnd:
+    """`cold`: no pool; `warm`: the default pool, proposals rejected; `sparse`: warm, and `.baton.yml`
+    names one directory to check out (SPARSE_CONFIG)."""
     pool = 0 if mode == "cold" else 2
     with tempfile.TemporaryDirectory(dir=scratch, prefix=f"workspaces-{mode}-") as tmp:
         root = Path(tmp).resolve()
@@ -221,7 +270,10 @@ def end_to_end(remote: Path, mode: str, tickets: int, timeout_s: float, scratch:
         scenario.write_text(yaml.safe_dump(note_scenario(), sort_keys=False))
         db = f"sqlite:///{root / 'baton.db'}"
         with running_sandbox(root, db, scenario, workspace_pool=str(pool)) as sandbox:
-            replace_repository(sandbox.stack.demo.project.repo_path, remote)
+            bare = sandbox.stack.demo.project.repo_path
+            replace_repository(bare, remote)
+            if mode == "sparse":
+                repo.commit_files(bare, "main", {".baton.yml": SPARSE_CONFIG}, "the bench: a sparse checkout")
             keys = [TICKET_KEY, *(add_ticket(sandbox) for _ in range(tickets))]
             measured: list[Ticket] = []
             for key in keys:
@@ -231,7 +283,7 @@ def end_to_end(remote: Path, mode: str, tickets: int, timeout_s: float, scratch:
                     Ticket(key, sample.total_s, sample.overhead_s, sample.agent_s, sample.commands_s,
                            _steps(detail), _around_agent(detail))
                 )  # fmt: skip
-                if mode == "warm":
+                if mode != "cold":
                     reject_and_wait(sandbox, key, root / "state", timeout_s)
     warmup, rest = measured[0], measured[1:]
     steps = {
@@ -248,14 +300,14 @@ def end_to_end(remote: Path, mode: str, tickets: int, timeout_s: float, scratch:
 
 
 def _spread(label: str, s: Spread) -> str:
-    return f"{label:44} {s.median_s:9.3f} {s.min_s:9.3f} {s.max_s:9.3f}"
+    return f"{label:{W}} {s.median_s:9.3f} {s.min_s:9.3f} {s.max_s:9.3f}"
 
 
 def report(f: Figures) -> str:
     lines = [
         f"workspaces: {f.package} ({f.files} files), {f.cpus} CPUs, {f.git_version}, scratch {f.scratch}, "
         f"load average {f.load_before} -> {f.load_after}",
-        f"{'the workspace alone (' + str(f.runs) + ' runs)':44} {'median s':>9} {'min s':>9} {'max s':>9}",
+        f"{'the workspace alone (' + str(f.runs) + ' runs)':{W}} {'median s':>9} {'min s':>9} {'max s':>9}",
         _spread("fresh: git worktree add (every file)", f.fresh_add),
         _spread("fresh: worktree remove", f.fresh_remove),
         _spread("warm: lease (checkout --force, clean, verify)", f.warm_lease),
@@ -263,13 +315,14 @@ def report(f: Figures) -> str:
         f"fresh worktree add / warm lease (medians) = {f.lease_speedup:.1f}x",
     ]
     if f.end_to_end:
-        head = f"{'label -> proposal, ' + str(f.tickets) + ' ticket(s) after a warm-up':44} {'overhead':>9} "
+        head = f"{'label -> proposal, ' + str(f.tickets) + ' ticket(s) after a warm-up':{W}} {'overhead':>9} "
         lines.append(head + " ".join(f"{s:>9}" for s in STEPS) + " ~agent/call  warm-up overhead")
         for e in f.end_to_end:
             cells = " ".join(f"{e.steps.get(s, 0.0):9.2f}" for s in STEPS)
             label = f"{e.mode.upper()} workspace (BATON_WORKSPACE_POOL={e.pool})"
+            label = "WARM, sparse (checkout: [django/utils])" if e.mode == "sparse" else label
             lines.append(
-                f"{label:44} {e.overhead_s:9.2f} {cells} {e.around_agent_s:11.2f}  {e.warmup.overhead_s:.2f}"
+                f"{label:{W}} {e.overhead_s:9.2f} {cells} {e.around_agent_s:11.2f}  {e.warmup.overhead_s:.2f}"
             )
         if f.overhead_speedup is not None:
             lines.append(
@@ -283,6 +336,8 @@ def report(f: Figures) -> str:
             "worktree fingerprints), median over the triage, implement and review calls"
         )
     lines.append(_spread("Claude Code CLI start (--version, unconfined)", f.cli_spawn))
+    for label, spread in f.agent_start.items():
+        lines.append(_spread(f"agent call minus the agent's time, {label}", spread))
     lines.append(f"reproduce: {f.command}")
     return "\n".join(lines)
 
@@ -314,7 +369,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         _git("clone", "--quiet", "--bare", str(remote), str(bare))  # a copy: part 1 moves its main
         with serve(GitHttpBackend(bare.parent, TOKEN)) as base:
             alone = asyncio.run(workspace_alone(bare, f"{base}/{bare.name}", args.runs, scratch))
-    modes = ("cold", "warm") if args.tickets else ()
+        tiny = scratch / "tiny"
+        _git("init", "--quiet", str(tiny))
+        (tiny / "README.md").write_text("# tiny\n")
+        _git("add", "README.md", cwd=tiny)
+        _git("commit", "--quiet", "-m", "tiny", cwd=tiny)
+        large = scratch / "large"
+        _git("clone", "--quiet", str(remote), str(large))
+        trees = {"1-file repository": tiny, f"{args.package} worktree": large}
+        try:
+            agent_start = asyncio.run(agent_calls(3, trees))
+        except BenchError as exc:
+            print(f"workspaces bench failed on the agent calls: {exc}", file=sys.stderr, flush=True)
+            return 1
+    modes = MODES if args.tickets else ()
     try:
         e2e = [end_to_end(remote, mode, args.tickets, args.timeout, args.scratch) for mode in modes]
     except BenchError as exc:
@@ -334,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_after=load_average(),
         lease_speedup=round(add / alone["warm_lease"].median_s, 1),
         cli_spawn=cli_spawn(3),
+        agent_start=agent_start,
         end_to_end=e2e,
         overhead_speedup=round(add / warm.overhead_s, 1) if warm and warm.overhead_s > 0 else None,
         command=f"python -m bench.workspaces --runs {args.runs} --tickets {args.tickets} "
