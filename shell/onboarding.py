@@ -122,7 +122,10 @@ async def _gitlab(client: GitLabClient, projects: ProjectMap, hook_url: str) -> 
             raise GitLabError(
                 f"{project.gitlab_project}: no webhook to {hook_url} (run `baton hooks install`)"
             )
-        notes.append(f"{project.gitlab_project}: access {level}, webhook registered")
+        ci = (
+            "" if hooks[0].pipeline_events else " without pipeline events (failed pipelines are not analyzed)"
+        )
+        notes.append(f"{project.gitlab_project}: access {level}, webhook registered{ci}")
     return f"bot @{me.username}; " + "; ".join(notes)
 
 

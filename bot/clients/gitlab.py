@@ -197,6 +197,7 @@ class Hook:
     note_events: bool
     merge_requests_events: bool
     push_events: bool
+    pipeline_events: bool = False
 
 
 def to_hook(data: Mapping[str, Any]) -> Hook:
@@ -206,6 +207,7 @@ def to_hook(data: Mapping[str, Any]) -> Hook:
         note_events=bool(data.get("note_events")),
         merge_requests_events=bool(data.get("merge_requests_events")),
         push_events=bool(data.get("push_events")),
+        pipeline_events=bool(data.get("pipeline_events")),
     )
 
 

@@ -100,13 +100,22 @@ async def test_baton_s_client_reads_the_tail_of_a_huge_binary_log(world: World) 
     encoded = base64.b64encode(noise + TRACE.encode()).decode()
     made = run_pipeline(world, [{"name": "test", "status": "failed", "trace_base64": encoded}])
     client = GitLabClient(world.url, world.demo.bot.token, FakeLedger(), read_policy=RetryPolicy(attempts=1))
+    maintainer = GitLabClient(world.url, world.demo.maintainer.token, FakeLedger())
     try:
+        hook = await maintainer.add_project_hook(
+            world.demo.project.id, "http://127.0.0.1:9/h", "s", {"pipeline_events": True}
+        )
+        assert (
+            hook.pipeline_events
+            and (await maintainer.project_hooks(world.demo.project.id))[0].pipeline_events
+        )
         jobs = await client.pipeline_jobs(world.demo.project.id, made["id"])
         tail, cut = await client.job_trace(world.demo.project.id, jobs[0].id, tail_bytes=4096)
         pipeline = await client.pipeline(world.demo.project.id, made["id"])
         latest = await client.latest_pipeline(world.demo.project.id, BRANCH)
     finally:
         client.close()
+        maintainer.close()
     assert cut and len(tail) == 4096 and tail.endswith(TRACE.encode())
     assert (pipeline.status, jobs[0].failure_reason, latest) == ("failed", "script_failure", pipeline)
 
