@@ -174,3 +174,14 @@ def test_read_only_skills_answer_once_where_asked_and_a_cost_cap_stops_a_run(tmp
         stopped_run = run_of(sandbox, "explain", "jira:DEMO-3")
         assert stopped_run["status"] == "failed"
         assert stopped_run["phases"][0]["cost_usd"] > 0.0005  # what it cost is kept
+
+        # the trigger label on DEMO-2 (already past the cap): the implement run stops before triage's
+        # agent, its status comment shows the spend against the cap, and its failure names it
+        sandbox.label("dan", "DEMO-2")
+        failed = wait(lambda: stops(sandbox, "DEMO-2"), 120, "the implement run's stop", logs)[0]
+        assert "the per-ticket cap of $0.0005 for jira:DEMO-2 (BATON_BUDGET_TICKET_USD)" in failed.replace(
+            "\\", ""
+        )
+        shown = wait(lambda: marked(sandbox, "DEMO-2", "status"), 30, "the status comment", logs)[0]
+        assert "budget: ticket $0.0" in shown and "of $0.0005" in shown
+        assert not requests(sandbox, "[baton:triage] DEMO-2")
