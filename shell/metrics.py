@@ -30,6 +30,12 @@ class Metrics:
             "Runs committed but not enqueued (the sweeper recovers them)",
             registry=self.registry,
         )
+        self.ingest_batch = Histogram(
+            "baton_ingest_batch_deliveries",
+            "Deliveries committed together in one inbox transaction (group commit)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         self.queue_depth = Gauge("baton_queue_depth", "Jobs waiting in the arq queue", registry=self.registry)
 
     def render(self) -> bytes:

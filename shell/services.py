@@ -54,16 +54,14 @@ def handler_context(settings: Settings, skills: SkillManifest) -> HandlerContext
 def build(settings: Settings, skills: SkillManifest) -> Services:
     redactor = Redactor.from_settings(settings)
     engine = create_engine(settings.async_database_url, redactor)
-    sqlite = engine.dialect.name == "sqlite"
+    ingest = create_engine(settings.async_database_url, redactor, ingest=True)
+    metrics = Metrics()
     return Services(
         settings=settings,
         engine=engine,
         sm=sessionmaker(engine),
         queue=Queue(connect(default_redis_url(settings))),
-        metrics=Metrics(),
+        metrics=metrics,
         handler_context=handler_context(settings, skills),
-        # SQLite: the inbox's own connections (synchronous=FULL, no busy timeout: bot/store/group.py)
-        inbox=GroupCommitter(
-            create_engine(settings.async_database_url, redactor, ingest=True) if sqlite else engine
-        ),
+        inbox=GroupCommitter(ingest, on_batch=metrics.ingest_batch.observe),  # bot/store/group.py
     )

@@ -28,12 +28,13 @@ def as_utc(value: datetime) -> datetime:
 BUSY_TIMEOUT_MS = 10_000
 
 
-def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+def _sqlite_pragmas(ingest: bool) -> Callable[[Any, Any], None]:
     pragmas = (
         "journal_mode=WAL",
-        f"busy_timeout={busy_timeout_ms}",
+        f"busy_timeout={0 if ingest else BUSY_TIMEOUT_MS}",
         "synchronous=NORMAL",
         "foreign_keys=ON",
+        *(("wal_autocheckpoint=0",) if ingest else ()),  # the inbox checkpoints off its commits' path
     )
 
     def apply(dbapi_connection: Any, _record: Any) -> None:
@@ -51,8 +52,11 @@ def create_engine(url: str, redactor: Redactor | None = None, *, ingest: bool = 
     trail) pass through it on every write (see bot/store/redacted.py); without one they are stored as
     they are. SQLite runs in WAL mode with `synchronous=NORMAL`: a commit survives a crash of any Baton
     process, while an operating-system crash or power cut may lose the last commits (PostgreSQL, with
-    `synchronous_commit=on`, keeps those too). An `ingest` engine (the inbox's group commit,
-    `bot/store/group.py`) has no busy timeout: its writer polls for the lock itself."""
+    `synchronous_commit=on`, keeps those too). An `ingest` engine is the inbox's group commit's
+    (`bot/store/group.py`): on SQLite no busy timeout (its writer polls for the lock itself) and no
+    automatic checkpoint after a commit (the writer starts one beside its commits); on
+    PostgreSQL a small pool without a ping per checkout (one writer; a connection a restart broke fails
+    one batch with 503 and the pool reconnects)."""
     engine = _engine(url, ingest)
     if redactor is not None:
         redacted.install(engine.sync_engine.dialect, redactor)
@@ -65,9 +69,16 @@ def _engine(url: str, ingest: bool) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 10})
-        pragmas = _sqlite_pragmas(0 if ingest else BUSY_TIMEOUT_MS)
-        event.listen(engine.sync_engine, "connect", pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(ingest))
         return engine
+    if ingest:
+        return create_async_engine(
+            url,
+            pool_size=2,
+            max_overflow=2,
+            pool_timeout=5,
+            connect_args={"timeout": 5, "command_timeout": 10},
+        )
     return create_async_engine(
         url,
         pool_size=10,

@@ -7,7 +7,7 @@ moment in one transaction: while a batch commits, the next one gathers, so the b
 and a quiet server commits each delivery alone at once (no timer, no added wait).
 
 A batch is a few statements whatever its size: the stored deliveries with the batch's keys and the runs
-with its origins (one SELECT each), the decisions (`plan`, pure: duplicate, joined, ignored or a new
+with its origins (one SELECT), the decisions (`plan`, pure: duplicate, joined, ignored or a new
 run, exactly as `inbox.record` decides them one by one, in arrival order), then one multi-row INSERT per
 table. On SQLite the transaction is `BEGIN IMMEDIATE`, so the reads and the writes see the same database
 and another process cannot slip a row in between; the engine's connections have no busy timeout and the
@@ -21,12 +21,13 @@ which resolves such conflicts.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import CompoundSelect, insert, literal, null, select, union_all
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -36,9 +37,11 @@ from bot.store.inbox import DUPLICATE, ENQUEUED, IGNORED, JOINED, REPLIED, Incom
 from bot.store.tables import Activity, Delivery, Run
 from handlers.actions import Action, Enqueue, Ignore
 
+log = logging.getLogger("baton.inbox")
 MAX_BATCH = 256
 LOCK_POLL_S = 0.001
 LOCK_WAIT_S = 10.0  # as long as the store's busy timeout elsewhere; then the batch fails (503)
+CHECKPOINT_EVERY_S = 1.0
 Key = tuple[str, str]  # (source, dedup_key)
 
 
@@ -106,16 +109,23 @@ def _delivery_row(incoming: Incoming, planned: Planned, now: datetime) -> dict[s
 async def _lookups(
     conn: AsyncConnection, items: Sequence[tuple[Incoming, Action]]
 ) -> tuple[dict[Key, tuple[int, str | None]], dict[str, str]]:
+    """The stored deliveries with the batch's keys and the stored runs with its origins (one query)."""
     keys = {(i.source, i.dedup_key) for i, _ in items}
-    query = select(Delivery.id, Delivery.source, Delivery.dedup_key, Delivery.run_id)
-    rows = await conn.execute(query.where(Delivery.dedup_key.in_({k for _, k in keys})))
-    stored = {(s, k): (i, r) for i, s, k, r in rows if (s, k) in keys}
-    wanted = {a.origin for _, a in items if not isinstance(a, Ignore)}
-    origins: dict[str, str] = {}
-    if wanted:
-        found = await conn.execute(select(Run.origin, Run.id).where(Run.origin.in_(wanted)))
-        origins = {origin: run_id for origin, run_id in found}
-    return stored, origins
+    origins = {a.origin for _, a in items if not isinstance(a, Ignore)} or {""}
+    deliveries = select(literal("d"), Delivery.id, Delivery.source, Delivery.dedup_key, Delivery.run_id)
+    runs = select(literal("r"), null(), null(), Run.origin, Run.id)
+    query: CompoundSelect[Any] = union_all(
+        deliveries.where(Delivery.dedup_key.in_({k for _, k in keys})), runs.where(Run.origin.in_(origins))
+    )
+    found: Sequence[Any] = (await conn.execute(query)).all()
+    stored: dict[Key, tuple[int, str | None]] = {}
+    by_origin: dict[str, str] = {}
+    for table, delivery_id, source, text, run_id in found:
+        if table == "r":
+            by_origin[text] = run_id
+        elif (source, text) in keys:
+            stored[(source, text)] = (delivery_id, run_id)
+    return stored, by_origin
 
 
 async def write(conn: AsyncConnection, items: Sequence[tuple[Incoming, Action]]) -> list[Recorded]:
@@ -161,8 +171,11 @@ def _locked(exc: OperationalError) -> bool:
 class GroupCommitter:
     """The process's one inbox writer: `record` queues, one task commits batches (see the module doc)."""
 
-    def __init__(self, engine: AsyncEngine, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, engine: AsyncEngine, max_batch: int = MAX_BATCH, on_batch: Callable[[int], None] | None = None
+    ) -> None:
         self.engine = engine
+        self.on_batch = on_batch  # told each batch's size (a metric)
         self.max_batch = max(max_batch, 1)
         self.sqlite = engine.dialect.name == "sqlite"
         self.batches = 0  # transactions committed (or tried): fewer than deliveries under load
@@ -170,6 +183,8 @@ class GroupCommitter:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        self._checkpoint: asyncio.Task[None] | None = None
+        self._checkpointed = 0.0
 
     async def record(self, incoming: Incoming, action: Action) -> Recorded:
         """Wait until the delivery is committed; raise what the store raised if its batch failed."""
@@ -195,11 +210,15 @@ class GroupCommitter:
                 batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
                 await self._commit(batch)
             if self._closing:
+                if self._checkpoint is not None:
+                    await self._checkpoint
                 return
 
     async def _commit(self, batch: Sequence[tuple[Incoming, Action, asyncio.Future[Recorded]]]) -> None:
         items = [(incoming, action) for incoming, action, _ in batch]
         self.batches += 1
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         try:
             results = await self._transaction(items)
         except IntegrityError:  # another process stored one of these keys or origins meanwhile
@@ -220,7 +239,28 @@ class GroupCommitter:
                 await self._begin_immediate(conn)
             results = await write(conn, items)
             await conn.commit()
+        if self.sqlite:
+            self._checkpoint_beside()
         return results
+
+    def _checkpoint_beside(self) -> None:
+        """Copy the WAL into the database on another connection at most every CHECKPOINT_EVERY_S, instead
+        of inside a commit that crossed SQLite's 1000-page mark (a stall of tens of ms for that batch).
+        PASSIVE: it never waits for the writers (the worker's connections still checkpoint on their own)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._checkpointed < CHECKPOINT_EVERY_S or (
+            self._checkpoint and not self._checkpoint.done()
+        ):
+            return
+        self._checkpointed = now
+        self._checkpoint = asyncio.create_task(self._run_checkpoint(), name="inbox WAL checkpoint")
+
+    async def _run_checkpoint(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception:  # best effort: the next one, or the worker's, copies what this one did not
+            log.debug("WAL checkpoint skipped", exc_info=True)
 
     async def _begin_immediate(self, conn: AsyncConnection) -> None:
         deadline = asyncio.get_running_loop().time() + LOCK_WAIT_S
