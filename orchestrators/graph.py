@@ -1,0 +1,233 @@
+"""The task graph at work: the scheduler (start ready tasks as queue jobs, block dependants of a failure,
+reopen the parent when all are done), the `task` workflow (assemble → implement → validate → finish, each
+task in its own worktree), `/retry <task>` and the live graph for /status and baton show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.repo_config import read_repo_config
+from bot.store import runs, status, tasks
+from bot.store.engine import utcnow
+from bot.store.runs import RunRow
+from bot.store.tables import Phase
+from bot.store.tasks import TaskRow
+from bot.triggers import dump
+from orchestrators import Outcome, implement, plan, progress
+from orchestrators.brief import build_brief
+from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, Workflow, execute, reset_from
+from orchestrators.graph_render import TaskLine, TaskResult, interfaces, render_graph, task_brief
+from orchestrators.knowledge import facts_for
+from orchestrators.outputs import Fact, TicketAssembled, implemented, ticket_assembled, validated
+from orchestrators.proposal import inline
+from orchestrators.resources import WorkerContext
+from orchestrators.taskgraph import BLOCKED, DONE, FAILED, PENDING, Plan, TaskSpec, decide, retry_resets
+from orchestrators.ticket import comments, linked, ticket_info
+
+
+def plan_of(rows: list[TaskRow]) -> Plan:
+    return Plan(tuple(TaskSpec.model_validate(r.spec) for r in rows))
+
+
+async def advance(wctx: WorkerContext, graph_run_id: str) -> None:
+    """One scheduling step (idempotent, safe from any worker at once): block what a failure stops, start
+    ready tasks (compare-and-set, then a job each), reopen the parent when every task is done."""
+    rows = await tasks.of_graph(wctx.sm, graph_run_id)
+    if not rows:
+        return
+    decision = decide(plan_of(rows), {r.task_id: r.status for r in rows})
+    if decision.block:
+        await tasks.mark(wctx.sm, graph_run_id, decision.block, BLOCKED, only_from=(PENDING,))
+    parent = await runs.by_id(wctx.sm, graph_run_id)
+    if parent is None:
+        return
+    for task_id in decision.start:
+        run_id = await tasks.start(
+            wctx.sm, graph_run_id, task_id, {"subject": parent.subject, "input": dump(parent.trigger)}
+        )
+        if run_id is not None:
+            await wctx.queue.enqueue_run(run_id)
+    if decision.complete and parent.status == status.WAITING:
+        await reset_from(wctx.sm, plan.WORKFLOW, graph_run_id, "tasks")
+        if await runs.reopen(wctx.sm, graph_run_id, wctx.name, "every task of the graph is done"):
+            await wctx.queue.enqueue_run(graph_run_id)
+
+
+async def _task(ctx: PhaseContext) -> TaskRow:
+    row = await tasks.by_run(ctx.wctx.sm, ctx.run.id)
+    if row is None:
+        raise PhaseFailed(f"run {ctx.run.id[:12]} is no task of a graph")
+    return row
+
+
+async def _upstream(wctx: WorkerContext, row: TaskRow) -> list[TaskResult]:
+    rows = {r.task_id: r for r in await tasks.of_graph(wctx.sm, row.graph_run_id)}
+    spec = TaskSpec.model_validate(row.spec)
+    return [
+        TaskResult(
+            d, rows[d].repository, str(rows[d].spec.get("goal", "")),
+            tuple((rows[d].result or {}).get("files", [])),
+            tuple((rows[d].result or {}).get("interfaces", [])),
+            str((rows[d].result or {}).get("summary", "")),
+        )
+        for d in spec.depends_on
+        if d in rows
+    ]  # fmt: skip
+
+
+async def assemble(ctx: PhaseContext) -> PhaseResult:
+    """The task's repository: mirror, a worktree on the task's branch, and the brief with the results of the
+    tasks it depends on."""
+    clients, key = ctx.wctx.need_clients(), progress.issue_key(ctx.run)
+    row = await _task(ctx)
+    spec = TaskSpec.model_validate(row.spec)
+    graph_outputs = await _plan_output(ctx.wctx, row.graph_run_id)
+    repo_info = next(r for r in graph_outputs["repositories"] if r["path"] == spec.repository)
+    repo_id = repo_info["path"]
+    await clients.workspace.ensure_mirror(repo_id, repo_info["remote_url"], clients.gitlab_token)
+    branch = plan.task_branch(key, spec)
+    worktree = await clients.workspace.create_worktree(
+        repo_id, ctx.run.id, repo_info["target_branch"], branch
+    )
+    config_text, repo = read_repo_config(worktree)
+    issue = await clients.jira.issue(key)
+    ticket = ticket_info(issue, clients.jira.config.url)
+    found = await facts_for(clients.knowledge, f"{spec.goal}\n\n{ticket.description}", worktree, repo)
+    brief = build_brief(
+        ticket, linked(issue), comments(issue), found.facts, repo, knowledge_unavailable=found.unavailable
+    )
+    text = task_brief(key, spec, await _upstream(ctx.wctx, row), brief.markdown, row.attempts)
+    output = TicketAssembled(
+        worktree=worktree, branch=branch, base_sha=await clients.workspace.head(worktree),
+        target_branch=repo_info["target_branch"], project_id=repo_info["project_id"], project_path=repo_id,
+        remote_url=repo_info["remote_url"], repo=repo, repo_config=config_text, brief=text,
+        brief_tokens=brief.tokens, summary=spec.goal[:200],
+        knowledge=tuple(Fact.of(f) for f in found.facts[:5]), knowledge_unavailable=found.unavailable,
+    )  # fmt: skip
+    return PhaseResult(output.model_dump(mode="json"))
+
+
+async def _plan_output(wctx: WorkerContext, graph_run_id: str) -> dict[str, Any]:
+    async with wctx.sm() as session:
+        found = (
+            await session.execute(
+                select(Phase.output).where(Phase.run_id == graph_run_id, Phase.name == "plan")
+            )
+        ).scalar_one()
+    return dict(found or {})
+
+
+async def finish(ctx: PhaseContext) -> PhaseResult:
+    """Commit locally; the task's result (files, interfaces, decisions) is what its dependants read."""
+    clients, key = ctx.wctx.need_clients(), progress.issue_key(ctx.run)
+    assembled, row = ticket_assembled(ctx), await _task(ctx)
+    worktree = assembled.workdir()
+    sha = await implement.commit_proposal(ctx, worktree, f"[{key}] task {row.task_id}: {assembled.summary}")
+    stat = await clients.workspace.diffstat(worktree, assembled.base_sha)
+    diff = await clients.workspace.diff(worktree, assembled.base_sha)
+    result = {
+        "files": [f.path for f in stat.files], "diffstat": [[f.path, f.added, f.deleted] for f in stat.files],
+        "interfaces": list(interfaces(diff)), "summary": implemented(ctx).summary[:2000],
+        "checks": [c.line() for c in validated(ctx).checks], "sha": sha, "base_sha": assembled.base_sha,
+        "worktree": str(worktree), **assembled.target(),
+    }  # fmt: skip
+    await tasks.mark(ctx.wctx.sm, row.graph_run_id, [row.task_id], DONE, result=result, finished_at=utcnow())
+    return PhaseResult(result)
+
+
+TASK_WORKFLOW = Workflow(
+    "task",
+    (("assemble", assemble), ("implement", implement.implement), ("validate", implement.validate),
+     ("finish", finish)),
+    max_rounds=3,
+)  # fmt: skip
+
+
+async def _failed(wctx: WorkerContext, run: RunRow, row: TaskRow, reason: str) -> None:
+    """Record the failure, free the task's worktree and branch (a retry is a new run on the same branch) and
+    say on the ticket what it stops."""
+    await wctx.need_clients().workspace.remove_worktree(run.id)
+    await tasks.mark(
+        wctx.sm, row.graph_run_id, [row.task_id], FAILED, error=reason[:2000], finished_at=utcnow()
+    )
+    waiting = [
+        r.task_id
+        for r in await tasks.of_graph(wctx.sm, row.graph_run_id)
+        if row.task_id in r.spec.get("depends_on", [])
+    ]
+    stops = f" {', '.join(waiting)} will not start until it passes." if waiting else ""
+    text = (
+        f"❌ Task {inline(row.task_id, 'jira', 20)} ({inline(row.repository, 'jira', 120)}) failed: "
+        f"{inline(reason, 'jira', 400)}.{stops} The other tasks go on. "
+        f"Reply /retry {row.task_id} to run it again."
+    )
+    await wctx.need_clients().jira.add_comment(
+        progress.issue_key(run), text, f"run:{run.id}:task-failed", run_id=run.id
+    )
+
+
+async def run_task(wctx: WorkerContext, run: RunRow) -> Outcome:
+    """One task of a graph, as its own queued run; whatever happens, the scheduler takes the next step."""
+    row = await tasks.by_run(wctx.sm, run.id)
+    if row is None:
+        return Outcome(status.FAILED, "this task run belongs to no graph")
+    await tasks.begin(wctx.sm, run.id)
+    try:
+        outcome = await execute(TASK_WORKFLOW, wctx, run)
+    except PhaseFailed as exc:
+        outcome = Outcome(status.FAILED, str(exc))
+    if outcome.status != status.SUCCEEDED:
+        await _failed(wctx, run, row, outcome.message)
+        outcome = Outcome(status.FAILED, outcome.message)
+    await advance(wctx, row.graph_run_id)
+    return outcome
+
+
+async def graph_lines(wctx: WorkerContext, graph_run_id: str) -> list[TaskLine]:
+    return [
+        TaskLine(
+            r.task_id,
+            r.repository,
+            r.status,
+            tuple(r.spec.get("depends_on", [])),
+            r.duration_s,
+            r.cost_usd,
+            r.error,
+        )
+        for r in await tasks.of_graph(wctx.sm, graph_run_id)
+    ]
+
+
+async def status_text(wctx: WorkerContext, target: RunRow, flavor: str = "jira") -> str:
+    lines = await graph_lines(wctx, target.id)
+    if not lines:
+        return "The plan is not approved yet; no task has started."
+    return render_graph(lines, flavor)
+
+
+async def retry(wctx: WorkerContext, target: RunRow, args: str) -> str:
+    """`/retry <task>` (or `/retry` for every failed task): those tasks and the dependants they blocked go
+    back to pending and the scheduler starts them; finished tasks are not run again. The reply."""
+    rows = await tasks.of_graph(wctx.sm, target.id)
+    states = {r.task_id: r.status for r in rows}
+    asked = args.split(maxsplit=1)[0] if args.strip() else ""
+    chosen = [asked] if asked else [r.task_id for r in rows if r.status == FAILED]
+    if asked and asked not in states:
+        return f"there is no task {asked[:20]!r}; the tasks are {', '.join(states)}."
+    if not chosen:
+        return "no task has failed; nothing to retry."
+    if any(states[t] not in (FAILED, BLOCKED) for t in chosen):
+        return f"task {chosen[0]} is {states[chosen[0]]}; only a failed task can be retried."
+    graph = plan_of(rows)
+    resets = sorted({t for c in chosen for t in retry_resets(graph, states, c)})
+    await tasks.mark(wctx.sm, target.id, resets, PENDING, only_from=(FAILED, BLOCKED))
+    await advance(wctx, target.id)
+    waiting = ", ".join(t for t in resets if t not in chosen) or "no other task"
+    return f"Retrying task {', '.join(chosen)}; {waiting} waits on it; finished tasks are not run again."
+
+
+async def has_tasks(wctx: WorkerContext, graph_run_id: str) -> bool:
+    """The graph's plan was approved (its tasks exist)."""
+    return bool(await tasks.of_graph(wctx.sm, graph_run_id))
