@@ -255,6 +255,17 @@ class ProjectMap(BaseModel):
         found = specific or general
         return found[0] if found else None
 
+    def all_for_jira(self, project_key: str, components: Iterable[str] = ()) -> list[Project]:
+        """Every entry for one of the issue's components (configuration order): several make the ticket a
+        multi-repository one, and its planner may choose only among these."""
+        key = project_key.strip().upper()
+        wanted = {c.strip().casefold() for c in components}
+        return [
+            p
+            for p in self.projects
+            if p.jira_project == key and p.component is not None and p.component.casefold() in wanted
+        ]
+
     def for_gitlab(self, path_or_id: str | int) -> Project | None:
         """The entry for a GitLab project, by `path_with_namespace` (any case) or numeric id."""
         return next((p for p in self.projects if p.matches_gitlab(path_or_id)), None)

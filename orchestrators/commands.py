@@ -10,7 +10,7 @@ from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
 from bot.triggers import ReplyRequest, ThreadCommand, TicketLabelled
-from orchestrators import Outcome, design, progress, remediate, ship, wiki_proposal
+from orchestrators import Outcome, design, graph, plan, progress, remediate, ship, wiki_proposal
 from orchestrators.engine import Workflow, reset_from, states
 from orchestrators.implement import WORKFLOW
 from orchestrators.resources import WorkerContext
@@ -52,7 +52,10 @@ async def _proposal(wctx: WorkerContext, run: RunRow, command: str) -> ProposalR
 
 
 async def _reopen(wctx: WorkerContext, run: RunRow, target: RunRow, phase: str, **extra: object) -> bool:
-    await reset_from(wctx.sm, _workflow(target), target.id, phase)
+    workflow = _workflow(target)
+    if await plan.is_graph_run(wctx, target.id):  # a multi-repository ticket: its own phases
+        workflow, phase = plan.WORKFLOW, phase if phase in plan.WORKFLOW.names else "plan"
+    await reset_from(wctx.sm, workflow, target.id, phase)
     if not await runs.reopen(wctx.sm, target.id, wctx.name, f"{run.kind} from run {run.id}", **extra):
         return False
     await wctx.queue.enqueue_run(target.id)
@@ -102,6 +105,10 @@ async def run_revise(wctx: WorkerContext, run: RunRow) -> Outcome:
         here = venue_of(run).here
         return await refuse(wctx, run, "/revise", f"there is no open proposal {here} to revise.")
     assert target is not None  # the trigger came from it
+    if await graph.has_tasks(wctx, target.id):
+        return await refuse(
+            wctx, run, "/revise", "the plan is already running; reply /retry <task> to run one task again."
+        )
     await proposals.move(wctx.sm, proposal.id, proposals.PROPOSED, proposals.STALE)
     revisions = [*revisable.revisions, text[:4000]]
     if not await _reopen(wctx, run, target, REVISED_FROM[target.kind], revisions=revisions):
@@ -125,6 +132,10 @@ async def run_retry(wctx: WorkerContext, run: RunRow) -> Outcome:
         return await refuse(wctx, run, "/retry", f"there is no run {venue.here}; {venue.start_over}.")
     if target.status in status.ACTIVE:
         return await refuse(wctx, run, "/retry", f"run {target.id[:12]} is already {target.status}.")
+    if await plan.is_graph_run(wctx, target.id) and await graph.has_tasks(wctx, target.id):
+        said = await graph.retry(wctx, target, args_of(run))
+        await respond(wctx, run, "/retry", said)
+        return Outcome(status.SUCCEEDED, said)
     detail = await runs.detail(wctx.sm, target.id)
     failed = next((p["name"] for p in detail["phases"] if p["status"] != "done"), None)
     phase = _retry_phase(run, _workflow(target), failed)
@@ -174,6 +185,10 @@ async def run_status(wctx: WorkerContext, run: RunRow) -> Outcome:
     if target is None:
         await respond(wctx, run, "/status", f"There is no Baton run {venue.here} yet; {venue.start_over}.")
         return Outcome(status.SUCCEEDED, "no run")
+    if await plan.is_graph_run(wctx, target.id):
+        graph_text = await graph.status_text(wctx, target, venue.flavor)
+        await respond(wctx, run, "/status", f"Run {target.id[:12]} is {target.status}.\n\n{graph_text}")
+        return Outcome(status.SUCCEEDED, f"status of graph {target.id}")
     phases = await states(wctx.sm, _workflow(target), target.id)
     shown = render_status(VIEWS[target.kind](target, phases, await _ending(wctx, target)), venue.flavor)
     await respond(wctx, run, "/status", f"Run {target.id[:12]} is {target.status}.\n\n{shown}")

@@ -12,6 +12,7 @@ from orchestrators.cancel import run_cancel
 from orchestrators.ci_analysis import run_analyze_ci
 from orchestrators.commands import run_help, run_reject, run_reply, run_retry, run_revise, run_status
 from orchestrators.design import run_design
+from orchestrators.graph import run_task
 from orchestrators.implement import run_implement
 from orchestrators.learn import run_learn
 from orchestrators.mr_ship import run_approve_mr, run_mr_pushed
@@ -29,6 +30,8 @@ WORKFLOWS: Mapping[str, Orchestrator] = MappingProxyType(
         # the design label (an ADR proposal) and the merge of Baton's MR (the learning loop)
         "design": run_design,
         "learn": run_learn,
+        # one task of a multi-repository ticket's graph (orchestrators/graph.py starts them)
+        "task": run_task,
         # started by commands (config/skills.yaml names them as `orchestrator`)
         "approve": by_venue(run_approve, run_approve_mr),
         "reject": run_reject,

@@ -16,7 +16,7 @@ from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
 from bot.triggers import TicketLabelled
-from orchestrators import Outcome, approval, progress, wiki_proposal
+from orchestrators import Outcome, approval, graph_ship, progress, wiki_proposal
 from orchestrators.proposal import Person
 from orchestrators.resources import Clients, WorkerContext
 from orchestrators.venue import addressee, args_of, author_of, refuse
@@ -74,6 +74,8 @@ async def _check(wctx: WorkerContext, run: RunRow, proposal: ProposalRow | None)
         return refused
     if wiki_proposal.is_knowledge(proposal):  # wiki pages: bound to their content, no branch to go stale
         return None
+    if graph_ship.is_graph(proposal):  # a plan, or one proposal over several repositories
+        return await graph_ship.stale(clients, proposal)
     return await _stale(clients, proposal)
 
 
@@ -140,6 +142,8 @@ async def run_approve(wctx: WorkerContext, run: RunRow) -> Outcome:
         )
     if wiki_proposal.is_knowledge(proposal):
         return await wiki_proposal.approved(wctx, run, proposal)
+    if graph_ship.is_graph(proposal):
+        return await graph_ship.approved(wctx, run, proposal)
     try:
         url = await _ship(wctx, run, proposal)
     except HeadMoved as exc:

@@ -37,7 +37,7 @@ T = TypeVar("T")
 Raw = Mapping[str, Any]
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
-ISSUE_FIELDS = "summary,description,labels,status,project,issuetype,issuelinks,comment"
+ISSUE_FIELDS = "summary,description,labels,components,status,project,issuetype,issuelinks,comment"
 MARKER_SEARCH_LIMIT = 100
 MAX_DETAIL = 300
 
@@ -84,6 +84,7 @@ class JiraIssue:
     project_key: str
     links: tuple[JiraLink, ...]
     comments: tuple[JiraComment, ...]  # the most recent ones, oldest first
+    components: tuple[str, ...] = ()  # names; several mapped ones make a multi-repository ticket
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,9 @@ def parse_issue(raw: Raw, recent: int = 20) -> JiraIssue:
         project_key=str((fields.get("project") or {}).get("key", "")),
         links=tuple(parse_link(link) for link in fields.get("issuelinks") or ()),
         comments=tuple(comments[-recent:] if recent else ()),
+        components=tuple(
+            str(c["name"]) for c in fields.get("components") or () if isinstance(c, dict) and c.get("name")
+        ),
     )
 
 

@@ -149,3 +149,25 @@ class Activity(Base):
     action: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(RedactedText)
     data: Mapped[dict[str, Any] | None] = mapped_column(RedactedJSON, default=None)
+
+
+class GraphTask(Base):
+    """One task of a multi-repository ticket's graph (orchestrators/taskgraph.py): what it does, where, what
+    it waits for, and how it stands; `run_id` is its current `task` run, `result` what its dependants read."""
+
+    __tablename__ = "graph_tasks"
+    __table_args__ = (UniqueConstraint("graph_run_id", "task_id", name="uq_graph_tasks_run_task"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    graph_run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    task_id: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int] = mapped_column(Integer)
+    repository: Mapped[str] = mapped_column(String(255))
+    spec: Mapped[dict[str, Any]] = mapped_column(RedactedJSON)  # the planned TaskSpec
+    status: Mapped[str] = mapped_column(String(16))  # pending | queued | running | done | failed | blocked
+    run_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(RedactedJSON, default=None)
+    error: Mapped[str | None] = mapped_column(RedactedText, default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
