@@ -15,7 +15,7 @@ from bot.repo_config import RepoConfig, glob_matches, read_repo_config, touched_
 from bot.store import proposals, runs, status
 from bot.store.runs import RunRow
 from bot.store.tables import Phase
-from orchestrators import Outcome, agents, outputs, progress, prompts
+from orchestrators import Outcome, agents, outputs, plan, progress, prompts
 from orchestrators.brief import build_brief
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, PhaseState, Workflow, execute, states
 from orchestrators.knowledge import facts_for
@@ -304,6 +304,8 @@ async def run_implement(wctx: WorkerContext, run: RunRow) -> Outcome:
             progress.issue_key(run), text, f"run:{run.id}:joined", run_id=run.id
         )
         return Outcome(status.CANCELLED, f"joined run {others[0]}")
+    if await plan.is_graph_ticket(wctx, run):  # several repositories: a planned task graph
+        return await plan.run_graph(wctx, run)
     await progress.acknowledge(wctx, run)
     try:
         outcome = await execute(WORKFLOW, wctx, run)

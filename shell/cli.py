@@ -19,6 +19,7 @@ from bot import logs
 from bot.containment.harden import no_dump
 from bot.redact import Redactor
 from bot.store import runs as run_queries
+from bot.store import tasks as task_queries
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import SchemaOutdated, check_current, upgrade
 from config.settings import Settings, SettingsError, load_settings
@@ -300,7 +301,9 @@ def show(
     settings = settings_or_exit(check=False)
 
     async def body(sm: Any) -> dict[str, Any]:
-        return await run_queries.detail(sm, await run_queries.resolve_id(sm, run))
+        run_id = await run_queries.resolve_id(sm, run)
+        graph = [task_queries.shown(t) for t in await task_queries.of_graph(sm, run_id)]
+        return {**await run_queries.detail(sm, run_id), **({"graph": graph} if graph else {})}
 
     detail = with_store(settings, body)
     if as_json:
@@ -328,6 +331,13 @@ def _print_detail(detail: dict[str, Any]) -> None:
         cells = (p["name"], p["status"], str(p["attempts"]), duration, tokens, f"${p['cost_usd']:.4f}")
         phases.add_row(*(Text(cell) for cell in cells))
     console.print(phases if detail["phases"] else "no phases recorded")
+    if detail.get("graph"):
+        graph = Table("task", "repository", "status", "depends on", "duration", "cost")
+        for t in detail["graph"]:
+            duration = f"{t['duration_s']:.1f}s" if t["duration_s"] is not None else "-"
+            row = (t["task"], t["repository"], t["status"], ",".join(t["depends_on"]), duration)
+            graph.add_row(*(Text(str(cell)) for cell in (*row, f"${t['cost_usd']:.4f}")))
+        console.print(graph)
     if detail.get("knowledge"):
         facts = Table("team knowledge in the brief", "status", "kind", "title")
         for f in detail["knowledge"]:
