@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 import config
+from bot.sandbox.demo.multi import MultiDemo
 from bot.sandbox.demo.scenario import TICKET_KEY, ScenarioError, load_demo_scenario
 from bot.sandbox.demo.steps import Demo, DemoFailed
 from bot.sandbox.stack import DEFAULT_SCENARIO
@@ -121,7 +122,8 @@ def run_demo(
     try:
         started = start_all(settings, console, environ=env, log_dir=state_dir / "logs")
         try:
-            demo = Demo(world, settings, started, console, timeout_s)
+            several = world.several_repositories and not world.expect.needs_info
+            demo = (MultiDemo if several else Demo)(world, settings, started, console, timeout_s)
             try:
                 return _play(demo, console, keep)
             finally:

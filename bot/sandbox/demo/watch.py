@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from bot.store import runs as run_queries
+from bot.store import tasks as task_queries
 from bot.store.engine import create_engine, sessionmaker
 from orchestrators.status_comment import ICONS
 
@@ -102,20 +103,20 @@ class Sandbox:
         posted = self._ok(self._http.post(f"{self.jira_url}/_sandbox/comments", json=payload))
         return Comment(str(posted["id"]), str(posted["author"]["accountId"]), body)
 
-    def project_api(self, path: str = "") -> str:
-        return f"{self.gitlab_url}/api/v4/projects/{quote(self.project, safe='')}{path}"
+    def project_api(self, path: str = "", project: str | None = None) -> str:
+        """A project's REST URL (default the demo's calculator project)."""
+        return f"{self.gitlab_url}/api/v4/projects/{quote(project or self.project, safe='')}{path}"
 
-    def merge_requests(self) -> list[dict[str, Any]]:
+    def merge_requests(self, project: str | None = None) -> list[dict[str, Any]]:
         headers = {"PRIVATE-TOKEN": self.gitlab_token}
-        found: list[dict[str, Any]] = self._ok(
-            self._http.get(self.project_api("/merge_requests"), headers=headers, params={"state": "all"})
-        )
+        url = self.project_api("/merge_requests", project)
+        found: list[dict[str, Any]] = self._ok(self._http.get(url, headers=headers, params={"state": "all"}))
         return found
 
-    def branch(self, name: str) -> dict[str, Any] | None:
+    def branch(self, name: str, project: str | None = None) -> dict[str, Any] | None:
         headers = {"PRIVATE-TOKEN": self.gitlab_token}
         response = self._http.get(
-            self.project_api(f"/repository/branches/{quote(name, safe='')}"), headers=headers
+            self.project_api(f"/repository/branches/{quote(name, safe='')}", project), headers=headers
         )
         if response.status_code == 404:
             return None
@@ -141,6 +142,15 @@ class Runs:
         async def body() -> list[dict[str, Any]]:
             rows = await run_queries.listing(self._sm, 1000, None)
             return [await run_queries.detail(self._sm, r.id) for r in reversed(rows) if r.subject == subject]
+
+        return self._runner.run(body())
+
+    def graph(self, run_id: str) -> list[dict[str, Any]]:
+        """The task graph of a multi-repository run, as `baton show --json` prints it (empty before the
+        plan is approved)."""
+
+        async def body() -> list[dict[str, Any]]:
+            return [task_queries.shown(t) for t in await task_queries.of_graph(self._sm, run_id)]
 
         return self._runner.run(body())
 
