@@ -76,3 +76,16 @@ def test_a_failed_task_fails_the_demo_at_the_tasks_step_naming_it(tmp_path: Path
     assert "task D demo/storefront: blocked" in output and "0 merge request(s) in demo/storefront" in output
     assert "demo passed" not in output and "[6/8]" not in output
     assert_everything_stopped(tmp_path, output)
+
+
+def test_a_hostile_repositories_section_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    data = yaml.safe_load(MULTI.read_text())
+    data["repositories"]["../../etc"] = data["repositories"].pop("demo/inventory")
+    bad = write_scenario(tmp_path / "bad.yaml", data)
+    done = demo(demo_env(tmp_path), "--scenario", str(bad), timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout.strip() == (
+        "scenario error: bad.yaml: repositories: unknown repository '../../etc'; the sandbox has "
+        "demo/catalog, demo/inventory, demo/pricing, demo/storefront"
+    )
+    assert not (tmp_path / "state" / "demo").exists()
