@@ -262,6 +262,6 @@ def create_worker(
         job_completion_wait=settings.shutdown_wait_s,
         max_jobs=4,
         allow_abort_jobs=True,  # /cancel stops a running job
-        poll_delay=0.2,
+        poll_delay=0.05,
         handle_signals=handle_signals,
     )
