@@ -11,12 +11,20 @@ from sqlalchemy import select
 from bot.agent.result import AgentResult
 from bot.git.branch import branch_name
 from bot.git.errors import NothingToCommit
-from bot.repo_config import RepoConfig, glob_matches, read_repo_config, touched_protected
+from bot.repo_config import (
+    FILENAME,
+    RepoConfig,
+    glob_matches,
+    parse_repo_config,
+    read_repo_config,
+    touched_protected,
+)
 from bot.store import proposals, runs, status
 from bot.store.runs import RunRow
 from bot.store.tables import Phase
 from orchestrators import Outcome, agents, outputs, plan, progress, prompts
 from orchestrators.brief import build_brief
+from orchestrators.clock import Clock
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, PhaseState, Workflow, execute, states
 from orchestrators.knowledge import facts_for
 from orchestrators.outputs import (
@@ -92,29 +100,37 @@ async def triage(ctx: PhaseContext) -> PhaseResult:
 async def assemble(ctx: PhaseContext) -> PhaseResult:
     """Python only: ticket, links, comments, repo config, mirror fetch, worktree and branch, the team's
     facts for the modules the ticket touches (orchestrators/knowledge.py), the brief."""
-    clients, run, key = _clients(ctx), ctx.run, progress.issue_key(ctx.run)
-    issue = await clients.jira.issue(key)
-    mapping = project_for(clients, issue)
-    project = await clients.gitlab.project(mapping.gitlab_project)
-    target = mapping.target_branch or project.default_branch
-    repo_id = project.path_with_namespace
-    await clients.workspace.ensure_mirror(repo_id, project.http_url_to_repo, clients.gitlab_token)
-    later = bool(await runs.earlier(ctx.wctx.sm, run))  # not the ticket's first run: its own branch
-    branch = branch_name(issue.key, issue.summary, run.id if later else None)
-    worktree = await clients.workspace.create_worktree(repo_id, run.id, target, branch)
-    config_text, repo = read_repo_config(worktree)
-    ticket = ticket_info(issue, clients.jira.config.url)
-    found = await facts_for(clients.knowledge, f"{ticket.summary}\n\n{ticket.description}", worktree, repo)
-    brief = build_brief(
-        ticket, linked(issue), comments(issue), found.facts, repo, knowledge_unavailable=found.unavailable
-    )
+    clients, run, key, clock = _clients(ctx), ctx.run, progress.issue_key(ctx.run), Clock()
+    with clock.step("fetch"):
+        issue = await clients.jira.issue(key)
+        mapping = project_for(clients, issue)
+        project = await clients.gitlab.project(mapping.gitlab_project)
+        target = mapping.target_branch or project.default_branch
+        repo_id = project.path_with_namespace
+        await clients.workspace.ensure_mirror(repo_id, project.http_url_to_repo, clients.gitlab_token)
+    with clock.step("workspace"):
+        later = bool(await runs.earlier(ctx.wctx.sm, run))  # not the ticket's first run: its own branch
+        branch = branch_name(issue.key, issue.summary, run.id if later else None)
+        declared = parse_repo_config(await clients.workspace.read_at(repo_id, target, FILENAME))
+        worktree = await clients.workspace.create_worktree(
+            repo_id, run.id, target, branch, sparse=declared.checkout
+        )
+        base_sha = await clients.workspace.head(worktree)
+    with clock.step("brief"):
+        config_text, repo = read_repo_config(worktree)
+        ticket = ticket_info(issue, clients.jira.config.url)
+        about = f"{ticket.summary}\n\n{ticket.description}"
+        found = await facts_for(clients.knowledge, about, worktree, repo)
+        brief = build_brief(
+            ticket, linked(issue), comments(issue), found.facts, repo, knowledge_unavailable=found.unavailable
+        )
     shown = found.facts[: len(brief.json["knowledge"])]  # what the budget left in the brief
     output = TicketAssembled(
-        worktree=worktree, branch=branch, base_sha=await clients.workspace.head(worktree),
-        target_branch=target, project_id=project.id, project_path=repo_id,
+        worktree=worktree, branch=branch, base_sha=base_sha, target_branch=target,
+        project_id=project.id, project_path=repo_id,
         remote_url=project.http_url_to_repo, repo=repo, repo_config=config_text, brief=brief.markdown,
         brief_tokens=brief.tokens, summary=issue.summary, knowledge=tuple(Fact.of(f) for f in shown),
-        knowledge_unavailable=found.unavailable,
+        knowledge_unavailable=found.unavailable, mechanics_ms=clock.ms,
     )  # fmt: skip
     return PhaseResult(output.model_dump(mode="json"))
 
@@ -220,32 +236,35 @@ async def commit_proposal(ctx: PhaseContext, worktree: Path, message: str) -> st
 
 async def propose(ctx: PhaseContext) -> PhaseResult:
     """Commit locally, record the proposal (bound to its SHA) and post it on the ticket; the run waits."""
-    clients, run, key = _clients(ctx), ctx.run, progress.issue_key(ctx.run)
+    clients, run, key, clock = _clients(ctx), ctx.run, progress.issue_key(ctx.run), Clock()
     assembled = ticket_assembled(ctx)
     worktree = assembled.workdir()
-    sha = await commit_proposal(
-        ctx, worktree, f"[{key}] {assembled.summary}\n\nProposed by Baton run {run.id}."
-    )
-    stat = await clients.workspace.diffstat(worktree, assembled.base_sha)
-    diff = await clients.workspace.diff(worktree, assembled.base_sha)
-    target = {"kind": "jira", "issue_key": key, "worktree": str(worktree), **assembled.target()}
-    proposal = await proposals.create(
-        ctx.wctx.sm, run.id, run.subject, sha, hashlib.sha256(diff.encode()).hexdigest(), target
-    )
-    spent, checked = await _spent(ctx), validated(ctx)
-    view = ProposalView(
-        proposal_id=proposal.id, summary=implemented(ctx).summary or assembled.summary,
-        commit_sha=sha, files=tuple(FileChange(f.path, f.added, f.deleted) for f in stat.files),
-        checks=tuple(c.result() for c in checked.checks), verdict=reviewed(ctx).verdict,
-        protected_changes=checked.ci_changes, diff=diff, **spent,
-    )  # fmt: skip
-    await clients.jira.add_comment(
-        key, render_proposal(view, flavor="jira"), f"run:{run.id}:proposal:{sha[:12]}", run_id=run.id
-    )
+    with clock.step("commit"):
+        sha = await commit_proposal(
+            ctx, worktree, f"[{key}] {assembled.summary}\n\nProposed by Baton run {run.id}."
+        )
+        stat = await clients.workspace.diffstat(worktree, assembled.base_sha)
+        diff = await clients.workspace.diff(worktree, assembled.base_sha)
+    with clock.step("post"):
+        target = {"kind": "jira", "issue_key": key, "worktree": str(worktree), **assembled.target()}
+        proposal = await proposals.create(
+            ctx.wctx.sm, run.id, run.subject, sha, hashlib.sha256(diff.encode()).hexdigest(), target
+        )
+        spent, checked = await _spent(ctx), validated(ctx)
+        view = ProposalView(
+            proposal_id=proposal.id, summary=implemented(ctx).summary or assembled.summary,
+            commit_sha=sha, files=tuple(FileChange(f.path, f.added, f.deleted) for f in stat.files),
+            checks=tuple(c.result() for c in checked.checks), verdict=reviewed(ctx).verdict,
+            protected_changes=checked.ci_changes, diff=diff, **spent,
+        )  # fmt: skip
+        await clients.jira.add_comment(
+            key, render_proposal(view, flavor="jira"), f"run:{run.id}:proposal:{sha[:12]}", run_id=run.id
+        )
     stop = Outcome(
         status.WAITING, f"proposal {proposal.id} ({sha[:12]}) posted on {key}; waiting for /approve"
     )
-    return PhaseResult(Proposed(proposal_id=proposal.id, sha=sha).model_dump(mode="json"), stop=stop)
+    output = Proposed(proposal_id=proposal.id, sha=sha, mechanics_ms=clock.ms)
+    return PhaseResult(output.model_dump(mode="json"), stop=stop)
 
 
 async def _spent(ctx: PhaseContext) -> dict[str, Any]:

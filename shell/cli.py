@@ -316,6 +316,12 @@ def _ts(value: Any) -> str:
     return str(value.strftime("%Y-%m-%d %H:%M:%S"))
 
 
+def _mechanics(phase: dict[str, Any]) -> str:
+    """Baton's own steps in the phase, e.g. `fetch 0.12 · workspace 0.31 · brief 0.02`."""
+    steps = phase.get("mechanics_s") or {}
+    return " · ".join(f"{name} {seconds:.2f}" for name, seconds in steps.items()) or "-"
+
+
 def _print_detail(detail: dict[str, Any]) -> None:
     headline = f"{detail['id']}  {detail['kind']} on {detail['subject']}  [{detail['status']}]"
     console.print(Text(headline, style="bold"))
@@ -324,12 +330,15 @@ def _print_detail(detail: dict[str, Any]) -> None:
     )
     if detail["error"]:
         console.print(Text(f"error: {detail['error']}", style="red"))
-    phases = Table("phase", "status", "attempts", "duration", "tokens in/out", "cost")
+    phases = Table(
+        "phase", "status", "attempts", "duration", "agent", "repo cmd", "mechanical", "tokens in/out", "cost"
+    )
     for p in detail["phases"]:
         duration = f"{p['duration_s']:.1f}s" if p["duration_s"] is not None else "-"
         tokens = f"{p['input_tokens']}/{p['output_tokens']}"
-        cells = (p["name"], p["status"], str(p["attempts"]), duration, tokens, f"${p['cost_usd']:.4f}")
-        phases.add_row(*(Text(cell) for cell in cells))
+        inside = [f"{p.get(key) or 0:.2f}s" if p.get(key) else "-" for key in ("agent_s", "commands_s")]
+        cells = (p["name"], p["status"], str(p["attempts"]), duration, *inside, _mechanics(p))
+        phases.add_row(*(Text(cell) for cell in (*cells, tokens, f"${p['cost_usd']:.4f}")))
     console.print(phases if detail["phases"] else "no phases recorded")
     if detail.get("graph"):
         graph = Table("task", "repository", "status", "depends on", "duration", "cost")
