@@ -10,7 +10,7 @@ from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
 from bot.triggers import ReplyRequest, ThreadCommand, TicketLabelled
-from orchestrators import Outcome, design, graph, plan, progress, remediate, ship, wiki_proposal
+from orchestrators import Outcome, design, graph, graph_ship, plan, progress, remediate, ship, wiki_proposal
 from orchestrators.engine import Workflow, reset_from, states
 from orchestrators.implement import WORKFLOW
 from orchestrators.resources import WorkerContext
@@ -133,7 +133,8 @@ async def run_retry(wctx: WorkerContext, run: RunRow) -> Outcome:
     if target.status in status.ACTIVE:
         return await refuse(wctx, run, "/retry", f"run {target.id[:12]} is already {target.status}.")
     if await plan.is_graph_run(wctx, target.id) and await graph.has_tasks(wctx, target.id):
-        said = await graph.retry(wctx, target, args_of(run))
+        resumed = None if args_of(run).strip() else await graph_ship.resume(wctx, target.id, target.subject)
+        said = resumed or await graph.retry(wctx, target, args_of(run))
         await respond(wctx, run, "/retry", said)
         return Outcome(status.SUCCEEDED, said)
     detail = await runs.detail(wctx.sm, target.id)

@@ -2,13 +2,14 @@
 tasks are created and the scheduler starts the ready ones; of the final proposal, every repository's branch
 is pushed and its merge request opened, each linking the others and the ticket, every write exactly once
 (effect keys per task), so a job killed midway resumes without a second MR. A push that fails leaves the
-proposal open and says exactly what shipped."""
+proposal approved, says exactly what shipped and offers `/retry`, which resumes that same approve run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from bot.clients.retry import RetryableError
 from bot.store import proposals, runs, status, tasks
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
@@ -86,7 +87,10 @@ async def _ship(wctx: WorkerContext, run: RunRow, proposal: ProposalRow) -> Outc
         try:
             opened[task["task_id"]] = await _open(wctx, run, proposal, task)
         except Exception as exc:  # a push or MR that fails: say exactly what shipped, nothing silent
-            return await _partial(wctx, run, proposal, opened, task, exc)
+            outcome = await _partial(wctx, run, proposal, opened, task, exc)
+            if isinstance(exc, RetryableError):  # an outage: the worker tries this run again later
+                raise
+            return outcome
     links = [(t["task_id"], t["project_path"], opened[t["task_id"]][1]) for t in proposal.target["tasks"]]
     for task in proposal.target["tasks"]:
         iid = opened[task["task_id"]][0]
@@ -118,8 +122,25 @@ async def _partial(
         f"({inline(task['project_path'], 'jira', 120)}): "
         f"{inline(f'{type(exc).__name__}: {exc}', 'jira', 300)}.\n"
         f"Shipped: {shipped}. Not shipped: {', '.join(rest)}.\n"
-        f"Reply /approve {proposal.id} to ship the rest; what shipped is not opened twice."
+        "Reply /retry to ship the rest; what shipped is not opened twice."
     )
-    await wctx.need_clients().jira.add_comment(key, text, f"run:{run.id}:partial", run_id=run.id)
-    await proposals.move(wctx.sm, proposal.id, proposals.APPROVED, proposals.PROPOSED)
+    await wctx.need_clients().jira.add_comment(
+        key, text, f"run:{run.id}:partial:{len(opened)}", run_id=run.id
+    )
     return Outcome(status.FAILED, f"shipped {shipped}; stopped at {task['task_id']}: {exc}"[:500])
+
+
+async def resume(wctx: WorkerContext, graph_run_id: str, subject: str) -> str | None:
+    """`/retry` after a shipping that stopped halfway: reopen the approve run that stopped (it resumes its
+    approved proposal; what it opened is found by effect key, not opened again). The reply, or None when
+    no shipping of this graph stopped."""
+    stopped = await proposals.latest(wctx.sm, subject)
+    if stopped is None or not is_graph(stopped) or stopped.run_id != graph_run_id:
+        return None
+    approver = stopped.target.get("approved_by_run")
+    if stopped.status != proposals.APPROVED or not approver:
+        return None
+    if not await runs.reopen(wctx.sm, approver, wctx.name, "retry of a shipping that stopped halfway"):
+        return f"the shipping of proposal {stopped.id} is still going on."
+    await wctx.queue.enqueue_run(approver)
+    return f"Shipping the rest of proposal {stopped.id}; what shipped already is not opened again."

@@ -189,3 +189,33 @@ def test_a_failed_task_stops_only_its_dependants_and_retry_reruns_only_it(tmp_pa
         assert graph(sandbox)["C"]["attempts"] == 2 and graph(sandbox)["A"]["attempts"] == 1
         brief = first_prompt(sandbox, "D")
         assert "### Task C (demo/inventory)" in brief
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_merge_request_that_fails_to_open_says_what_shipped_and_retry_ships_the_rest(
+    tmp_path: Path,
+) -> None:
+    with running_sandbox(tmp_path, f"sqlite:///{tmp_path / 'baton.db'}", MULTI) as sandbox:
+        logs = sandbox.worker.logs
+        sandbox.label("dan", KEY)
+        sandbox.as_person("alice", KEY, f"/approve {plan_id(sandbox)}")
+        final = re.search(r"\*Proposal\* \{\{([0-9a-f]+)\}\}", final_proposal(sandbox))
+        assert final
+        gitlab = sandbox.stack.gitlab_state
+        projects = {t: gitlab.project(repo) for t, repo in TASKS.items()}
+        gitlab.faults.latency_s = 0.3
+        sandbox.as_person("alice", KEY, f"/approve {final[1]}")
+        wait(lambda: gitlab.merge_requests_of(projects["A"]), 120, "A's merge request", logs)
+        gitlab.faults.fail_next(1, status=403, methods=["POST"])  # B's merge request is refused
+        said = wait(lambda: marked(sandbox, KEY, "partial"), 120, "the partial-ship comment", logs)[0]
+        gitlab.faults.latency_s = 0.0
+        assert "stopped at task B" in said and "Not shipped: B, C, D" in said and "/retry" in said
+        (mr_a,) = gitlab.merge_requests_of(projects["A"])
+        assert f"Shipped: A (!{mr_a.iid}" in said
+        assert [t for t, p in projects.items() if gitlab.merge_requests_of(p)] == ["A"]
+
+        sandbox.as_person("dan", KEY, "/retry")
+        wait(lambda: marked(sandbox, KEY, "mr-link"), 180, "the shipped comment", logs)
+        assert all(len(gitlab.merge_requests_of(p)) == 1 for p in projects.values())
+        assert gitlab.merge_requests_of(projects["A"])[0].iid == mr_a.iid
