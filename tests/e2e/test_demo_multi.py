@@ -89,3 +89,20 @@ def test_a_hostile_repositories_section_is_refused_before_anything_starts(tmp_pa
         "demo/catalog, demo/inventory, demo/pricing, demo/storefront"
     )
     assert not (tmp_path / "state" / "demo").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_multi_repository_demo_can_stop_at_the_proposal(tmp_path: Path) -> None:
+    data = yaml.safe_load(MULTI.read_text())
+    data["expect"] = {"proposal": True, "mr": False}
+    scenario = write_scenario(tmp_path / "no-mr.yaml", data)
+    done = demo(demo_env(tmp_path), "--scenario", str(scenario), "--timeout", "300", timeout=420)
+    output = done.stdout
+    assert done.returncode == 0, output + done.stderr[-3000:]
+    assert "[6/6] Baton reviews the repositories together and posts one proposal" in output
+    assert "[7/" not in output and "MR     " not in output and "demo passed" in output
+    store = demo_store(tmp_path)
+    approvals = [r for r in cli_json(store, "runs") if r["kind"] == "approve"]
+    assert len(approvals) == 1  # the plan's; nobody approved the proposal
+    assert_everything_stopped(tmp_path, output)
