@@ -116,6 +116,7 @@ async def start(
                 select(GraphTask).where(GraphTask.graph_run_id == graph_run_id, GraphTask.task_id == task_id)
             )
         ).scalar_one()
+        attempt = task.attempts + 1  # read before the update, which refreshes the loaded row
         won = await session.execute(
             update(GraphTask)
             .where(GraphTask.id == task.id, GraphTask.status == "pending")
@@ -133,7 +134,7 @@ async def start(
         session.add(
             Run(
                 id=run_id, kind=TASK_KIND, subject=str(parent["subject"]),
-                origin=f"graph:{graph_run_id}:{task_id}:{task.attempts + 1}", status=status.QUEUED,
+                origin=f"graph:{graph_run_id}:{task_id}:{attempt}", status=status.QUEUED,
                 input=dict(parent["input"]), attempts=0, created_at=now, updated_at=now,
             )
         )  # fmt: skip
