@@ -120,6 +120,7 @@ class PipelineFailed(_Model):
     source_branch: str
     sha: str | None = None
     actor: Person = Person()
+    revisions: tuple[str, ...] = ()  # /revise notes, appended by the worker
 
 
 class JiraReplyTarget(_Model):

@@ -40,7 +40,7 @@ from orchestrators.implement import commit_proposal, validate
 from orchestrators.outputs import Assembled, Implemented, Proposed, Refused, implemented, sent_back, validated
 from orchestrators.proposal import FileChange, Person, ProposalView, block, render_failure
 from orchestrators.resources import Clients, WorkerContext
-from orchestrators.status_comment import Ending, render_status
+from orchestrators.status_comment import Ending, StatusView, render_status
 from orchestrators.threads import TARGET_KIND
 from orchestrators.venue import addressee, author_of, command_text, refuse, revisions_of
 
@@ -335,14 +335,17 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
 # --- progress in the thread ---------------------------------------------------------------------
 
 
+def status_view(run: RunRow, phases: list[PhaseState], ending: Ending | None) -> StatusView:
+    return progress.view(run, phases, ending, title=f"Baton: CI analysis of {mr_ref(run)}")
+
+
 async def update_status(
     wctx: WorkerContext, run: RunRow, phases: list[PhaseState], ending: Ending | None = None
 ) -> None:
     """One status reply in the analysis' thread, posted once and then edited in place."""
     clients, key = wctx.need_clients(), progress.status_key(run)
     project_id, iid = where(run)
-    title = f"Baton: CI analysis of {mr_ref(run)}"
-    body = render_status(progress.view(run, phases, ending, title=title), "gitlab")
+    body = render_status(status_view(run, phases, ending), "gitlab")
     record = await clients.ledger.get(key)
     if record is not None and record.status == "done" and record.external_id:
         await clients.gitlab.edit_note(project_id, iid, int(record.external_id), body, effect_key=key)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
-from bot.triggers import ReplyRequest, ThreadCommand, TicketLabelled
+from bot.triggers import PipelineFailed, ReplyRequest, ThreadCommand, TicketLabelled
 from orchestrators import Outcome, design, graph, graph_ship, plan, progress, remediate, ship, wiki_proposal
+from orchestrators.ci_analysis import WORKFLOW as CI_WORKFLOW
+from orchestrators.ci_analysis import status_view as ci_status_view
 from orchestrators.engine import Workflow, reset_from, states
 from orchestrators.implement import WORKFLOW
 from orchestrators.resources import WorkerContext
@@ -32,9 +34,15 @@ WORKFLOWS: dict[str, Workflow] = {
     IMPLEMENT: WORKFLOW,
     REMEDIATE: remediate.WORKFLOW,
     design.KIND: design.WORKFLOW,
+    CI_WORKFLOW.name: CI_WORKFLOW,
 }
 """The workflow a command acts on, by the run kind its venue works on (or the run of a knowledge proposal)."""
-REVISED_FROM = {IMPLEMENT: "implement", REMEDIATE: "implement", design.KIND: "draft"}
+REVISED_FROM = {
+    IMPLEMENT: "implement",
+    REMEDIATE: "implement",
+    design.KIND: "draft",
+    CI_WORKFLOW.name: "implement",
+}
 """The phase `/revise` starts again from, by run kind."""
 
 
@@ -98,7 +106,7 @@ async def run_revise(wctx: WorkerContext, run: RunRow) -> Outcome:
             )
     revisable = target.trigger if target else None
     if (
-        not isinstance(revisable, TicketLabelled | ThreadCommand)
+        not isinstance(revisable, TicketLabelled | ThreadCommand | PipelineFailed)
         or proposal is None
         or proposal.status != proposals.PROPOSED
     ):
@@ -176,7 +184,7 @@ async def _ending(wctx: WorkerContext, target: RunRow) -> Ending | None:
     return Ending(ok, str(message))
 
 
-VIEWS = {IMPLEMENT: progress.view, REMEDIATE: remediate.status_view}
+VIEWS = {IMPLEMENT: progress.view, REMEDIATE: remediate.status_view, CI_WORKFLOW.name: ci_status_view}
 """How /status draws a run's checklist, by its kind."""
 
 

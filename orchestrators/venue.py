@@ -18,7 +18,7 @@ from bot import triggers
 from bot.store import proposals, runs, status
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
-from bot.store.tables import Proposal
+from bot.store.tables import Phase, Proposal
 from orchestrators import Outcome
 from orchestrators.proposal import Flavor, Person, mention, render_refusal
 from orchestrators.resources import Clients, WorkerContext
@@ -26,6 +26,7 @@ from orchestrators.threads import in_response
 
 IMPLEMENT = "implement"
 REMEDIATE = "remediate"
+CI_ANALYSIS = "analyze-ci"  # orchestrators/ci_analysis.py: its thread is the command's or one it started
 
 
 class NoVenue(ValueError):
@@ -69,7 +70,8 @@ def args_of(run: RunRow) -> str:
 def revisions_of(run: RunRow) -> tuple[str, ...]:
     """The `/revise` notes a ticket's or thread's run has collected."""
     trigger = run.trigger
-    return trigger.revisions if isinstance(trigger, triggers.TicketLabelled | triggers.ThreadCommand) else ()
+    revisable = triggers.TicketLabelled | triggers.ThreadCommand | triggers.PipelineFailed
+    return trigger.revisions if isinstance(trigger, revisable) else ()
 
 
 def thread_command(run: RunRow) -> triggers.ThreadCommand:
@@ -224,9 +226,28 @@ async def latest_target(wctx: WorkerContext, run: RunRow) -> RunRow | None:
     if isinstance(venue, JiraTicket):
         return rows[0] if rows else None
     same = next((r for r in rows if venue.owns(r)), None)
+    if same is None and venue.discussion_id:
+        same = await _ci_analysis_in(wctx, run.subject, venue.discussion_id)
     if same is not None or not venue.overview:
         return same
     return next((r for r in rows if is_all(r)), None)
+
+
+async def _ci_analysis_in(wctx: WorkerContext, subject: str, discussion_id: str) -> RunRow | None:
+    """The newest CI analysis of the MR that talks in this thread: `/analyze-ci` typed there, or the thread
+    its assemble recorded (a failed pipeline's analysis starts a thread of its own)."""
+    found = [
+        r for r in await runs.listing(wctx.sm, limit=200) if r.subject == subject and r.kind == CI_ANALYSIS
+    ]
+    query = select(Phase.run_id, Phase.output).where(
+        Phase.run_id.in_([r.id for r in found]), Phase.name == "assemble"
+    )
+    async with wctx.sm() as session:
+        threads = {rid: (out or {}).get("discussion_id") for rid, out in (await session.execute(query)).all()}
+    mine = (r for r in found if threads.get(r.id) == discussion_id or (
+        isinstance(r.trigger, triggers.ThreadCommand) and r.trigger.discussion_id == discussion_id
+    ))  # fmt: skip
+    return next(mine, None)
 
 
 async def reply(wctx: WorkerContext, run: RunRow, text: str) -> None:

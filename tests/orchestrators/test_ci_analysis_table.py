@@ -275,3 +275,41 @@ async def test_a_new_failure_supersedes_a_waiting_analysis_and_stales_its_propos
         assert (await t.last_message(waiting)) == f"superseded by run {newer}"
         assert (await proposals.get(t.sm, proposal.id)).status == proposals.STALE  # type: ignore[union-attr]
         assert (await phases_of(t, newer))["implement"].attempts == 1  # the newer failure is analyzed
+
+
+async def typed(t: Table, text: str, thread: str, who: GitLabPerson = DEVELOPER) -> str:
+    """`text` typed by `who` as a reply in `thread` of MR !2; the run it starts, after its job."""
+    _, note = t.fakes.gitlab.add_note(PROJECT_ID, IID, who.user, text, thread)
+    payload = gitlab_note(text, who, note, thread)
+    payload["merge_request"].update(iid=IID, source_branch=BRANCH)
+    run_id = await t.deliver("gitlab", payload)
+    await t.job(run_id)
+    return run_id
+
+
+async def test_status_retry_and_revise_act_on_the_analysis_of_their_thread(tmp_path: Path) -> None:
+    async with table(tmp_path) as t:
+        head = baton_mr(t)
+        analysis = await failed(t, head, failed_job(11, PYTEST))  # fails at implement: no agent in fakes
+        thread = str(((await phases_of(t, analysis))["assemble"].output or {})["discussion_id"])
+        t.forget_setup()
+
+        await typed(t, "/status", thread)
+        shown = said(t)[-1]
+        assert shown.startswith("@dev: Run ") and "is failed" in shown and "CI analysis of" in shown
+
+        await typed(t, "/retry", thread)
+        assert (await t.run(analysis)).status == status.QUEUED and analysis in t.queue.jobs
+        assert (await phases_of(t, analysis))["implement"].status == "pending"
+        await t.job(analysis)  # fails at implement again
+
+        target = {"kind": TARGET_KIND, "origin": "analyze-ci", "mr_iid": IID, "discussion_id": thread}
+        proposal = await proposals.create(
+            t.sm, analysis, f"gitlab:{PROJECT_PATH}!{IID}", "c" * 40, "h", target
+        )
+        await typed(t, "/revise keep add() pure", thread)
+
+        reopened = await t.run(analysis)
+        assert reopened.status == status.QUEUED and reopened.trigger.revisions == ("keep add() pure",)  # type: ignore[union-attr]
+        assert (await proposals.get(t.sm, proposal.id)).status == proposals.STALE  # type: ignore[union-attr]
+        assert "Revising proposal" in said(t)[-1]

@@ -47,7 +47,7 @@ def test_the_proposal_report_and_stop_keep_hostile_text_inert() -> None:
         _inert(text)
     proposal = render_ci_proposal(who, PIPE, [FINDING], "multiply adds", VIEW)
     assert proposal.startswith("@dev: pipeline `100`") and "multiply adds" in proposal
-    assert "`/approve`" in proposal and "/revise" not in proposal  # only replies that work here
+    assert "`/approve`" in proposal and "`/revise <what to change>`" in proposal and "`/reject`" in proposal
     assert render_report(None, PIPE, [FINDING]).startswith("pipeline `100`")  # nobody addressed
 
 
