@@ -270,3 +270,32 @@ async def test_read_at_reads_a_file_of_the_base_without_a_worktree(
     assert await ws.read_at(upstream.repo_id, "main", ".baton.yml") == "checkout: [src]\n"
     assert await ws.read_at(upstream.repo_id, "main", "no/such/file") is None
     assert await ws.read_at(upstream.repo_id, "main", "src") is None  # a directory is not a file
+
+
+@pytest.mark.parametrize(
+    ("record", "taken"),
+    [
+        (None, True),  # a free slot
+        ('{"owner": "run-9", "host": "this-host", "pid": 999999999, "expires": 9e12}', True),  # ours, dead
+        ('{"owner": "run-9", "host": "other-host", "pid": 1, "expires": 9e12}', False),  # another host's
+        ('{"owner": "run-9", "host": "other-host", "pid": 1, "expires": 1}', True),  # expired
+        ('{"owner": "run-9", "host": "other-host", "expires": "never"}', True),  # no usable expiry
+        ("not json at all", True),
+        ("[1, 2]", True),
+    ],
+)
+def test_a_lease_record_is_respected_only_while_another_hosts_lease_runs(
+    tmp_path: Path, record: str | None, taken: bool
+) -> None:
+    pool = Pool(tmp_path / "pool", 1, host="this-host")
+    slot = pool.slots()[0]
+    slot.mkdir(parents=True)
+    if record is not None:
+        slot.with_suffix(".lease").write_text(record)
+    lease = pool.claim("run-1", occupied=True)
+    assert (lease is not None) == taken
+    if lease is not None:
+        assert '"owner": "run-1"' in slot.with_suffix(".lease").read_text()
+        assert bool(lease.reclaimed) == (record is not None)  # a previous holder is named
+        Pool.release(lease)
+        assert not slot.with_suffix(".lease").exists()
