@@ -49,10 +49,23 @@ async def advance(wctx: WorkerContext, graph_run_id: str) -> None:
         )
         if run_id is not None:
             await wctx.queue.enqueue_run(run_id)
+    await show_graph(wctx, parent)
     if decision.complete and parent.status == status.WAITING:
         await reset_from(wctx.sm, plan.WORKFLOW, graph_run_id, "tasks")
         if await runs.reopen(wctx.sm, graph_run_id, wctx.name, "every task of the graph is done"):
             await wctx.queue.enqueue_run(graph_run_id)
+
+
+async def show_graph(wctx: WorkerContext, parent: RunRow) -> None:
+    """The live graph in one comment on the ticket, posted once and edited in place after every step."""
+    clients, key = wctx.need_clients(), progress.issue_key(parent)
+    body = f"h4. Baton: the task graph of {key} (run {parent.id[:12]})\n\n" + await status_text(wctx, parent)
+    effect = f"run:{parent.id}:graph"
+    record = await clients.ledger.get(effect)
+    if record is not None and record.status == "done" and record.external_id:
+        await clients.jira.edit_comment(key, record.external_id, body)
+        return
+    await clients.jira.add_comment(key, body, effect, run_id=parent.id)
 
 
 async def _task(ctx: PhaseContext) -> TaskRow:

@@ -93,6 +93,8 @@ def test_plan_then_parallel_tasks_then_four_linked_mrs_once_across_a_killed_work
         assert {t: tasks[t]["status"] for t in TASKS} == dict.fromkeys(TASKS, "done")
         assert max(tasks[t]["started"] for t in "ABC") < min(tasks[t]["finished"] for t in "ABC")
         assert tasks["D"]["started"] > max(tasks[t]["finished"] for t in "ABC")
+        (live,) = marked(sandbox, KEY, "graph")  # one comment, edited in place as the graph moves
+        assert all(f"| {repo} | done |" in live for repo in TASKS.values()), live
         # D's brief carries A's, B's and C's results: their interfaces and files
         brief = first_prompt(sandbox, "D")
         assert "Results of the tasks this one depends on" in brief
