@@ -13,6 +13,13 @@ class Clock:
 
     def __init__(self) -> None:
         self.ms: dict[str, int] = {}
+        self._mark = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        """Charge the time since the clock started or since its last lap to `name`."""
+        now = time.perf_counter()
+        self.ms[name] = self.ms.get(name, 0) + round((now - self._mark) * 1000)
+        self._mark = now
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:

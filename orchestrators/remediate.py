@@ -31,6 +31,7 @@ from bot.store.runs import RunRow
 from bot.store.tables import Phase
 from bot.triggers import ThreadCommand
 from orchestrators import Outcome, agents, progress, prompts
+from orchestrators.clock import Clock
 from orchestrators.engine import (
     PhaseContext,
     PhaseFailed,
@@ -196,7 +197,7 @@ def _chosen(run: RunRow, threads: list[Thread]) -> list[Thread]:
 
 async def assemble(ctx: PhaseContext) -> PhaseResult:
     """Python only: the MR, the whole thread(s), its diff, the linked ticket, a worktree of its branch."""
-    clients, run = _clients(ctx), ctx.run
+    clients, run, clock = _clients(ctx), ctx.run, Clock()
     project_id, iid, discussion = where(run)
     mr = await clients.gitlab.merge_request(project_id, iid)
     if mr.state != "opened":
@@ -218,10 +219,12 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
     project = await clients.gitlab.project(project_id)
     repo_id = project.path_with_namespace
     await clients.workspace.ensure_mirror(repo_id, project.http_url_to_repo, clients.gitlab_token)
+    clock.lap("fetch")
     branch = f"baton/mr-{iid}-{run.id[:12]}"
     worktree = await clients.workspace.create_worktree(
         repo_id, run.id, UPSTREAM_PREFIX + mr.source_branch, branch
     )
+    clock.lap("workspace")
     config_text, repo = read_repo_config(worktree)
     ticket, ticket_note = await linked_ticket(ctx, mr)
     info = MergeRequestInfo(
@@ -255,9 +258,14 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
         threads=tuple(StoredThread.of(t) for t in chosen), briefs=tuple(b.markdown for b in briefs),
         brief=brief, brief_tokens=sum(b.tokens for b in briefs), title=mr.title,
         ticket=ticket.key if ticket else None, knowledge=tuple(Fact.of(f) for f in found.facts),
-        knowledge_unavailable=found.unavailable,
+        knowledge_unavailable=found.unavailable, mechanics_ms=_lapped(clock, "brief"),
     )  # fmt: skip
     return PhaseResult(output.model_dump(mode="json"))
+
+
+def _lapped(clock: Clock, name: str) -> dict[str, int]:
+    clock.lap(name)
+    return clock.ms
 
 
 def _refused(why: str) -> dict[str, Any]:
@@ -362,7 +370,7 @@ def _resolvable(assembled: ThreadAssembled, implemented: ThreadsImplemented) -> 
 
 async def propose(ctx: PhaseContext) -> PhaseResult:
     """Commit, record the proposal (SHA + the head it builds on), reply in the thread; the run waits."""
-    clients, run = _clients(ctx), ctx.run
+    clients, run, clock = _clients(ctx), ctx.run, Clock()
     assembled = thread_assembled(ctx)
     worktree, threads = assembled.workdir(), assembled.chosen()
     message = (
@@ -374,6 +382,7 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
     base = assembled.base_sha
     stat = await clients.workspace.diffstat(worktree, base)
     diff = await clients.workspace.diff(worktree, base)
+    clock.lap("commit")
     implemented, checked = threads_implemented(ctx), validated(ctx)
     target = {
         "kind": TARGET_KIND, "mr_iid": where(run)[1], "discussion_id": assembled.discussion_id,
@@ -409,7 +418,8 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
         f"proposal {proposal.id} ({sha[:12]}) posted in thread {discussion[:12]} of {mr_ref(run)}; "
         "waiting for /approve",
     )
-    return PhaseResult(Proposed(proposal_id=proposal.id, sha=sha).model_dump(mode="json"), stop=stop)
+    output = Proposed(proposal_id=proposal.id, sha=sha, mechanics_ms=_lapped(clock, "post"))
+    return PhaseResult(output.model_dump(mode="json"), stop=stop)
 
 
 def _summary(assembled: ThreadAssembled, implemented: ThreadsImplemented) -> str:

@@ -4,16 +4,28 @@ checkout `.baton.yml` declares."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
 from bot.repo_config import RepoConfigError
-from orchestrators import implement
+from orchestrators import implement, remediate
 from orchestrators.clock import Clock
 from orchestrators.engine import PhaseContext
+from orchestrators.outputs import ThreadAssembled
 from tests.orchestrators.test_knowledge_briefs import assemble_ticket
-from tests.support.tables import ISSUE, PROJECT_ID, labelled, seed_gitlab, table
+from tests.support.tables import (
+    DEVELOPER,
+    ISSUE,
+    MR_IID,
+    PROJECT_ID,
+    REVIEWER,
+    gitlab_note,
+    labelled,
+    seed_gitlab,
+    table,
+)
 
 
 async def test_a_step_timed_twice_adds_up_and_a_failing_step_is_still_timed() -> None:
@@ -62,3 +74,23 @@ async def test_an_invalid_checkout_in_baton_yml_fails_assemble_before_any_worktr
         with pytest.raises(RepoConfigError, match="checkout"):
             await implement.assemble(PhaseContext(t.wctx, run, {}, 1))
     assert not [c for c in t.fakes.workspace.calls if c[0] == "create_worktree"]
+
+
+async def test_an_mr_thread_assemble_records_its_mechanical_steps_too(tmp_path: Path) -> None:
+    async with table(tmp_path) as t:
+        seed_gitlab(t)
+        gitlab = t.fakes.gitlab
+        thread = gitlab.start_thread(PROJECT_ID, MR_IID, REVIEWER.user, "this ignores b").id
+        _, note = gitlab.add_note(PROJECT_ID, MR_IID, DEVELOPER.user, "/remediate", thread)
+        run = await t.run(await t.deliver("gitlab", gitlab_note("/remediate", DEVELOPER, note, thread)))
+        result = await remediate.assemble(PhaseContext(t.wctx, run, {}, 1))
+    steps = ThreadAssembled.model_validate(result.output).mechanics_ms
+    assert list(steps) == ["fetch", "workspace", "brief"] and all(ms >= 0 for ms in steps.values())
+
+
+def test_laps_charge_the_time_between_them() -> None:
+    clock = Clock()
+    clock.lap("fetch")
+    time.sleep(0.02)
+    clock.lap("workspace")
+    assert clock.ms["workspace"] >= 20 and clock.ms["fetch"] < 20
