@@ -146,7 +146,6 @@ def test_retry_requeues_a_failed_run_from_its_failed_phase(
     ]
 
 
-
 @pytest.fixture
 async def timed(services: Services, claimed: str) -> str:
     """A run whose phases stored their mechanical steps (and some that are not well formed)."""
