@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.repo_config import read_repo_config
-from bot.store import runs, status, tasks
+from bot.store import proposals, runs, status, tasks
 from bot.store.engine import utcnow
+from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
 from bot.store.tables import Phase
 from bot.store.tasks import TaskRow
@@ -25,6 +26,7 @@ from orchestrators.proposal import inline
 from orchestrators.resources import WorkerContext
 from orchestrators.taskgraph import BLOCKED, DONE, FAILED, PENDING, Plan, TaskSpec, decide, retry_resets
 from orchestrators.ticket import comments, linked, ticket_info
+from orchestrators.venue import subject_proposals
 
 
 def plan_of(rows: list[TaskRow]) -> Plan:
@@ -111,7 +113,8 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
     brief = build_brief(
         ticket, linked(issue), comments(issue), found.facts, repo, knowledge_unavailable=found.unavailable
     )
-    text = task_brief(key, spec, await _upstream(ctx.wctx, row), brief.markdown, row.attempts)
+    notes = await _review_notes(ctx.wctx, row.graph_run_id)
+    text = task_brief(key, spec, await _upstream(ctx.wctx, row), brief.markdown, row.attempts, notes)
     output = TicketAssembled(
         worktree=worktree, branch=branch, base_sha=await clients.workspace.head(worktree),
         target_branch=repo_info["target_branch"], project_id=repo_info["project_id"], project_path=repo_id,
@@ -122,13 +125,28 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
     return PhaseResult(output.model_dump(mode="json"))
 
 
+async def _review_notes(wctx: WorkerContext, graph_run_id: str) -> list[str]:
+    """The blockers of the graph's last cross-repository review (a task redone after it reads them)."""
+    verdict = (await _phase_output(wctx, graph_run_id, "review")).get("verdict") or {}
+    found = verdict.get("blockers") if isinstance(verdict, dict) else None
+    return [
+        f"{b.get('file') or ''} {b.get('text') or ''}".strip()[:500]
+        for b in found or []
+        if isinstance(b, dict)
+    ]
+
+
 async def _plan_output(wctx: WorkerContext, graph_run_id: str) -> dict[str, Any]:
+    return await _phase_output(wctx, graph_run_id, "plan")
+
+
+async def _phase_output(wctx: WorkerContext, graph_run_id: str, name: str) -> dict[str, Any]:
     async with wctx.sm() as session:
         found = (
             await session.execute(
-                select(Phase.output).where(Phase.run_id == graph_run_id, Phase.name == "plan")
+                select(Phase.output).where(Phase.run_id == graph_run_id, Phase.name == name)
             )
-        ).scalar_one()
+        ).scalar_one_or_none()
     return dict(found or {})
 
 
@@ -221,8 +239,10 @@ async def status_text(wctx: WorkerContext, target: RunRow, flavor: str = "jira")
 
 
 async def retry(wctx: WorkerContext, target: RunRow, args: str) -> str:
-    """`/retry <task>` (or `/retry` for every failed task): those tasks and the dependants they blocked go
-    back to pending and the scheduler starts them; finished tasks are not run again. The reply."""
+    """`/retry <task>` (or `/retry` for every failed task): the task and the dependants that built on it go
+    back to pending and the scheduler starts them; tasks that do not depend on it are not run again. A done
+    task may be redone (say, after the cross-repository review) until the final proposal is approved; its
+    open proposal goes stale. The reply."""
     rows = await tasks.of_graph(wctx.sm, target.id)
     states = {r.task_id: r.status for r in rows}
     asked = args.split(maxsplit=1)[0] if args.strip() else ""
@@ -230,15 +250,32 @@ async def retry(wctx: WorkerContext, target: RunRow, args: str) -> str:
     if asked and asked not in states:
         return f"there is no task {asked[:20]!r}; the tasks are {', '.join(states)}."
     if not chosen:
-        return "no task has failed; nothing to retry."
-    if any(states[t] not in (FAILED, BLOCKED) for t in chosen):
-        return f"task {chosen[0]} is {states[chosen[0]]}; only a failed task can be retried."
-    graph = plan_of(rows)
-    resets = sorted({t for c in chosen for t in retry_resets(graph, states, c)})
-    await tasks.mark(wctx.sm, target.id, resets, PENDING, only_from=(FAILED, BLOCKED))
+        return "no task has failed; nothing to retry (name a task to redo it: /retry <task>)."
+    if any(states[t] not in (FAILED, BLOCKED, DONE) for t in chosen):
+        return f"task {chosen[0]} is {states[chosen[0]]}; wait until it has finished."
+    shipping = await _final_proposal(wctx, target)
+    if shipping is not None and shipping.status in (proposals.APPROVED, proposals.SHIPPED):
+        return f"proposal {shipping.id} is already {shipping.status}; its tasks are not redone."
+    resets = sorted({t for c in chosen for t in retry_resets(plan_of(rows), states, c)})
+    for row in rows:  # a redone task gets a new run on the same branch: free the old worktree
+        if row.task_id in resets and row.status == DONE and row.run_id:
+            await wctx.need_clients().workspace.remove_worktree(row.run_id)
+    if shipping is not None and any(states[t] == DONE for t in resets):
+        await proposals.move(wctx.sm, shipping.id, proposals.PROPOSED, proposals.STALE)
+    await tasks.mark(wctx.sm, target.id, resets, PENDING, only_from=(FAILED, BLOCKED, DONE))
     await advance(wctx, target.id)
     waiting = ", ".join(t for t in resets if t not in chosen) or "no other task"
-    return f"Retrying task {', '.join(chosen)}; {waiting} waits on it; finished tasks are not run again."
+    return f"Retrying task {', '.join(chosen)}; {waiting} waits on it; the other tasks are not run again."
+
+
+async def _final_proposal(wctx: WorkerContext, target: RunRow) -> ProposalRow | None:
+    """The graph's newest proposal over every repository (None: none yet)."""
+    found = [
+        p
+        for p in await subject_proposals(wctx, target.subject)
+        if p.run_id == target.id and p.target.get("kind") == "graph" and p.target.get("origin") == "ship"
+    ]
+    return found[0] if found else None
 
 
 async def has_tasks(wctx: WorkerContext, graph_run_id: str) -> bool:

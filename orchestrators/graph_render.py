@@ -107,7 +107,12 @@ def render_plan(key: str, plan: Plan, proposal_id: str) -> str:
 
 
 def task_brief(
-    key: str, task: TaskSpec, upstream: Sequence[TaskResult], ticket_brief: str, attempt: int
+    key: str,
+    task: TaskSpec,
+    upstream: Sequence[TaskResult],
+    ticket_brief: str,
+    attempt: int,
+    review_notes: Sequence[str] = (),
 ) -> str:
     """A task's brief: the marker line, its goal and acceptance, the results of the tasks it depends on
     (interfaces, files, decisions; as data), then the ticket's brief."""
@@ -123,6 +128,11 @@ def task_brief(
         parts.append(
             "## Results of the tasks this one depends on\n\nThese are done (not yet merged); build on their "
             "interfaces as they are.\n\n" + "\n\n".join(_result(r) for r in upstream)
+        )
+    if review_notes:
+        parts.append(
+            "## What the cross-repository review found last time\n\nFix what concerns this repository.\n\n"
+            + fence("\n".join(f"- {note}" for note in review_notes))
         )
     parts.append(ticket_brief)
     return "\n\n".join(parts)

@@ -210,6 +210,8 @@ def decide(plan: Plan, states: Mapping[str, str], limit: int = MAX_PARALLEL) -> 
 
 
 def retry_resets(plan: Plan, states: Mapping[str, str], task_id: str) -> list[str]:
-    """The tasks `/retry <task>` sets pending again: the task and its blocked dependants (done ones stay)."""
-    later = [t for t in dependants(plan, task_id) if states.get(t) == BLOCKED]
+    """The tasks `/retry <task>` sets pending again: the task and every dependant that is not running (a
+    failed task's dependants are blocked; a finished task redone changes what its done dependants built on).
+    Tasks that do not depend on it stay as they are."""
+    later = [t for t in dependants(plan, task_id) if states.get(t) in (BLOCKED, DONE, FAILED)]
     return [task_id, *later]

@@ -192,6 +192,15 @@ def test_a_failed_task_stops_only_its_dependants_and_retry_reruns_only_it(tmp_pa
         brief = first_prompt(sandbox, "D")
         assert "### Task C (demo/inventory)" in brief
 
+        # after the proposal a finished task can be redone: B and D (built on B) run again, A and C do not
+        counts = {t: sum(1 for _, x in task_requests(sandbox) if x == t) for t in TASKS}
+        sandbox.as_person("dan", KEY, "/retry B")
+        wait(lambda: marked(sandbox, KEY, "proposal")[1:], 300, "the second proposal", logs)
+        again = {t: sum(1 for _, x in task_requests(sandbox) if x == t) for t in TASKS}
+        assert again["A"] == counts["A"] and again["C"] == counts["C"]
+        assert again["B"] > counts["B"] and again["D"] > counts["D"]
+        assert graph(sandbox)["B"]["attempts"] == 2 and graph(sandbox)["D"]["attempts"] == 2
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)

@@ -137,6 +137,11 @@ def test_retry_resets_the_task_and_the_dependants_it_blocked_only() -> None:
     states = {"A": "done", "B": "done", "C": "failed", "D": "blocked"}
     assert retry_resets(plan(), states, "C") == ["C", "D"]
     assert retry_resets(plan(), {"A": "failed", "D": "blocked", "B": "done"}, "A") == ["A", "D"]
+    # a done task redone: what built on it is redone too, the rest stays
+    done = dict.fromkeys("ABCD", "done")
+    assert retry_resets(plan(), done, "B") == ["B", "D"]
+    assert retry_resets(plan(), done, "D") == ["D"]
+    assert retry_resets(plan(), {**done, "D": "running"}, "B") == ["B"]
 
 
 def test_interfaces_are_read_from_the_diff() -> None:
@@ -157,13 +162,17 @@ def test_interfaces_are_read_from_the_diff() -> None:
 def test_a_tasks_brief_carries_the_marker_and_its_dependencies_results_as_data() -> None:
     spec = TaskSpec(id="D", repository="demo/storefront", goal="show weight", acceptance=("1.2 kg",))
     upstream = [
-        TaskResult("A", "demo/catalog", "weights", ("catalog/products.py",), ("added: class Product",), "```x"),
+        TaskResult(
+            "A", "demo/catalog", "weights", ("catalog/products.py",), ("added: class Product",), "```x"
+        ),
     ]
     brief = task_brief("DEMO-1", spec, upstream, "TICKET", attempt=1)
     assert brief.startswith("Baton task: D in demo/storefront\n")
     assert "### Task A (demo/catalog)" in brief and "added: class Product" in brief
     assert "catalog/products.py" in brief and brief.endswith("TICKET")
     assert "````" in brief  # the summary's backticks cannot close the fence
+    noted = task_brief("DEMO-1", spec, [], "TICKET", 2, ["storefront.py calls shipping_cents wrongly"])
+    assert "What the cross-repository review found" in noted and "calls shipping_cents wrongly" in noted
     retried = task_brief("DEMO-1", spec, [], "TICKET", attempt=2)
     assert retried.startswith("Baton task: D in demo/storefront (attempt 2)\n")
 
