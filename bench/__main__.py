@@ -14,7 +14,9 @@ repository after the warm-up instead of 3 for the end-to-end overhead). `--full`
 defaults. Ingest (2,000 requests), worker scale-out (1,000 runs with 1, 2 and 4 workers), the sustained
 load (200 deliveries/s for 30 s), the dashboard (8 pages × 200 requests over 10,000 runs, SQLite and
 PostgreSQL) and knowledge search (10k and 100k pages, 300 tickets, the 40-ticket labelled set) always run
-in full.
+in full. Warm workspaces (`bench.workspaces`: 5 fresh adds and warm leases on the Django tree, then 2
+tickets after a warm-up with a cold, a warm and a sparse warm workspace; 10 and 3 with `--full`) adds
+about six minutes.
 """
 
 from __future__ import annotations
