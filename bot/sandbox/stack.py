@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from bot.sandbox import gitlab_sim, jira_sim
-from bot.sandbox.demo.scenario import TICKET_KEY, DemoScenario, Ticket, load_demo_scenario
+from bot.sandbox.demo.scenario import (
+    SERVICE_REPOSITORIES,
+    TICKET_KEY,
+    DemoScenario,
+    Ticket,
+    load_demo_scenario,
+)
 from bot.sandbox.jira_sim.demo import DEMO_APPROVER_TOKEN, DEMO_DEVELOPER_TOKEN
 from bot.sandbox.model_server import ModelServer
 from bot.sandbox.serve import ServerThread
@@ -164,8 +170,8 @@ class SandboxStack:
         calculator = self.world.repository.files if self.world.repository else None
         demo = gitlab_sim.seed_demo(self.gitlab_state, self.root, calculator)
         services = [
-            gitlab_sim.seed.seed_project(self.gitlab_state, demo, path, repository.files)
-            for path, repository in self.world.repositories.items()
+            gitlab_sim.seed.seed_project(self.gitlab_state, demo, path, self._service_files(path))
+            for path in SERVICE_REPOSITORIES.values()
         ]
         for role in ("bot", "maintainer", "developer", "reporter", "guest"):
             getattr(demo, role).token = self.values[f"GITLAB_{role.upper()}_TOKEN"]
@@ -187,6 +193,18 @@ class SandboxStack:
             secret=self.values["JIRA_WEBHOOK_SECRET"],
         )
         self.demo = demo
+
+    def _service_files(self, path: str) -> dict[str, str]:
+        """A service repository's first commit: the scenario's files, else a placeholder README. Every
+        service repository exists whatever the scenario, since the sandbox's project mapping
+        (config/projects.example.yaml) maps DEMO's components to them and `baton doctor` checks each."""
+        declared = self.world.repositories.get(path)
+        if declared is not None:
+            return dict(declared.files)
+        readme = (
+            f"# {path}\n\nA sandbox service repository; a scenario's `repositories` section gives it code.\n"
+        )
+        return {"README.md": readme}
 
     def start(self) -> dict[str, Any]:
         self._seed()

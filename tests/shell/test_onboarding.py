@@ -92,12 +92,19 @@ async def test_hooks_install_registers_once(
     )
     ledger = StoreEffectLedger(services.sm)
     first = await install_gitlab_hooks(settings, ledger)
-    assert first == [f"demo/calculator: registered hook {next(iter(sandbox.gitlab_state.hooks))} -> "
-                     "https://baton.example.com/webhooks/gitlab"]  # fmt: skip
+    # one hook per mapped project: demo/calculator and the four service repositories of DEMO's components
+    paths = ["demo/calculator", "demo/catalog", "demo/pricing", "demo/inventory", "demo/storefront"]
+    hooks = sandbox.gitlab_state.hooks
+    assert sorted(first) == sorted(
+        f"{path}: registered hook {hook_id} -> https://baton.example.com/webhooks/gitlab"
+        for path, hook_id in zip(paths, hooks, strict=True)
+    )
     again = await install_gitlab_hooks(settings, ledger)
-    assert again[0].startswith("demo/calculator: already registered")
-    (hook,) = sandbox.gitlab_state.hooks.values()
-    assert hook.token == config["gitlab"]["webhook_secret"] and hook.note_events
+    assert sorted(line.split(":")[0] for line in again) == sorted(paths)
+    assert all(": already registered" in line for line in again)
+    assert len(hooks) == len(paths)
+    for hook in hooks.values():
+        assert hook.token == config["gitlab"]["webhook_secret"] and hook.note_events
     text = jira_webhook_instructions(settings)
     assert "https://baton.example.com/webhooks/jira" in text
     assert config["jira"]["webhook_secret"] not in text
