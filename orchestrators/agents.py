@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +139,33 @@ def usage(result: AgentResult) -> dict[str, Any]:
         "output_tokens": result.usage.output_tokens,
         "cost_usd": result.total_cost_usd,
     }
+
+
+def added(total: Mapping[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
+    """Two calls' `usage` summed key by key."""
+    return {k: total.get(k, 0) + more.get(k, 0) for k in {**total, **more}}
+
+
+@dataclass
+class Tally:
+    """What the agent calls of one phase have cost so far; a call that fails (`AgentFailed`,
+    `BudgetExceeded`) carries the earlier calls' cost in its `usage` too, so the engine charges the
+    failed phase everything it spent (`/remediate all` makes one call per thread)."""
+
+    usage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cost_usd(self) -> float:
+        return float(self.usage.get("cost_usd", 0.0))
+
+    async def of(self, call: Awaitable[AgentResult]) -> AgentResult:
+        try:
+            result = await call
+        except (AgentFailed, budget.BudgetExceeded) as exc:
+            exc.usage = added(self.usage, exc.usage)
+            raise
+        self.usage = added(self.usage, usage(result))
+        return result
 
 
 def denials(result: AgentResult) -> list[dict[str, str]]:

@@ -11,7 +11,6 @@ thread.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -283,10 +282,6 @@ def _feedback(ctx: PhaseContext) -> list[str]:
     return sent_back(ctx) + _revisions(ctx)
 
 
-def _add(total: dict[str, Any], usage: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: total.get(k, 0) + v for k, v in usage.items()}
-
-
 async def _agent(
     ctx: PhaseContext, prompt: str, worktree: Path, repo: RepoConfig, pending_usd: float = 0.0
 ) -> AgentResult:
@@ -324,12 +319,11 @@ async def _each_thread(
     if await workspace.head(worktree) != base or (await workspace.diffstat(worktree, base)).files:
         worktree = await workspace.create_worktree(assembled.project_path, run.id, base, assembled.branch)
     done: list[ThreadCommit] = []
-    spent: dict[str, Any] = {}
+    spent = agents.Tally()
     summaries: list[str] = []
     for thread, brief in zip(assembled.chosen(), assembled.briefs, strict=True):
         prompt = remediate_prompt(mr_ref(run), brief, _revisions(ctx))
-        result = await _agent(ctx, prompt, worktree, repo, pending_usd=spent.get("cost_usd", 0.0))
-        spent = _add(spent, agents.usage(result))
+        result = await spent.of(_agent(ctx, prompt, worktree, repo, pending_usd=spent.cost_usd))
         try:
             sha: str | None = await workspace.commit_all(
                 worktree, commit_message(mr_ref(run), thread, run.id)
@@ -341,7 +335,7 @@ async def _each_thread(
     output = ThreadsImplemented(
         summary="\n".join(summaries)[:4000], threads=tuple(done), agent_ms=sum(d.agent_ms for d in done)
     )
-    return PhaseResult(output.model_dump(mode="json"), **spent)
+    return PhaseResult(output.model_dump(mode="json"), **spent.usage)
 
 
 async def review(ctx: PhaseContext) -> PhaseResult:

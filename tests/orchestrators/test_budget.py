@@ -221,3 +221,43 @@ def test_the_status_comment_shows_spend_against_the_cap() -> None:
     totals = render_status(shown, "gitlab").split("\n\n")[2]
     assert totals == "⏱ 3.0 s · 5,127 tokens (5,107 in / 20 out) · $0.25 · budget: ticket $0.45 of $0.50"
     assert " budget" not in render_status(StatusView("run1", "t", (), 3.0), "jira")
+
+
+async def test_a_phase_of_several_calls_is_charged_the_earlier_calls_when_a_later_one_fails(
+    tmp_path: Path,
+) -> None:
+    """`/remediate all` makes one call per thread: a later call stopped at the cap (or failing) must not
+    drop what the earlier ones cost."""
+
+    async def fine() -> AgentResult:
+        return AgentResult("implementer", False, usage=TokenUsage(10, 2, 0, 0), total_cost_usd=0.25)
+
+    async def over(exc: Exception) -> AgentResult:
+        raise exc
+
+    def phase(exc: Exception) -> Any:
+        async def several(ctx: PhaseContext) -> PhaseResult:
+            tally = agents.Tally()
+            await tally.of(fine())
+            await tally.of(fine())
+            assert tally.cost_usd == pytest.approx(0.5)
+            await tally.of(over(exc))
+            return PhaseResult(**tally.usage)
+
+        return several
+
+    failures = (
+        budget.BudgetExceeded("Stopped: a cap.", {"input_tokens": 1, "output_tokens": 1, "cost_usd": 0.1}),
+        agents.AgentFailed("the implementer agent failed"),
+    )
+    async with table(tmp_path) as t:
+        run = await runs.claim(t.sm, await labelled(t), "w")
+        assert run is not None
+        for i, exc in enumerate(failures):
+            with pytest.raises(PhaseFailed):
+                await execute(Workflow(f"w{i}", ((f"w{i}", phase(exc)),)), t.wctx, run)
+        phases = {p["name"]: p for p in (await runs.detail(t.sm, run.id))["phases"]}
+        assert phases["w0"]["cost_usd"] == pytest.approx(0.6)
+        assert (phases["w0"]["input_tokens"], phases["w0"]["output_tokens"]) == (21, 5)
+        assert phases["w1"]["cost_usd"] == pytest.approx(0.5)
+        assert await budget.spent(t.sm, run.subject) == pytest.approx(1.1)
