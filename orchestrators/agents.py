@@ -52,15 +52,22 @@ class AgentFailed(RuntimeError):
         self.usage = usage or {}
 
 
-async def allowance(wctx: WorkerContext, run_id: str, pending_usd: float = 0.0) -> float | None:
-    """What the next agent call of the run may spend (None: no cap applies), from what has been spent on
-    its subject and its team; `BudgetExceeded` naming the cap when one is reached. `pending_usd` is what
-    the current phase has spent but not recorded yet."""
+async def _standing(wctx: WorkerContext, run_id: str) -> budget.Standing | None:
+    """The caps on the run's subject and team with what has been spent (None: no run or no clients)."""
     run = await runs.by_id(wctx.sm, run_id)
     clients = wctx.clients
     if run is None or clients is None:
         return None
-    found = await budget.standing(wctx.sm, run.subject, clients.projects, wctx.settings, utcnow())
+    return await budget.standing(wctx.sm, run.subject, clients.projects, wctx.settings, utcnow())
+
+
+async def allowance(wctx: WorkerContext, run_id: str, pending_usd: float = 0.0) -> float | None:
+    """What the next agent call of the run may spend (None: no cap applies), from what has been spent on
+    its subject and its team; `BudgetExceeded` naming the cap when one is reached. `pending_usd` is what
+    the current phase has spent but not recorded yet."""
+    found = await _standing(wctx, run_id)
+    if found is None:
+        return None
     stop = found.stop(pending_usd)
     if stop is not None:
         raise budget.BudgetExceeded(stop)
@@ -120,12 +127,8 @@ async def _over_budget(
     wctx: WorkerContext, run_id: str, spent_usd: float, result: AgentResult
 ) -> budget.BudgetExceeded:
     """The CLI stopped the call at the budget it was given: say which cap, with what the call cost."""
-    try:
-        await allowance(wctx, run_id, spent_usd)
-        why = "Stopped: the agent call used up what the run's cost cap left it. Reply /retry to go on."
-    except budget.BudgetExceeded as exc:
-        why = str(exc)
-    return budget.BudgetExceeded(why, usage(result))
+    found = await _standing(wctx, run_id) or budget.Standing()
+    return budget.BudgetExceeded(found.used_up(spent_usd), usage(result))
 
 
 def usage(result: AgentResult) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from bot.store.runs import RunRow
 from bot.store.tables import Activity, Run
 from orchestrators import Outcome, agents
 from orchestrators.brief import clean, fence, inline_code, knowledge_block, knowledge_section, one_line
-from orchestrators.budget import BudgetExceeded
+from orchestrators.budget import BudgetExceeded, next_step
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, Workflow, execute
 from orchestrators.knowledge import facts_for
 from orchestrators.proposal import Flavor, prose, render_failure
@@ -298,7 +298,8 @@ async def run_answer(wctx: WorkerContext, run: RunRow) -> Outcome:
         cause = exc.__cause__
         what = str(cause) if isinstance(cause, BudgetExceeded) else str(exc)
         venue = venue_of(run)
-        text = render_failure(what[:500], f"Reply /{run.kind} to ask again.", flavor=venue.flavor)
+        again = f"/{run.kind} to ask again"
+        text = render_failure(what[:500], next_step(exc, f"Reply {again}.", again), flavor=venue.flavor)
         await venue.post(
             wctx.need_clients(), venue.framed(run, f"/{run.kind}", text), f"run:{run.id}:failed", run.id
         )

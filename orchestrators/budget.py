@@ -85,15 +85,29 @@ class Standing:
         return f"budget: {' · '.join(c.shown() for c in self.caps)}" if self.caps else ""
 
     def stop(self, pending_usd: float = 0.0) -> str | None:
-        """Why no agent call may start (a cap reached, counting `pending_usd` not yet recorded), or None."""
+        """Why no agent call may start (a cap reached, counting `pending_usd` not yet recorded), or None.
+        It ends at the cap: each workflow adds its own next step (`next_step`)."""
         reached = [c for c in self.caps if c.remaining_usd - pending_usd <= 0]
         if not reached:
             return None
         cap = reached[0]
-        return (
-            f"Stopped: {cap.describe()} is reached "
-            f"({usd(cap.spent_usd + pending_usd)} spent). Raise the cap, then reply /retry."
-        )
+        return f"Stopped: {cap.describe()} is reached ({usd(cap.spent_usd + pending_usd)} spent)."
+
+    def used_up(self, pending_usd: float) -> str:
+        """Why the CLI stopped a call at the budget it was given: the cap reached, else the tightest cap
+        (whose remainder was the call's budget) with what has been spent against it."""
+        reached, cap = self.stop(pending_usd), self.tightest
+        if reached is not None or cap is None:
+            return reached or "Stopped: the agent call reached the cost budget it was given."
+        spent = usd(cap.spent_usd + pending_usd)
+        return f"Stopped: the agent call used up what {cap.describe()} left it ({spent} spent)."
+
+
+def next_step(exc: BaseException, otherwise: str, again: str = "/retry") -> str:
+    """A failure reply's next step: `otherwise`, or — when a cost cap stopped the run (`exc` or its
+    cause is `BudgetExceeded`) — raise the cap, then reply `again`."""
+    capped = isinstance(exc, BudgetExceeded) or isinstance(exc.__cause__, BudgetExceeded)
+    return f"Raise the cap, then reply {again}." if capped else otherwise
 
 
 def project_of(subject: str, projects: ProjectMap) -> Project | None:

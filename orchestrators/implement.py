@@ -22,7 +22,7 @@ from bot.repo_config import (
 from bot.store import proposals, runs, status
 from bot.store.runs import RunRow
 from bot.store.tables import Phase
-from orchestrators import Outcome, agents, outputs, plan, progress, prompts
+from orchestrators import Outcome, agents, budget, outputs, plan, progress, prompts
 from orchestrators.brief import build_brief
 from orchestrators.clock import Clock
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, PhaseState, Workflow, execute, states
@@ -330,7 +330,8 @@ async def run_implement(wctx: WorkerContext, run: RunRow) -> Outcome:
         outcome = await execute(WORKFLOW, wctx, run)
     except PhaseFailed as exc:
         await _finish(wctx, run, Outcome(status.FAILED, str(exc)))
-        text = render_failure(str(exc)[:500], "Reply /retry to run the failed phase again.", flavor="jira")
+        step = budget.next_step(exc, "Reply /retry to run the failed phase again.")
+        text = render_failure(str(exc)[:500], step, flavor="jira")
         await wctx.need_clients().jira.add_comment(
             progress.issue_key(run), text, f"run:{run.id}:failed", run_id=run.id
         )

@@ -15,7 +15,7 @@ from bot.repo_config import RepoConfig, read_repo_config
 from bot.store import proposals, status, tasks
 from bot.store.runs import RunRow
 from config.projects import Project
-from orchestrators import Outcome, agents, progress
+from orchestrators import Outcome, agents, budget, progress
 from orchestrators.brief import build_brief, fence
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, Workflow, execute, states
 from orchestrators.graph_render import (
@@ -271,7 +271,8 @@ async def run_graph(wctx: WorkerContext, run: RunRow) -> Outcome:
     try:
         return await execute(WORKFLOW, wctx, run)
     except PhaseFailed as exc:
-        text = render_failure(str(exc)[:500], "Reply /retry to run the failed phase again.", flavor="jira")
+        step = budget.next_step(exc, "Reply /retry to run the failed phase again.")
+        text = render_failure(str(exc)[:500], step, flavor="jira")
         await wctx.need_clients().jira.add_comment(
             progress.issue_key(run), text, f"run:{run.id}:failed", run_id=run.id
         )

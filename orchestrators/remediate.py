@@ -29,7 +29,7 @@ from bot.store import proposals, runs, status
 from bot.store.runs import RunRow
 from bot.store.tables import Phase
 from bot.triggers import ThreadCommand
-from orchestrators import Outcome, agents, progress, prompts
+from orchestrators import Outcome, agents, budget, progress, prompts
 from orchestrators.clock import Clock
 from orchestrators.engine import (
     PhaseContext,
@@ -537,8 +537,9 @@ async def run_remediate(wctx: WorkerContext, run: RunRow) -> Outcome:
         outcome = await execute(WORKFLOW, wctx, run)
     except PhaseFailed as exc:
         await _finish(wctx, run, Outcome(status.FAILED, str(exc)))
+        step = budget.next_step(exc, "Reply `/retry` to run the failed phase again.", "`/retry`")
         text = render_failure(
-            str(exc)[:500], "Reply `/retry` to run the failed phase again.", flavor="gitlab",
+            str(exc)[:500], step, flavor="gitlab",
             who=addressee(author_of(run)), command=command_text(run, COMMAND),
         )  # fmt: skip
         project_id, iid, discussion = where(run)

@@ -132,6 +132,10 @@ async def test_a_read_only_skill(tmp_path: Path, case: Case) -> None:
         assert not WRITES_NO_CODE & set(t.writes())  # no commit, push, MR, resolved thread or edited note
         assert [w for w in t.writes() if w != "remove_worktree"] == [reply]  # stopped before any fetch
         assert run.status == (status.FAILED if case.failed else status.SUCCEEDED)
+        if case.cap is not None:  # /retry would act on another run: the reply asks again instead
+            kind = case.text.split()[0].replace("summarise", "summarize")
+            said = str(replies[0][-1]).replace("\\", "")
+            assert f"Raise the cap, then reply {kind} to ask again." in said and "/retry" not in said
 
 
 # --- what the reply says (pure) ----------------------------------------------------------------------

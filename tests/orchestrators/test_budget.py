@@ -154,8 +154,39 @@ def test_the_stop_names_the_tightest_reached_cap_and_counts_unrecorded_spend() -
     stop = found.stop(pending_usd=0.05)
     assert stop is not None
     assert stop.startswith("Stopped: the per-ticket cap of $0.50 for jira:TES-41 (BATON_BUDGET_TICKET_USD)")
-    assert "$0.50 spent" in stop and "/retry" in stop
+    assert stop.endswith("is reached ($0.50 spent).")  # the workflow adds its own next step
     assert budget.Standing().stop() is None and budget.Standing().line() == ""
+
+
+def test_a_call_the_cli_stopped_at_its_budget_names_the_tightest_cap_even_when_none_is_reached() -> None:
+    ticket = budget.Cap(budget.Limit("ticket", "jira:TES-41", "BATON_BUDGET_TICKET_USD", 0.5), 0.1)
+    month = budget.Cap(budget.Limit("month", "TES", "BATON_BUDGET_MONTH_USD", 10.0), 9.8)
+    found = budget.Standing((ticket, month))
+    assert found.used_up(0.15) == (
+        "Stopped: the agent call used up what the monthly team cap of $10.00 for TES "
+        "(BATON_BUDGET_MONTH_USD) left it ($9.95 spent)."
+    )
+    assert found.used_up(0.2) == found.stop(0.2)  # reached: the ordinary stop
+    assert "cost budget it was given" in budget.Standing().used_up(0.2)
+
+
+@pytest.mark.parametrize(
+    ("exc", "step"),
+    [
+        (budget.BudgetExceeded("Stopped: a cap."), "Raise the cap, then reply /explain to ask again."),
+        (PhaseFailed("phase answer failed"), "Reply /explain to ask again."),
+        (RuntimeError("no cap"), "Reply /explain to ask again."),
+    ],
+)
+def test_the_next_step_after_a_cap_is_raising_it_then_the_workflows_own_reply(
+    exc: BaseException, step: str
+) -> None:
+    assert budget.next_step(exc, "Reply /explain to ask again.", "/explain to ask again") == step
+    wrapped = PhaseFailed("phase answer failed")
+    wrapped.__cause__ = exc
+    assert budget.next_step(wrapped, "Reply /retry.") == (
+        "Raise the cap, then reply /retry." if isinstance(exc, budget.BudgetExceeded) else "Reply /retry."
+    )
 
 
 @pytest.mark.parametrize(("spent_before", "stopped"), [(0.6, True), (0.1, False)])
@@ -175,6 +206,7 @@ async def test_an_implement_run_over_its_ticket_cap_stops_before_the_agent_with_
             f"the per-ticket cap of $0.50 for jira:{ISSUE} (budget.ticket_usd of TES in config/projects.yaml)"
         )
         assert (cap in said) is stopped
+        assert ("Raise the cap, then reply /retry." in said) is stopped
         assert f"budget: ticket ${spent_before:.2f} of $0.50" in said  # the status comment
         if not stopped:  # the check let the call start; the fakes have no agent
             assert "no agent in tests that use the fakes" in said
