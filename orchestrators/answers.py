@@ -41,6 +41,10 @@ EXPLAIN, SUMMARIZE, CLASSIFY = "explain", "summarize", "classify"
 KINDS = (EXPLAIN, SUMMARIZE, CLASSIFY)
 MAX_ANSWER_LINES = 40
 MAX_LINE_CHARS = 600
+JIRA_COMMENT_CHARS = 32_767  # Jira refuses a longer comment
+FRAMING_CHARS = 1_000  # what posting adds around the answer (Baton's marker line)
+MAX_REPLY_CHARS = {"jira": JIRA_COMMENT_CHARS - FRAMING_CHARS, "gitlab": 100_000}  # counted after escaping
+CUT = "[the rest of the answer is left out]"
 MAX_RUNS_SHOWN = 10
 MAX_COMMENT_CHARS = 3_000
 MAX_DESCRIPTION_CHARS = 6_000
@@ -82,6 +86,7 @@ class Classification(BaseModel):
 # --- what the reply says (pure) ---------------------------------------------------------------------
 
 _BULLET_RE = re.compile(r"^(?:[-*•]|\d{1,2}[.)])\s+")
+_RULE_RE = re.compile(r"[-=\s]+")  # after a line of text, a Markdown heading; alone, a horizontal rule
 ZWSP = "\u200b"
 
 
@@ -90,9 +95,29 @@ def _no_command(line: str) -> str:
     return ZWSP + line if line.lstrip().startswith("/") else line
 
 
+def _no_rule(item: str, flavor: Flavor) -> str:
+    """A Markdown line of only `-` and `=` (a setext heading's underline, or a rule) stays literal."""
+    if flavor == "gitlab" and _RULE_RE.fullmatch(item):
+        return re.sub(r"([-=])", r"\\\1", item)
+    return item
+
+
+def _fit(lines: list[str], limit: int) -> list[str]:
+    """Whole lines while the reply, escaped, stays within `limit` characters; then the cut note."""
+    kept: list[str] = []
+    size = len(CUT)
+    for line in lines:
+        size += len(line) + 1
+        if size > limit:
+            return [*(kept if not kept or kept[-1] else kept[:-1]), CUT]
+        kept.append(line)
+    return kept
+
+
 def answer_text(text: str, flavor: Flavor) -> str:
     """The agent's plain-text answer as a reply: every line escaped (no markup, mentions or markers of
-    its own), `backtick spans` kept as code, list items kept as a list, at most MAX_ANSWER_LINES lines."""
+    its own), `backtick spans` kept as code, list items kept as a list, at most MAX_ANSWER_LINES lines
+    and, escaped, at most MAX_REPLY_CHARS (Jira's comment limit less the framing)."""
     lines: list[str] = []
     for raw in clean(text).splitlines():
         line = raw.strip()
@@ -101,12 +126,12 @@ def answer_text(text: str, flavor: Flavor) -> str:
                 lines.append("")
             continue
         if len([x for x in lines if x]) >= MAX_ANSWER_LINES:
-            lines.append("[the rest of the answer is left out]")
+            lines.append(CUT)
             break
         bullet = _BULLET_RE.match(line)
-        item = prose(line[bullet.end() :] if bullet else line, flavor, MAX_LINE_CHARS)
+        item = _no_rule(prose(line[bullet.end() :] if bullet else line, flavor, MAX_LINE_CHARS), flavor)
         lines.append(("* " if flavor == "jira" else "- ") + item if bullet else _no_command(item))
-    return "\n".join(lines).strip() or "(the agent gave no answer)"
+    return "\n".join(_fit(lines, MAX_REPLY_CHARS[flavor])).strip() or "(the agent gave no answer)"
 
 
 def classification_text(key: str, found: Classification, flavor: Flavor) -> str:

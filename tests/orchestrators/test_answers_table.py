@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from bot.store import status
 from config.projects import Approvers, Budget, Project, ProjectMap
 from config.skills import default_skills, load_skills
+from orchestrators import answers
 from orchestrators.answers import Classification, answer_text, classification_text
 from orchestrators.resources import WorkerContext
 from tests.orchestrators.test_budget import add_run
@@ -167,6 +168,28 @@ def test_a_long_answer_is_cut_and_an_empty_one_says_so() -> None:
     text = answer_text("\n".join(f"line {i}" for i in range(200)), "gitlab")
     assert text.count("\n") == 40 and text.endswith("[the rest of the answer is left out]")
     assert answer_text("   \n\n", "gitlab") == "(the agent gave no answer)"
+
+
+def test_an_answer_that_escapes_long_still_fits_in_a_jira_comment() -> None:
+    """Escaping doubles `*-` (`\\*\\-`): the limit is on the escaped reply, with room for the framing."""
+    text = answer_text("\n".join("*-" * 300 for _ in range(60)), "jira")
+    assert len(text) <= answers.JIRA_COMMENT_CHARS - answers.FRAMING_CHARS
+    assert text.endswith("\n[the rest of the answer is left out]")
+    assert all(line.endswith("\\-") for line in text.splitlines()[:-1])  # whole lines, no broken escape
+
+
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        ("Title\n---", "Title\n\\-\\-\\-"),  # a setext heading's underline
+        ("Title\n=", "Title\n\\="),
+        ("Title\n  ===  ", "Title\n\\=\\=\\="),
+        ("a\n\n- - -", "a\n\n- \\- \\-"),  # a rule written as a list item
+        ("x - y = z\n- a", "x - y = z\n- a"),  # text and lists are left alone
+    ],
+)
+def test_a_line_of_dashes_or_equals_signs_makes_no_markdown_heading_or_rule(answer: str, shown: str) -> None:
+    assert answer_text(answer, "gitlab") == shown
 
 
 def test_a_classification_is_rendered_by_python() -> None:
