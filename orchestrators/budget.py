@@ -195,14 +195,16 @@ async def spent(sm: async_sessionmaker[AsyncSession], subject: str) -> float:
 async def spent_since(
     sm: async_sessionmaker[AsyncSession], prefixes: Sequence[str], since: datetime
 ) -> float:
-    """USD spent by the runs created at or after `since` whose subject starts with one of `prefixes`."""
+    """USD spent at or after `since` by the runs whose subject starts with one of `prefixes`: a phase's
+    cost is dated when it last finished (while it runs: when it started), not when its run was created,
+    so a January run's work in February counts in February."""
     if not prefixes:
         return 0.0
     matches = or_(*(Run.subject.startswith(prefix, autoescape=True) for prefix in prefixes))
     query = (
         select(func.sum(Phase.cost_usd))
         .join(Run, Run.id == Phase.run_id)
-        .where(Run.created_at >= since, matches)
+        .where(func.coalesce(Phase.finished_at, Phase.started_at) >= since, matches)
     )
     async with sm() as session:
         return float((await session.execute(query)).scalar_one() or 0.0)

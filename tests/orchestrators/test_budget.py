@@ -37,15 +37,28 @@ async def sm(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
 
 
 async def add_run(
-    sm: async_sessionmaker[AsyncSession], subject: str, costs: list[float], created: datetime = NOW
+    sm: async_sessionmaker[AsyncSession],
+    subject: str,
+    costs: list[float],
+    created: datetime = NOW,
+    worked: datetime | None = None,
 ) -> str:
+    """A run created at `created` whose phases started and finished at `worked` (default: `created`)."""
     run_id = f"run{next(_ids):05d}"
     run: dict[str, Any] = dict(
         id=run_id, kind="ticket", subject=subject, origin=f"origin:{run_id}", status="succeeded",
         input={}, created_at=created, updated_at=created,
     )  # fmt: skip
     phases = [
-        dict(run_id=run_id, name=f"p{i}", position=i, status="done", cost_usd=cost)
+        dict(
+            run_id=run_id,
+            name=f"p{i}",
+            position=i,
+            status="done",
+            cost_usd=cost,
+            started_at=worked or created,
+            finished_at=worked or created,
+        )
         for i, cost in enumerate(costs)
     ]
     async with sm.begin() as session:
@@ -83,6 +96,24 @@ async def test_spent_since_counts_a_teams_tickets_and_mrs_created_in_the_window(
     assert await budget.spent_since(sm, budget.team_prefixes("TES", None), budget.month_start(NOW)) == 1.5
     assert await budget.spent_since(sm, (), budget.month_start(NOW)) == 0.0
     assert await budget.spent_since(sm, ("gitlab:group/a_p!",), datetime(2000, 1, 1, tzinfo=UTC)) == 0.0
+
+
+async def test_a_teams_month_counts_spend_when_the_phase_ran_not_when_its_run_was_created(
+    sm: async_sessionmaker[AsyncSession],
+) -> None:
+    start = budget.month_start(NOW)
+    last_month = start - timedelta(days=3)
+    await add_run(sm, "jira:TES-1", [2.0], created=last_month, worked=start + timedelta(hours=1))
+    await add_run(sm, "jira:TES-2", [4.0], created=start, worked=start - timedelta(seconds=1))
+    running = await add_run(sm, "jira:TES-3", [], created=last_month)
+    async with sm.begin() as session:  # a phase still running, started this month, with a cost so far
+        await session.execute(
+            insert(Phase),
+            [dict(run_id=running, name="p0", position=0, status="running", cost_usd=0.5, started_at=NOW)],
+        )
+    prefixes = budget.team_prefixes("TES", None)
+    assert await budget.spent_since(sm, prefixes, start) == pytest.approx(2.5)
+    assert await budget.spent_since(sm, prefixes, start - timedelta(days=30)) == pytest.approx(6.5)
 
 
 @pytest.mark.parametrize(
