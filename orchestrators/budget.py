@@ -121,28 +121,36 @@ def project_of(subject: str, projects: ProjectMap) -> Project | None:
     return None
 
 
-def _team(subject: str, project: Project | None) -> tuple[str, tuple[str, ...]]:
-    """The team's name and the subject prefixes of its runs."""
-    if project is not None:
-        return project.jira_project, team_prefixes(project.jira_project, project.gitlab_project)
+def _team(subject: str, entries: Sequence[Project]) -> tuple[str, tuple[str, ...]]:
+    """The team's name and the subject prefixes of its runs: every entry of its Jira project (one per
+    component, each with its GitLab project)."""
+    if entries:
+        jira = entries[0].jira_project
+        return jira, team_prefixes(jira, *(p.gitlab_project for p in entries))
     source, _, rest = subject.partition(":")
     name = rest.rpartition("-" if source == "jira" else "!")[0] or rest
     return name, (f"{source}:{name}{'-' if source == 'jira' else '!'}",)
+
+
+def _team_cap(entries: Sequence[Project]) -> float | None:
+    """The team's monthly cap: the tightest `month_usd` its entries set (None: none sets one)."""
+    return min((p.budget.month_usd for p in entries if p.budget.month_usd is not None), default=None)
 
 
 def limits(subject: str, projects: ProjectMap, settings: Settings) -> tuple[list[Limit], tuple[str, ...]]:
     """The caps configured for `subject` (the project's own, else the BATON_BUDGET_* defaults) and the
     subject prefixes of its team's runs."""
     project = project_of(subject, projects)
-    team, prefixes = _team(subject, project)
-    own = project.budget if project is not None else None
+    entries = [p for p in projects.projects if project is not None and p.jira_project == project.jira_project]
+    team, prefixes = _team(subject, entries)
+    own = {"ticket_usd": project.budget.ticket_usd if project else None, "month_usd": _team_cap(entries)}
     where = f"budget.{{}} of {team} in {PROJECTS_FILE}"
     found: list[Limit] = []
     for scope, field, env, what in (
         ("ticket", "ticket_usd", "BATON_BUDGET_TICKET_USD", subject),
         ("month", "month_usd", "BATON_BUDGET_MONTH_USD", team),
     ):
-        mine = getattr(own, field) if own is not None else None
+        mine = own[field]
         default = getattr(settings, f"budget_{field}")
         if mine is not None:
             found.append(Limit(scope, what, where.format(field), mine))
@@ -169,14 +177,12 @@ async def standing(
     return Standing(tuple(caps))
 
 
-def team_prefixes(jira_project: str | None, gitlab_project: str | None) -> tuple[str, ...]:
-    """The subject prefixes of a team's runs: `jira:KEY-` (its tickets) and `gitlab:group/app!` (its MRs)."""
-    prefixes = []
-    if jira_project:
-        prefixes.append(f"jira:{jira_project}-")
-    if gitlab_project:
-        prefixes.append(f"gitlab:{gitlab_project}!")
-    return tuple(prefixes)
+def team_prefixes(jira_project: str | None, *gitlab_projects: str | None) -> tuple[str, ...]:
+    """The subject prefixes of a team's runs: `jira:KEY-` (its tickets) and `gitlab:group/app!` (each
+    project's MRs); `spent_since` matches them ignoring case, as the project map matches GitLab paths."""
+    prefixes = [f"jira:{jira_project}-"] if jira_project else []
+    prefixes += [f"gitlab:{path}!" for path in gitlab_projects if path]
+    return tuple(dict.fromkeys(prefixes))
 
 
 def month_start(now: datetime) -> datetime:
@@ -200,7 +206,8 @@ async def spent_since(
     so a January run's work in February counts in February."""
     if not prefixes:
         return 0.0
-    matches = or_(*(Run.subject.startswith(prefix, autoescape=True) for prefix in prefixes))
+    subject = func.lower(Run.subject)
+    matches = or_(*(subject.startswith(prefix.lower(), autoescape=True) for prefix in prefixes))
     query = (
         select(func.sum(Phase.cost_usd))
         .join(Run, Run.id == Phase.run_id)

@@ -36,6 +36,16 @@ async def sm(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     await engine.dispose()
 
 
+@pytest.fixture
+async def any_sm(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A migrated store on SQLite and on PostgreSQL (where LIKE is case-sensitive)."""
+    engine = create_engine(db_url.replace("sqlite://", "sqlite+aiosqlite://", 1).replace(
+        "postgresql://", "postgresql+asyncpg://", 1))  # fmt: skip
+    await upgrade(engine)
+    yield sessionmaker(engine)
+    await engine.dispose()
+
+
 async def add_run(
     sm: async_sessionmaker[AsyncSession],
     subject: str,
@@ -114,6 +124,29 @@ async def test_a_teams_month_counts_spend_when_the_phase_ran_not_when_its_run_wa
     prefixes = budget.team_prefixes("TES", None)
     assert await budget.spent_since(sm, prefixes, start) == pytest.approx(2.5)
     assert await budget.spent_since(sm, prefixes, start - timedelta(days=30)) == pytest.approx(6.5)
+
+
+async def test_a_team_is_every_entry_of_its_jira_project_matched_ignoring_case(
+    any_sm: async_sessionmaker[AsyncSession],
+) -> None:
+    projects = ProjectMap(
+        projects=(
+            Project(jira_project="TES", gitlab_project="Group/App", budget=Budget(month_usd=50)),
+            Project(
+                jira_project="TES", component="api", gitlab_project="group/api", budget=Budget(month_usd=20)
+            ),
+            Project(jira_project="OTH", gitlab_project="group/other", budget=Budget(month_usd=1)),
+        )
+    )
+    settings = load_settings({}, check=False)
+    await add_run(any_sm, "jira:TES-1", [1.0])
+    await add_run(any_sm, "gitlab:group/app!3", [2.0])  # the path in another case than the map's
+    await add_run(any_sm, "gitlab:GROUP/API!4", [4.0])  # the component's repository
+    await add_run(any_sm, "gitlab:group/other!1", [8.0])  # another team
+    for subject in ("jira:TES-9", "gitlab:group/API!4", "gitlab:group/app!3"):
+        found = await budget.standing(any_sm, subject, projects, settings, NOW)
+        month = [c for c in found.caps if c.limit.scope == "month"]
+        assert [(c.limit.what, c.limit.usd, c.spent_usd) for c in month] == [("TES", 20.0, 7.0)], subject
 
 
 @pytest.mark.parametrize(
