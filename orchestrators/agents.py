@@ -134,11 +134,8 @@ async def _over_budget(
 def usage(result: AgentResult) -> dict[str, Any]:
     """The PhaseResult keyword arguments that record this call's tokens and cost; input counts every
     prompt token the model read: fresh, written to the cache and read from it."""
-    tokens = result.usage
     return {
-        "input_tokens": tokens.input_tokens
-        + tokens.cache_creation_input_tokens
-        + tokens.cache_read_input_tokens,
+        "input_tokens": result.usage.prompt_tokens,
         "output_tokens": result.usage.output_tokens,
         "cost_usd": result.total_cost_usd,
     }

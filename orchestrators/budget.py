@@ -5,6 +5,7 @@ with a reply naming it; otherwise what is left goes to the CLI as its own budget
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,10 +21,12 @@ PROJECTS_FILE = "config/projects.yaml"
 
 
 def usd(amount: float) -> str:
-    """`$1,234.50`; an amount under a cent keeps its digits (`$0.0005`), so a tiny cap is not `$0.00`."""
+    """`$1,234.50`; an amount under a cent keeps two significant digits (`$0.0005`, `$0.0000000012`), so a
+    tiny cap is not `$0.00`; under a trillionth of a dollar it is `$0`."""
     if amount == 0 or abs(amount) >= 0.01:
         return f"${amount:,.2f}"
-    return f"${amount:.6f}".rstrip("0")
+    digits = min(12, 1 - math.floor(math.log10(abs(amount))))
+    return "$" + f"{amount:.{digits}f}".rstrip("0").rstrip(".")
 
 
 class BudgetExceeded(RuntimeError):

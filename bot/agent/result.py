@@ -59,6 +59,12 @@ class TokenUsage:
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
 
+    @property
+    def prompt_tokens(self) -> int:
+        """Every prompt token the model read: fresh, written to the cache and read from it (as the cost
+        counts them, and as `baton show` shows input)."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
 
 @dataclass(frozen=True)
 class AgentResult:
@@ -79,6 +85,8 @@ class AgentResult:
     denials: tuple[Denial, ...] = ()
     timed_out: bool = False
     worktree_changed: bool | None = None
+    # Baton's own time around the agent, per step (bot/agent/runner.py: agent start, fingerprint, agent end)
+    mechanics_ms: dict[str, int] = field(default_factory=dict)
 
     def output(self, model: type[ModelT]) -> ModelT:
         """The structured output as the model class it was requested with."""

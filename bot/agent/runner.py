@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import tempfile
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from claude_agent_sdk import ClaudeAgentOptions, HookMatcher, Message, ResultError, query
+from claude_agent_sdk import ClaudeAgentOptions, HookMatcher, Message, ResultError, ResultMessage, query
 from claude_agent_sdk.types import SystemPromptPreset
 from pydantic import ValidationError
 
@@ -62,15 +63,69 @@ def _options(
     )
 
 
-async def _consume(messages: AsyncIterator[Message], recorder: Recorder) -> None:
+class _Gate:
+    """Holds the prompt back until the worktree is ready (lent, fingerprinted), so the sandbox and the
+    CLI start meanwhile: the SDK asks for the prompt once the CLI has answered its initialize request,
+    and the agent can do nothing before the prompt. A closed gate sends none and the CLI ends."""
+
+    def __init__(self, prompt: str, marks: _Marks) -> None:
+        self.prompt, self.marks = prompt, marks
+        self._open = asyncio.Event()
+        self._send = False
+
+    def release(self, send: bool) -> None:
+        self._send = send
+        self._open.set()
+
+    async def stream(self) -> AsyncIterator[dict[str, Any]]:
+        self.marks.started = time.perf_counter()  # the CLI answered initialize
+        await self._open.wait()
+        self.marks.prompted = time.perf_counter()
+        if self._send:  # the message the SDK itself sends for a string prompt
+            yield {
+                "type": "user",
+                "session_id": "",
+                "message": {"role": "user", "content": self.prompt},
+                "parent_tool_use_id": None,
+            }
+
+
+@dataclass
+class _Marks:
+    """perf_counter() times of one call, for its `mechanics_ms`."""
+
+    begun: float = field(default_factory=time.perf_counter)
+    started: float | None = None  # the CLI answered the SDK's initialize request
+    ready: float | None = None  # the worktree was lent and fingerprinted
+    prompted: float | None = None
+    result: float | None = None  # the CLI's result message arrived
+    driven: float | None = None  # the CLI's processes are gone
+
+    def mechanics_ms(self, after_s: float) -> dict[str, int]:
+        """Baton's own time around the agent: `agent start` (launcher, sandbox, CLI start, the SDK's
+        handshake, while the worktree is lent and fingerprinted), `fingerprint` (what of the first
+        fingerprint outlasted the start, and all of the second), `agent end` (the CLI's exit, reaping)."""
+        found: dict[str, float] = {"fingerprint": after_s}
+        if self.started is not None:
+            found["agent start"] = self.started - self.begun
+            if self.ready is not None:
+                found["fingerprint"] += max(0.0, self.ready - self.started)
+        if self.result is not None and self.driven is not None:
+            found["agent end"] = self.driven - self.result
+        return {name: round(seconds * 1000) for name, seconds in found.items()}
+
+
+async def _consume(messages: AsyncIterator[Message], recorder: Recorder, marks: _Marks) -> None:
     async for message in messages:
+        if isinstance(message, ResultMessage):
+            marks.result = time.perf_counter()
         recorder.observe(message)
 
 
 async def _drive(
-    request: AgentRequest, options: ClaudeAgentOptions, recorder: Recorder, launcher: Launcher
+    request: AgentRequest, options: ClaudeAgentOptions, recorder: Recorder, launcher: Launcher, gate: _Gate
 ) -> _Outcome:
-    task = asyncio.create_task(_consume(query(prompt=request.prompt, options=options), recorder))
+    task = asyncio.create_task(_consume(query(prompt=gate.stream(), options=options), recorder, gate.marks))
     done, _ = await asyncio.wait({task}, timeout=request.timeout_s)
     if task not in done:
         await kill_run(launcher.pid(), launcher.marker, request.kill_grace_s)
@@ -88,7 +143,11 @@ async def _drive(
     )
 
 
-async def _state(worktree: Path) -> str | None:
+async def _state(worktree: Path, profile: Profile) -> str | None:
+    """A read-only run's worktree fingerprint (None: unreadable). A run that may edit is not
+    fingerprinted: changing the worktree is its job, and validate's diff says what changed."""
+    if not profile.read_only:
+        return None
     try:
         return await fingerprint(worktree)
     except FingerprintError:
@@ -171,17 +230,13 @@ def _private_dirs(run_dir: Path) -> tuple[Path, Path, Path]:
 
 
 async def _run_in(run_dir: Path, request: AgentRequest, profile: Profile) -> AgentResult:
+    marks = _Marks()
     worktree = request.worktree.resolve()
     home, tmp, relay_dir = _private_dirs(run_dir)
     containment = request.containment
     containment.give(home, tmp)
     cli = (request.cli_path or bundled_cli()).resolve()
     recorder = Recorder(profile, worktree, request.declared_commands)
-    before = await _state(worktree)
-    if before is None and profile.read_only:
-        return AgentResult(
-            profile.name, True, f"cannot fingerprint the worktree {worktree}; refusing a read-only run"
-        )
     shared = [worktree] if profile.read_only else []
     argv = containment.wrap(
         [str(cli)],
@@ -190,20 +245,51 @@ async def _run_in(run_dir: Path, request: AgentRequest, profile: Profile) -> Age
         read_only=[cli, relay_dir, *shared],
     )
     lent = containment.lend(worktree) if profile.may_edit else contextlib.nullcontext()
+    gate = _Gate(request.prompt, marks)
     async with ModelRelay(relay_dir / "model.sock", request.base_url, request.api_key) as relay:
         env = build_agent_env(request.environ, home=home, tmpdir=tmp, socket=relay.socket, token=relay.token)
         launcher = write_launcher(run_dir, argv, env)
-        with lent:
-            outcome = await _drive_and_reap(request, profile, launcher, recorder)
+        drive = asyncio.create_task(_drive_and_reap(request, profile, launcher, recorder, gate))
+        with contextlib.ExitStack() as stack:  # leaves (reseals `.git`) only once the CLI is gone
+            try:
+                await _enter(stack, lent)  # while the sandbox and the CLI start
+                before = await _state(worktree, profile)
+                marks.ready = time.perf_counter()
+                gate.release(send=before is not None or not profile.read_only)
+                outcome = await asyncio.shield(drive)
+            finally:
+                if not drive.done():  # cancelled or failed: the drive kills the run (and re-raises)
+                    drive.cancel()
+                    await asyncio.wait({drive})
+    marks.driven = time.perf_counter()
+    if before is None and profile.read_only:
+        return AgentResult(
+            profile.name, True, f"cannot fingerprint the worktree {worktree}; refusing a read-only run"
+        )
     result = _typed_output(_from_cli(recorder, outcome, profile), request)
-    return _guard_worktree(result, profile, before, await _state(worktree))
+    checked = time.perf_counter()
+    after = await _state(worktree, profile)
+    result = replace(result, mechanics_ms=marks.mechanics_ms(time.perf_counter() - checked))
+    return _guard_worktree(result, profile, before, after)
+
+
+async def _enter(stack: contextlib.ExitStack, context: contextlib.AbstractContextManager[None]) -> None:
+    """Enter `context` (lending walks the worktree) in a thread; if cancelled meanwhile, wait for the
+    thread, so the stack holds the context and undoes it."""
+    entering = asyncio.ensure_future(asyncio.to_thread(stack.enter_context, context))
+    try:
+        await asyncio.shield(entering)
+    except asyncio.CancelledError:
+        await asyncio.wait({entering})
+        raise
 
 
 async def _drive_and_reap(
-    request: AgentRequest, profile: Profile, launcher: Launcher, recorder: Recorder
+    request: AgentRequest, profile: Profile, launcher: Launcher, recorder: Recorder, gate: _Gate
 ) -> _Outcome:
     try:
-        outcome = await _drive(request, _options(request, profile, launcher, recorder), recorder, launcher)
+        options = _options(request, profile, launcher, recorder)
+        outcome = await _drive(request, options, recorder, launcher, gate)
     except asyncio.CancelledError:  # /cancel or a worker shutdown: the agent must not outlive the job
         await asyncio.shield(kill_run(launcher.pid(), launcher.marker, request.kill_grace_s))
         raise
@@ -223,7 +309,7 @@ async def run_agent(request: AgentRequest) -> AgentResult:
         profile.name,
         result.is_error,
         result.num_turns,
-        result.usage.input_tokens,
+        result.usage.prompt_tokens,
         result.usage.output_tokens,
         result.total_cost_usd,
         len(result.denials),

@@ -279,12 +279,26 @@ async def test_an_implement_run_over_its_ticket_cap_stops_before_the_agent_with_
 # --- what is counted ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("amount", "shown"),
+    [
+        (0.0, "$0.00"), (1234.5, "$1,234.50"), (0.01, "$0.01"), (0.0005, "$0.0005"), (0.00123, "$0.0012"),
+        (1e-9, "$0.000000001"), (1e-13, "$0"), (0.009999, "$0.01"),
+    ],
+)  # fmt: skip
+def test_usd_keeps_two_significant_digits_under_a_cent_and_never_ends_in_a_dot(
+    amount: float, shown: str
+) -> None:
+    assert budget.usd(amount) == shown
+
+
 def test_a_calls_input_tokens_count_cache_writes_and_cache_reads() -> None:
     tokens = TokenUsage(
         input_tokens=100, output_tokens=20, cache_creation_input_tokens=5000, cache_read_input_tokens=7
     )
     result = AgentResult("reviewer", False, usage=tokens, total_cost_usd=0.25)
     assert agents.usage(result) == {"input_tokens": 5107, "output_tokens": 20, "cost_usd": 0.25}
+    assert tokens.prompt_tokens == 5107  # what the runner logs, as baton show counts input
 
 
 async def test_a_failed_agent_phase_still_records_what_the_call_cost(tmp_path: Path) -> None:
