@@ -344,18 +344,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = [int(c) for c in args.workers.split(",") if c.strip()]
     if not 1 <= args.runs <= 20_000 or not counts or any(not 1 <= c <= 16 for c in counts):
         parser.error("--runs must be 1..20000 and each worker count 1..16")
+    before = [round(x, 2) for x in os.getloadavg()]
     try:
         rounds = run(counts, args.runs, args.db, args.timeout)
     except BenchError as exc:
         print(f"scale-out bench failed: {exc}", file=sys.stderr, flush=True)
         return 1
     command = f"python -m bench.scaleout --runs {args.runs} --workers {args.workers} --db {args.db}"
+    after = [round(x, 2) for x in os.getloadavg()]
     print(report(rounds, args.db, command), flush=True)
+    print(
+        f"load average (1, 5, 15 min) before {before}, after {after}: other processes share the CPUs",
+        flush=True,
+    )
     RESULTS.mkdir(exist_ok=True)
     document = {
         "command": command,
         "database": args.db,
         "cpus": os.cpu_count(),
+        "load_average": {"before": before, "after": after},
         "worker_max_jobs": worker_limits()[0],
         "worker_poll_delay_s": worker_limits()[1],
         "rounds": [asdict(r) for r in rounds],
