@@ -79,6 +79,7 @@ async def triage(ctx: PhaseContext) -> PhaseResult:
         summary=answer.summary,
         questions=tuple(answer.questions),
         agent_ms=result.duration_ms,
+        mechanics_ms=result.mechanics_ms,
     ).model_dump(mode="json")
     if answer.ready:
         return PhaseResult(output, **agents.usage(result))
@@ -220,7 +221,9 @@ def verdict_result(verdict: Verdict, result: AgentResult) -> PhaseResult:
         feedback = "The reviewer found blockers:\n" + "\n".join(
             f"- {b.file or ''}:{b.line or ''} {b.text}" for b in verdict.blockers or []
         )
-    output = Reviewed(verdict=verdict, feedback=feedback, agent_ms=result.duration_ms)
+    output = Reviewed(
+        verdict=verdict, feedback=feedback, agent_ms=result.duration_ms, mechanics_ms=result.mechanics_ms
+    )
     return PhaseResult(
         output.model_dump(mode="json"), goto="implement" if feedback else None, **agents.usage(result)
     )

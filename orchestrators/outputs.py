@@ -43,6 +43,9 @@ class Triaged(Output):
     summary: str = ""
     questions: tuple[str, ...] = ()
     agent_ms: int = 0
+    mechanics_ms: dict[
+        str, int
+    ] = {}  # around the agent: agent start, fingerprint, agent end (bot/agent/runner.py)
 
 
 # --- assemble ------------------------------------------------------------------------------------
@@ -225,6 +228,9 @@ class Implemented(Output):
     turns: int = 0
     denials: tuple[Denial, ...] = ()
     agent_ms: int = 0
+    mechanics_ms: dict[
+        str, int
+    ] = {}  # around the agent: agent start, fingerprint, agent end (bot/agent/runner.py)
 
     @classmethod
     def of(cls, result: AgentResult, **more: Any) -> Self:
@@ -234,6 +240,7 @@ class Implemented(Output):
             turns=result.num_turns,
             denials=tuple(Denial.model_validate(d) for d in denials(result)),
             agent_ms=result.duration_ms,
+            mechanics_ms=result.mechanics_ms,
             **more,
         )
 
@@ -302,6 +309,9 @@ class Reviewed(Output):
     verdict: Verdict
     feedback: str = ""
     agent_ms: int = 0
+    mechanics_ms: dict[
+        str, int
+    ] = {}  # around the agent: agent start, fingerprint, agent end (bot/agent/runner.py)
 
 
 # --- propose -------------------------------------------------------------------------------------

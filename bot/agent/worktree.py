@@ -14,10 +14,12 @@ class FingerprintError(RuntimeError):
     """The worktree's state could not be read."""
 
 
-async def _git(worktree: Path, *args: str) -> bytes:
+async def _git(worktree: Path, *args: str, refresh: bool = False) -> bytes:
+    """`git -C worktree args`; with `refresh`, git may write back the index's refreshed stat data."""
+    locks = () if refresh else ("--no-optional-locks",)
     process = await asyncio.create_subprocess_exec(
         "git",
-        "--no-optional-locks",
+        *locks,
         "-C",
         str(worktree),
         *args,
@@ -56,14 +58,19 @@ async def _head(worktree: Path) -> bytes:
 
 
 async def fingerprint(worktree: Path) -> str:
-    """sha256 over HEAD, `git status`, the staged and unstaged diffs and every untracked file's content."""
-    status = await _git(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all")
-    parts = [
-        await _head(worktree),
-        status,
-        await _git(worktree, "diff", "--binary"),
-        await _git(worktree, "diff", "--cached", "--binary"),
-    ]
+    """sha256 over HEAD, `git status`, the staged and unstaged diffs and every untracked file's content.
+
+    `git status` may write the refreshed stat data back into the index (the worker's file, outside the
+    sandbox; contents and the fingerprint are unchanged by it): without that, a tree whose files were
+    lent (chown changes ctime) or rewritten re-reads every such file in each status and diff, which on
+    a large repository is most of a fingerprint's time. The three reads after it run at once."""
+    status = await _git(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all", refresh=True)
+    head, unstaged, staged = await asyncio.gather(
+        _head(worktree),
+        _git(worktree, "diff", "--binary"),
+        _git(worktree, "diff", "--cached", "--binary"),
+    )
+    parts = [head, status, unstaged, staged]
     for name in sorted(_untracked(status)):
         parts += [os.fsencode(name), _file_state(worktree / name)]
     digest = hashlib.sha256()

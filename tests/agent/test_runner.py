@@ -85,7 +85,9 @@ async def test_implementer_edits_the_worktree_and_records_usage(
     assert "hi" in tool_results(server.log.messages())["toolu_s0_t3"]
     assert result.text == "Added hello.py; the declared check prints hi."
     assert result.denials == ()
-    assert result.worktree_changed is True
+    assert result.worktree_changed is None  # not fingerprinted: changing it is the implementer's job
+    assert result.mechanics_ms["fingerprint"] == 0
+    assert result.mechanics_ms["agent start"] > 0
     assert result.num_turns == 5
     assert result.usage.input_tokens == 5 * 1200
     assert result.usage.output_tokens == 5 * 300
@@ -128,6 +130,39 @@ async def test_a_read_only_run_that_changes_the_worktree_fails_closed(
     assert result.worktree_changed is True
     assert result.is_error
     assert result.error == "the read-only reviewer run changed the worktree"
+
+
+async def test_a_read_only_run_on_a_tree_that_cannot_be_fingerprinted_never_reaches_the_model(
+    tmp_path: Path, model_server: ServerFactory
+) -> None:
+    server = model_server("plan.yaml")
+    plain = tmp_path / "not-a-repository"
+    plain.mkdir()
+    (plain / "README.md").write_text("# no git here\n")
+
+    result = await run_agent(
+        make_request("planner", "BATON-PLAN the ticket", plain, server, output_model=Plan)
+    )
+
+    assert result.is_error
+    assert result.error == f"cannot fingerprint the worktree {plain.resolve()}; refusing a read-only run"
+    assert server.log.messages() == []  # the CLI started while the check ran, but got no prompt
+    assert not processes_in(plain)
+
+
+async def test_a_call_records_its_mechanical_steps(worktree: Path, model_server: ServerFactory) -> None:
+    server = model_server("plan.yaml")
+
+    result = await run_agent(
+        make_request("planner", "BATON-PLAN the ticket", worktree, server, output_model=Plan)
+    )
+
+    assert not result.is_error, result.error
+    assert set(result.mechanics_ms) == {"agent start", "fingerprint", "agent end"}
+    assert result.mechanics_ms["agent start"] > 0  # the sandbox and the CLI started
+    assert result.mechanics_ms["fingerprint"] > 0  # a read-only run is fingerprinted after the call
+    assert all(ms >= 0 for ms in result.mechanics_ms.values())
+    assert server.log.messages()[0].body["messages"][0]["content"][-1]["text"] == "BATON-PLAN the ticket"
 
 
 async def test_hostile_tool_calls_are_denied(
