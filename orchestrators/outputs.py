@@ -43,9 +43,8 @@ class Triaged(Output):
     summary: str = ""
     questions: tuple[str, ...] = ()
     agent_ms: int = 0
-    mechanics_ms: dict[
-        str, int
-    ] = {}  # around the agent: agent start, fingerprint, agent end (bot/agent/runner.py)
+    # around the agent: agent start, fingerprint, agent end (bot/agent/runner.py)
+    mechanics_ms: dict[str, int] = {}
 
 
 # --- assemble ------------------------------------------------------------------------------------
@@ -228,9 +227,8 @@ class Implemented(Output):
     turns: int = 0
     denials: tuple[Denial, ...] = ()
     agent_ms: int = 0
-    mechanics_ms: dict[
-        str, int
-    ] = {}  # around the agent: agent start, fingerprint, agent end (bot/agent/runner.py)
+    # around the agent: agent start, fingerprint, agent end (bot/agent/runner.py)
+    mechanics_ms: dict[str, int] = {}
 
     @classmethod
     def of(cls, result: AgentResult, **more: Any) -> Self:
@@ -309,9 +307,8 @@ class Reviewed(Output):
     verdict: Verdict
     feedback: str = ""
     agent_ms: int = 0
-    mechanics_ms: dict[
-        str, int
-    ] = {}  # around the agent: agent start, fingerprint, agent end (bot/agent/runner.py)
+    # around the agent: agent start, fingerprint, agent end (bot/agent/runner.py)
+    mechanics_ms: dict[str, int] = {}
 
 
 # --- propose -------------------------------------------------------------------------------------
