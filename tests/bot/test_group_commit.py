@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import json
 import random
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -300,3 +301,34 @@ async def test_sqlite_ingest_waits_for_another_writer_and_fails_only_past_its_bo
         await committer.close()
         await ingest.dispose()
         await plain.dispose()
+
+
+async def test_sqlite_ingest_checkpoints_the_wal_beside_its_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inbox's connections never checkpoint inside a commit (wal_autocheckpoint=0); the writer copies
+    the WAL into the database file itself, on another connection: the rows are in the file proper."""
+    path = tmp_path / "baton.db"
+    plain = create_engine(f"sqlite+aiosqlite:///{path}")
+    await upgrade(plain)
+    await plain.dispose()
+    ingest = create_engine(f"sqlite+aiosqlite:///{path}", ingest=True)
+    async with ingest.connect() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar() == 0
+        assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 0
+    monkeypatch.setattr(group, "CHECKPOINT_EVERY_S", 0.0)
+    holder = sqlite3.connect(path)  # a reader throughout: closing the engine is not the last close (which
+    holder.execute("SELECT count(*) FROM deliveries").fetchone()  # would checkpoint by itself)
+    try:
+        committer = GroupCommitter(ingest)
+        for n in range(5):
+            await committer.record(incoming(f"cp{n}"), enqueue(f"cp-origin{n}"))
+        await committer.close()  # waits for the checkpoint it started
+        await ingest.dispose()
+        file_only = sqlite3.connect(f"file:{path}?immutable=1", uri=True)  # the file proper, not the WAL
+        try:
+            assert file_only.execute("SELECT count(*) FROM deliveries").fetchone() == (5,)
+        finally:
+            file_only.close()
+    finally:
+        holder.close()
