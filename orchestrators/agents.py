@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 from collections.abc import Awaitable, Mapping
@@ -109,7 +110,11 @@ async def call(
         containment=endpoint.containment,
         max_budget_usd=cap,
     )
-    result = await run_agent(request)
+    try:
+        result = await run_agent(request)
+    except asyncio.CancelledError as exc:
+        cancelled_usage(exc)
+        raise
     if result.subtype == OVER_BUDGET:
         raise await _over_budget(wctx, run_id, pending_usd + result.total_cost_usd, result)
     if result.is_error:
@@ -129,6 +134,13 @@ async def _over_budget(
     """The CLI stopped the call at the budget it was given: say which cap, with what the call cost."""
     found = await _standing(wctx, run_id) or budget.Standing()
     return budget.BudgetExceeded(found.used_up(spent_usd), usage(result))
+
+
+def cancelled_usage(exc: BaseException) -> None:
+    """A cancelled call (/cancel, a worker shutdown) carries what it streamed before it was stopped (the
+    runner's `partial` result) as `usage`, which the engine adds to the phase."""
+    partial = getattr(exc, "partial", None)
+    exc.usage = usage(partial) if isinstance(partial, AgentResult) else {}  # type: ignore[attr-defined]
 
 
 def usage(result: AgentResult) -> dict[str, Any]:
@@ -161,8 +173,8 @@ class Tally:
     async def of(self, call: Awaitable[AgentResult]) -> AgentResult:
         try:
             result = await call
-        except (AgentFailed, budget.BudgetExceeded) as exc:
-            exc.usage = added(self.usage, exc.usage)
+        except (AgentFailed, budget.BudgetExceeded, asyncio.CancelledError) as exc:
+            exc.usage = added(self.usage, getattr(exc, "usage", {}))  # type: ignore[union-attr]
             raise
         self.usage = added(self.usage, usage(result))
         return result

@@ -7,6 +7,7 @@ loop) at most `max_rounds` times, after which the run stops for a human.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -219,9 +220,23 @@ async def _finish(
             result = charged or PhaseResult()
         else:
             phase.status, phase.error, phase.output = DONE, None, dict(result.output)
-        phase.input_tokens += result.input_tokens
-        phase.output_tokens += result.output_tokens
-        phase.cost_usd += result.cost_usd
+        _add_usage(phase, result)
+
+
+def _add_usage(phase: Phase, spent: PhaseResult) -> None:
+    phase.input_tokens += spent.input_tokens
+    phase.output_tokens += spent.output_tokens
+    phase.cost_usd += spent.cost_usd
+
+
+async def _charge(
+    sm: async_sessionmaker[AsyncSession], run_id: str, name: str, charged: PhaseResult | None
+) -> None:
+    """Add what a cancelled phase's agent calls cost to it, its status untouched."""
+    if charged is None:
+        return
+    async with sm.begin() as session:
+        _add_usage((await _rows(session, run_id))[name], charged)
 
 
 def _charged(exc: BaseException) -> PhaseResult | None:
@@ -290,6 +305,9 @@ async def execute(workflow: Workflow, wctx: WorkerContext, run: RunRow) -> Outco
         await _notify(workflow, wctx, run)
         try:
             result = await functions[name](PhaseContext(wctx, run, outputs, attempt, previous))
+        except asyncio.CancelledError as exc:  # /cancel: the phase stays as it is, but is charged its calls
+            await asyncio.shield(_charge(wctx.sm, run.id, name, _charged(exc)))
+            raise
         except RetryableError as exc:
             await _defer(wctx.sm, run.id, name, str(exc))
             await _notify(workflow, wctx, run)

@@ -23,8 +23,9 @@ from claude_agent_sdk import (
 )
 
 from bot.agent.policy import Decision, Deny, decide
+from bot.agent.pricing import estimate
 from bot.agent.profiles import Profile
-from bot.agent.result import Denial
+from bot.agent.result import Denial, TokenUsage
 
 STDERR_LINES = 20
 STDERR_LINE_CHARS = 300
@@ -43,6 +44,7 @@ class Recorder:
         self.session_id: str | None = None
         self.assistant_messages = 0
         self.result: ResultMessage | None = None
+        self.streamed: dict[str, tuple[str | None, TokenUsage]] = {}  # per model message: model, usage
         self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
 
     def check(self, tool: str, tool_input: Mapping[str, Any], tool_use_id: str | None) -> Decision:
@@ -88,9 +90,31 @@ class Recorder:
         elif isinstance(message, AssistantMessage):
             self.assistant_messages += 1
             self.tool_uses += [b for b in message.content if isinstance(b, ToolUseBlock)]
+            self._stream_usage(message)
         elif isinstance(message, ResultMessage):
             self.result = message
             self.session_id = message.session_id or self.session_id
+
+    def _stream_usage(self, message: AssistantMessage) -> None:
+        """Keep each model message's usage; the CLI repeats a message per content block, so one id
+        counts once, with the largest count seen for each kind of token."""
+        if not message.usage:
+            return
+        key = message.message_id or f"anon-{self.assistant_messages}"
+        seen = self.streamed.get(key, (None, TokenUsage()))[1]
+        now = TokenUsage.of(message.usage)
+        most = TokenUsage(
+            **{n: max(getattr(seen, n), getattr(now, n)) for n in TokenUsage.__dataclass_fields__}
+        )
+        self.streamed[key] = (message.model, most)
+
+    def streamed_usage(self) -> TokenUsage:
+        """The tokens the streamed assistant messages reported (for a call that ended without a result)."""
+        return sum((usage for _, usage in self.streamed.values()), TokenUsage())
+
+    def streamed_cost(self) -> float:
+        """Those tokens priced per model (bot/agent/pricing.py): an estimate, the CLI's total is unknown."""
+        return sum(estimate(usage, model) for model, usage in self.streamed.values())
 
     def all_denials(self) -> tuple[Denial, ...]:
         """Policy denials, then the CLI's own, then calls to tools the CLI did not offer."""

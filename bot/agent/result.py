@@ -50,6 +50,10 @@ class Denial:
     tool_use_id: str | None = None
 
 
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 @dataclass(frozen=True)
 class TokenUsage:
     """Token counts for the whole call, as the CLI reports them."""
@@ -58,6 +62,15 @@ class TokenUsage:
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any] | None) -> TokenUsage:
+        """From the CLI's `usage` object (missing or junk counts are 0)."""
+        raw = raw or {}
+        return cls(**{name: _count(raw.get(name)) for name in cls.__dataclass_fields__})
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(**{n: getattr(self, n) + getattr(other, n) for n in self.__dataclass_fields__})
 
     @property
     def prompt_tokens(self) -> int:

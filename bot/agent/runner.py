@@ -154,12 +154,6 @@ async def _state(worktree: Path, profile: Profile) -> str | None:
         return None
 
 
-def _usage(raw: dict[str, Any] | None) -> TokenUsage:
-    raw = raw or {}
-    names = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    return TokenUsage(**{name: int(raw.get(name) or 0) for name in names})
-
-
 def _from_cli(recorder: Recorder, outcome: _Outcome, profile: Profile) -> AgentResult:
     rm = recorder.result
     denials = recorder.all_denials()
@@ -171,6 +165,8 @@ def _from_cli(recorder: Recorder, outcome: _Outcome, profile: Profile) -> AgentR
             timed_out=outcome.timed_out,
             session_id=recorder.session_id,
             num_turns=recorder.assistant_messages,
+            usage=recorder.streamed_usage(),
+            total_cost_usd=recorder.streamed_cost(),  # no CLI total: the streamed tokens, priced
             denials=denials,
         )
     error = outcome.error
@@ -188,7 +184,7 @@ def _from_cli(recorder: Recorder, outcome: _Outcome, profile: Profile) -> AgentR
         session_id=rm.session_id,
         num_turns=rm.num_turns,
         duration_ms=rm.duration_ms,
-        usage=_usage(rm.usage),
+        usage=TokenUsage.of(rm.usage),
         total_cost_usd=float(rm.total_cost_usd or 0.0),
         denials=denials,
         timed_out=outcome.timed_out,
@@ -290,8 +286,9 @@ async def _drive_and_reap(
     try:
         options = _options(request, profile, launcher, recorder)
         outcome = await _drive(request, options, recorder, launcher, gate)
-    except asyncio.CancelledError:  # /cancel or a worker shutdown: the agent must not outlive the job
+    except asyncio.CancelledError as exc:  # /cancel or a worker shutdown: the agent must not outlive the job
         await asyncio.shield(kill_run(launcher.pid(), launcher.marker, request.kill_grace_s))
+        exc.partial = _from_cli(recorder, _Outcome(error="cancelled"), profile)  # type: ignore[attr-defined]
         raise
     survivors = await kill_run(launcher.pid(), launcher.marker, request.kill_grace_s)
     if survivors:

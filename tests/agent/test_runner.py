@@ -312,5 +312,7 @@ async def test_a_timeout_kills_the_commands_the_agent_started(
 
     assert sleepers, "the declared command never started"
     assert result.timed_out
+    # no CLI result: the call is charged the tokens its first turn streamed, priced (bot/agent/pricing.py)
+    assert result.usage.output_tokens > 0 and result.total_cost_usd > 0
     assert not alive(seen | sleepers)
     assert not processes_in(worktree)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -371,3 +372,41 @@ async def test_a_phase_of_several_calls_is_charged_the_earlier_calls_when_a_late
         assert (phases["w0"]["input_tokens"], phases["w0"]["output_tokens"]) == (21, 5)
         assert phases["w1"]["cost_usd"] == pytest.approx(0.5)
         assert await budget.spent(t.sm, run.subject) == pytest.approx(1.1)
+
+
+async def test_a_cancelled_phase_is_charged_what_its_calls_streamed_and_stays_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """/cancel aborts the job mid-call: the runner prices what streamed (`partial`), `agents.call` turns it
+    into `usage`, and the engine adds it to the phase without finishing it (a /retry resumes there)."""
+
+    async def cancelled() -> AgentResult:
+        exc = asyncio.CancelledError()
+        exc.partial = AgentResult("implementer", True, usage=TokenUsage(40, 4), total_cost_usd=0.3)  # type: ignore[attr-defined]
+        raise exc
+
+    async def streaming(ctx: PhaseContext) -> PhaseResult:
+        tally = agents.Tally()
+        await tally.of(fine())
+        try:
+            await cancelled()
+        except asyncio.CancelledError as exc:  # as agents.call does with the runner's partial result
+            agents.cancelled_usage(exc)
+            await tally.of(_raise(exc))
+        return PhaseResult()
+
+    async def fine() -> AgentResult:
+        return AgentResult("implementer", False, usage=TokenUsage(10, 2), total_cost_usd=0.25)
+
+    async def _raise(exc: BaseException) -> AgentResult:
+        raise exc
+
+    async with table(tmp_path) as t:
+        run = await runs.claim(t.sm, await labelled(t), "w")
+        assert run is not None
+        with pytest.raises(asyncio.CancelledError):
+            await execute(Workflow("w", (("w", streaming),)), t.wctx, run)
+        phase = (await runs.detail(t.sm, run.id))["phases"][0]
+        assert phase["status"] == "running"
+        assert (phase["input_tokens"], phase["output_tokens"]) == (50, 6)
+        assert phase["cost_usd"] == pytest.approx(0.55)
