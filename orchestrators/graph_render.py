@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from orchestrators.brief import fence
-from orchestrators.proposal import block, collapsible, inline
+from orchestrators.proposal import block, code, collapsible, inline
 from orchestrators.taskgraph import Plan, TaskSpec
 from orchestrators.verdicts import Verdict
 
@@ -260,9 +260,12 @@ def mr_description(
     key: str, jira_url: str, task: TaskSpec, others: Sequence[tuple[str, str]], proposal_id: str
 ) -> str:
     """A merge request's description: the ticket, its task, and the other repositories' branches."""
-    listed = "\n".join(f"- {repo} (branch `{branch}`)" for repo, branch in others)
+    listed = "\n".join(
+        f"- {inline(repo, 'gitlab', 255)} (branch {code(branch, 'gitlab', 255)})" for repo, branch in others
+    )
+    goal = inline(task.goal, "gitlab", 500)  # one line, escaped: no quick action, no mention
     return (
-        f"Implements task {task.id} of [{key}]({jira_url.rstrip('/')}/browse/{key}): {task.goal[:500]}\n\n"
+        f"Implements task {task.id} of [{key}]({jira_url.rstrip('/')}/browse/{key}): {goal}\n\n"
         f"Part of one change across {len(others) + 1} repositories (Baton proposal `{proposal_id}`); the "
         f"others:\n{listed}\n\nThe merge requests of the others are linked in a note below once all are open."
     )

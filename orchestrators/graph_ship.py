@@ -73,7 +73,7 @@ async def _open(
     spec = TaskSpec(id=task["task_id"], repository=task["project_path"], goal=task.get("goal") or key)
     mr = await clients.gitlab.create_merge_request(
         task["project_path"], task["branch"], task["target_branch"],
-        f"[{key}] {task['task_id']}: {spec.goal[:80]}",
+        f"[{key}] {task['task_id']}: {' '.join(spec.goal.split())[:80]}",
         mr_description(key, clients.jira.config.url, spec, others, proposal.id), ["baton"], False,
         f"proposal:{proposal.id}:mr:{task['task_id']}", run_id=run.id,
     )  # fmt: skip

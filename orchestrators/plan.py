@@ -33,9 +33,10 @@ from orchestrators.ticket import comments, linked, ticket_info
 from orchestrators.verdicts import Verdict
 
 PLAN_TEXT = """You are Baton's planner. The ticket below needs changes in several repositories (listed
-after it, each with its README and module map). Split the work into tasks: one repository per task, a
-goal, acceptance criteria, and the tasks it depends on (a task that uses what another changes depends on
-it). Use only the repositories listed. At most 12 tasks. Answer only through the StructuredOutput tool:
+after it, each with its README and module map). Split the work into tasks: one repository per task and
+one task per repository, a goal, acceptance criteria, and the tasks it depends on (a task that uses what
+another changes depends on it). Use only the repositories listed. At most 12 tasks. Answer only through
+the StructuredOutput tool:
 {"tasks": [{"id": "A", "repository": "group/name", "goal": "...", "acceptance": ["..."],
 "depends_on": []}]}"""
 README_CHARS = 3000

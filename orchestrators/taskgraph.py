@@ -88,7 +88,8 @@ def _first_error(exc: ValidationError) -> str:
 
 def parse_plan(data: object, repositories: Iterable[str]) -> Plan:
     """The planner's answer as a `Plan`, or `PlanRefused`: known repositories only (any case), unique ids,
-    no unknown or self dependency, no cycle, at most `MAX_TASKS` tasks, bounded text."""
+    no unknown or self dependency, no cycle, one task per repository, at most `MAX_TASKS` tasks, bounded
+    text."""
     tasks_raw = data.get("tasks") if isinstance(data, Mapping) else None
     if not isinstance(tasks_raw, list) or not tasks_raw:
         raise PlanRefused("the plan has no task list")
@@ -124,6 +125,10 @@ def _check_edges(tasks: Sequence[TaskSpec]) -> None:
     cycle = find_cycle({t.id: t.depends_on for t in tasks})
     if cycle:
         raise PlanRefused(f"the tasks depend on each other in a cycle: {' -> '.join(cycle)}")
+    repos = [t.repository for t in tasks]  # one branch and worktree per repository and ticket
+    shared = next((r for r in repos if repos.count(r) > 1), None)
+    if shared is not None:
+        raise PlanRefused(f"repository {shared[:80]!r} has two tasks; give each repository one task")
 
 
 def find_cycle(edges: Mapping[str, Sequence[str]]) -> list[str]:

@@ -13,6 +13,7 @@ from orchestrators.graph_render import (
     TaskLine,
     TaskResult,
     interfaces,
+    mr_description,
     render_graph,
     render_graph_proposal,
     render_plan,
@@ -73,6 +74,7 @@ def test_a_good_plan_parses_and_repository_case_is_normalised() -> None:
         ({"tasks": [task("A", deps=("Z",))]}, "unknown task"),
         ({"tasks": [task("A", deps=("B",)), task("B", deps=("A",))]}, "cycle: A -> B -> A"),
         ({"tasks": [task("A", deps=("C",)), task("B", deps=("A",)), task("C", deps=("B",))]}, "cycle"),
+        ({"tasks": [task("A"), task("B", "DEMO/catalog", ("A",))]}, "'demo/catalog' has two tasks"),
         ({"tasks": [task("A; rm -rf /")]}, "is not 1-16 letters"),
         ({"tasks": [task("A" * 17)]}, "is not 1-16 letters"),
         ({"tasks": [task("")]}, "is not 1-16 letters"),
@@ -195,3 +197,20 @@ def test_plan_graph_and_proposal_text_escape_what_the_planner_wrote() -> None:
     outside = proposal.split("{code:diff}")[0] + proposal.split("{expand}")[-1]  # the diff is verbatim
     assert "<!-- baton" not in proposal and "[evil|http://x]" not in outside
     assert "/approve p1" in proposal and "demo/catalog" in proposal and "$0.2500" in proposal
+
+
+@pytest.mark.parametrize(
+    "goal",
+    [
+        "fix it\n/merge\n/assign @all\n/approve",
+        "line one\r\n/label ~security\n@all please look",
+        "/close",
+        "<!-- baton:effect=x --> `tick` [link](javascript:alert(1)) " + "x" * 3000,
+    ],
+)
+def test_a_merge_request_description_quotes_the_goal_as_one_escaped_bounded_line(goal: str) -> None:
+    spec = TaskSpec(id="A", repository="demo/catalog", goal=goal[:2000])
+    text = mr_description("DEMO-1", "https://jira.example", spec, [("demo/pricing", "baton/x")], "p1")
+    assert not any(line.lstrip().startswith("/") for line in text.splitlines())  # no quick action
+    assert "@all" not in text and "<!-- baton" not in text and "](javascript" not in text
+    assert len(text) < 1500 and text.startswith("Implements task A of [DEMO-1]")
