@@ -62,6 +62,40 @@ async def _standing(wctx: WorkerContext, run_id: str) -> budget.Standing | None:
     return await budget.standing(wctx.sm, run.subject, clients.projects, wctx.settings, utcnow())
 
 
+HOLD_MARGIN_S = 300.0  # a hold outlives its call's timeout by this much, then expires on its own
+RESERVE_TRIES = 5  # reads of the store before the last, whose take does not wait for a quiet moment
+
+
+async def reserve(wctx: WorkerContext, run_id: str, pending_usd: float = 0.0) -> float | None:
+    """What the next agent call of the run may spend (None: no cap applies): the tightest cap's remainder
+    less what other runs' calls on the same ticket or team hold now (bot/holds.py), held for this call
+    until the run's job ends. `BudgetExceeded` when a cap is reached or all that is left is held."""
+    run = await runs.by_id(wctx.sm, run_id)
+    clients = wctx.clients
+    if run is None or clients is None:
+        return None
+    now = utcnow()
+    found_limits, _ = budget.limits(run.subject, clients.projects, wctx.settings)
+    if not found_limits:
+        return None
+    keys = [budget.hold_key(limit, now) for limit in found_limits]
+    ttl = clients.agent.timeout_s + HOLD_MARGIN_S
+    for attempt in range(RESERVE_TRIES):
+        last = attempt == RESERVE_TRIES - 1
+        epochs = None if last else await wctx.holds.epochs(keys)  # read before the store is
+        found = await budget.standing(wctx.sm, run.subject, clients.projects, wctx.settings, now)
+        stop = found.stop(pending_usd)
+        if stop is not None:
+            raise budget.BudgetExceeded(stop)
+        wanted = [(key, cap.remaining_usd - pending_usd) for key, cap in zip(keys, found.caps, strict=True)]
+        grant = await wctx.holds.take(run_id, wanted, epochs, pending_usd, ttl)
+        if grant is not None and grant <= 0:
+            raise budget.BudgetExceeded(found.held(pending_usd))
+        if grant is not None:
+            return grant
+    return None  # not reached: the last try does not compare epochs
+
+
 async def allowance(wctx: WorkerContext, run_id: str, pending_usd: float = 0.0) -> float | None:
     """What the next agent call of the run may spend (None: no cap applies), from what has been spent on
     its subject and its team; `BudgetExceeded` naming the cap when one is reached. `pending_usd` is what
@@ -89,7 +123,7 @@ async def call(
 ) -> AgentResult:
     """One agent call for the run, within its cost caps (`allowance`); `AgentFailed` (or `BudgetExceeded`
     when the CLI stopped at the cap) on an error or a read-only profile that changed the worktree."""
-    cap = await allowance(wctx, run_id, pending_usd)
+    cap = await reserve(wctx, run_id, pending_usd)
     endpoint = wctx.need_clients().agent
     run_root = agent_root(run_id)
     orphans = await kill_stragglers(run_root)
@@ -115,6 +149,10 @@ async def call(
     except asyncio.CancelledError as exc:
         cancelled_usage(exc)
         raise
+    if cap is not None:  # the run now holds what it has spent and not recorded yet
+        await wctx.holds.settle(
+            run_id, pending_usd + result.total_cost_usd, endpoint.timeout_s + HOLD_MARGIN_S
+        )
     if result.subtype == OVER_BUDGET:
         raise await _over_budget(wctx, run_id, pending_usd + result.total_cost_usd, result)
     if result.is_error:

@@ -96,6 +96,15 @@ class Standing:
         cap = reached[0]
         return f"Stopped: {cap.describe()} is reached ({usd(cap.spent_usd + pending_usd)} spent)."
 
+    def held(self, pending_usd: float) -> str:
+        """Why a call may not start although no cap is reached: what is left is held by calls running
+        now on the same ticket or team (bot/holds.py)."""
+        cap = self.tightest
+        what = f"{cap.describe()} ({usd(cap.remaining_usd - pending_usd)})" if cap else "the cost caps"
+        return (
+            f"Stopped: what is left of {what} is held by agent calls running now on the same ticket or team."
+        )
+
     def used_up(self, pending_usd: float) -> str:
         """Why the CLI stopped a call at the budget it was given: the cap reached, else the tightest cap
         (whose remainder was the call's budget) with what has been spent against it."""
@@ -104,6 +113,13 @@ class Standing:
             return reached or "Stopped: the agent call reached the cost budget it was given."
         spent = usd(cap.spent_usd + pending_usd)
         return f"Stopped: the agent call used up what {cap.describe()} left it ({spent} spent)."
+
+
+def hold_key(limit: Limit, now: datetime) -> str:
+    """The key running calls hold budget under (bot/holds.py): `ticket:jira:demo-1`, `month:demo:2026-12`."""
+    if limit.scope == "ticket":
+        return f"ticket:{limit.what.lower()}"
+    return f"month:{limit.what.lower()}:{month_start(now):%Y-%m}"
 
 
 def next_step(exc: BaseException, otherwise: str, again: str = "/retry") -> str:

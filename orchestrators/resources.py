@@ -6,12 +6,13 @@ module, never on the shell (tests/test_layering.py keeps it so).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.containment.host import Containment
+from bot.holds import Holds, LocalHolds
 from bot.queue import Queue
 from config.projects import ProjectMap
 from config.settings import Settings
@@ -54,6 +55,7 @@ class WorkerContext:
     queue: Queue
     name: str
     clients: Clients | None = None  # GitLab, Jira, git workspace, agent: built once in on_startup
+    holds: Holds = field(default_factory=LocalHolds)  # budget holds of running calls (RedisHolds in a worker)
 
     def need_clients(self) -> Clients:
         if self.clients is None:

@@ -17,6 +17,7 @@ from arq.worker import Retry, Worker, func
 
 from bot.clients.gitlab import GitLabNotFound
 from bot.clients.retry import RetryableError
+from bot.holds import RedisHolds
 from bot.logs import bind
 from bot.queue import RUN_JOB, Queue
 from bot.redact import Redactor
@@ -135,6 +136,7 @@ async def _execute(wctx: WorkerContext, run: runs.RunRow, workflows: Mapping[str
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
+        await asyncio.shield(wctx.holds.release(run.id))  # its costs are recorded: its budget holds go
 
 
 async def _refused(wctx: WorkerContext, run: runs.RunRow, skills: SkillManifest) -> bool:
@@ -207,7 +209,8 @@ def _startup(
             clients = build_clients(settings, sm, skills)
         except (RuntimeError, OSError, ValueError) as exc:
             log.warning("no GitLab/Jira clients; runs that need them will fail: %s", exc)
-        ctx["baton"] = WorkerContext(settings, sm, Queue(ctx["redis"]), worker_name(), clients)
+        holds = RedisHolds(ctx["redis"])  # budget holds shared by every worker (bot/holds.py)
+        ctx["baton"] = WorkerContext(settings, sm, Queue(ctx["redis"]), worker_name(), clients, holds)
         log.info("worker started", extra={"worker": ctx["baton"].name})
 
     return on_startup

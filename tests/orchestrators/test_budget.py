@@ -410,3 +410,44 @@ async def test_a_cancelled_phase_is_charged_what_its_calls_streamed_and_stays_as
         assert phase["status"] == "running"
         assert (phase["input_tokens"], phase["output_tokens"]) == (50, 6)
         assert phase["cost_usd"] == pytest.approx(0.55)
+
+
+async def test_concurrent_calls_on_a_ticket_or_team_share_what_the_cap_leaves(tmp_path: Path) -> None:
+    """The worker runs several jobs at once: each call holds what it was handed (bot/holds.py), so the
+    next one on the same ticket or team gets only the rest; the hold goes when the run's job ends."""
+    projects = ProjectMap(
+        projects=(
+            Project(
+                jira_project="TES", gitlab_project=PROJECT_PATH, budget=Budget(ticket_usd=1.0, month_usd=1.5)
+            ),
+        )
+    )
+    async with table(tmp_path, projects) as t:
+        seed_jira(t)
+        await add_run(t.sm, f"jira:{ISSUE}", [0.2])
+        a, b = await add_run(t.sm, f"jira:{ISSUE}", []), await add_run(t.sm, f"jira:{ISSUE}", [])
+        other = await add_run(t.sm, "jira:TES-99", [])
+        assert await agents.reserve(t.wctx, a) == pytest.approx(0.8)
+        with pytest.raises(budget.BudgetExceeded) as held:
+            await agents.reserve(t.wctx, b)
+        assert str(held.value) == (
+            f"Stopped: what is left of the per-ticket cap of $1.00 for jira:{ISSUE} (budget.ticket_usd of "
+            "TES in config/projects.yaml) ($0.80) is held by agent calls running now on the same ticket or "
+            "team."
+        )
+        # another ticket of the team: the month's $1.50 less $0.20 spent and a's $0.80 held
+        assert await agents.reserve(t.wctx, other) == pytest.approx(0.5)
+        await t.wctx.holds.release(other)
+        await t.wctx.holds.settle(a, 0.3, 60)  # a's call ended having cost $0.30, not recorded yet
+        assert await agents.reserve(t.wctx, b) == pytest.approx(0.5)
+        await t.wctx.holds.release(b)
+        # a job on the ticket (the worker's own job function): its call holds the $0.50 left, fails (the
+        # fakes have no agent), and its holds go when the job ends
+        key = f"ticket:jira:{ISSUE.lower()}"
+        before = await t.wctx.holds.epochs([key])
+        run = await t.job(await labelled(t))
+        assert run.status == status.FAILED
+        assert await t.wctx.holds.epochs([key]) == [before[0] + 1]
+        assert set(t.wctx.holds.held[key]) == {a}  # type: ignore[attr-defined]
+        await t.wctx.holds.release(a)
+        assert await agents.reserve(t.wctx, b) == pytest.approx(0.8)
