@@ -21,6 +21,7 @@ which resolves such conflicts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -218,7 +219,8 @@ class GroupCommitter:
         items = [(incoming, action) for incoming, action, _ in batch]
         self.batches += 1
         if self.on_batch is not None:
-            self.on_batch(len(batch))
+            with contextlib.suppress(Exception):  # a metric never keeps a batch from its callers
+                self.on_batch(len(batch))
         try:
             results = await self._transaction(items)
         except IntegrityError:  # another process stored one of these keys or origins meanwhile
