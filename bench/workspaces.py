@@ -64,11 +64,14 @@ from tests.git.repos import serve
 from tests.support.sandbox import Running, running_sandbox
 
 REPO = "bench/repo"
-STEPS = ("fetch", "workspace", "brief", "commit", "post")
+# Where a ticket's overhead goes: the steps its phases recorded (assemble: fetch, workspace, brief; each of
+# the three agent calls: agent start, fingerprint, agent end; propose: commit, post), and `other`.
+STEPS = ("fetch", "workspace", "brief", "agent start", "fingerprint", "agent end", "commit", "post")
 PLAN_SCENARIO = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "scenarios" / "plan.yaml"
 AGENT_KEY = "sk-bench-agent-key-0042"
 SPARSE_CONFIG = BENCH_CONFIG + "checkout: [django/utils]\n"
 MODES = ("cold", "warm", "sparse")
+COLUMNS = (*STEPS, "other")
 W = 58  # the report's label column
 
 
@@ -292,6 +295,9 @@ def end_to_end(remote: Path, mode: str, tickets: int, timeout_s: float, scratch:
         if any(name in t.steps for t in rest)
     }
     overhead = round(statistics.median(t.overhead_s for t in rest), 3)
+    steps["other"] = round(
+        statistics.median(t.overhead_s - sum(t.steps.get(n, 0.0) for n in STEPS) for t in rest), 3
+    )
     around = round(statistics.median(s for t in rest for s in t.around_agent.values()), 3)
     return EndToEnd(mode, pool, warmup, rest, overhead, steps, around)
 
@@ -316,9 +322,9 @@ def report(f: Figures) -> str:
     ]
     if f.end_to_end:
         head = f"{'label -> proposal, ' + str(f.tickets) + ' ticket(s) after a warm-up':{W}} {'overhead':>9} "
-        lines.append(head + " ".join(f"{s:>9}" for s in STEPS) + " ~agent/call  warm-up overhead")
+        lines.append(head + " ".join(f"{s[-11:]:>11}" for s in COLUMNS) + " ~agent/call  warm-up overhead")
         for e in f.end_to_end:
-            cells = " ".join(f"{e.steps.get(s, 0.0):9.2f}" for s in STEPS)
+            cells = " ".join(f"{e.steps.get(s, 0.0):11.2f}" for s in COLUMNS)
             label = f"{e.mode.upper()} workspace (BATON_WORKSPACE_POOL={e.pool})"
             label = "WARM, sparse (checkout: [django/utils])" if e.mode == "sparse" else label
             lines.append(
@@ -330,10 +336,14 @@ def report(f: Figures) -> str:
                 f"(goal: WARM overhead < 1 s and >= 5x under the fresh worktree add)"
             )
         lines.append(
-            "overhead = label -> proposal - agent - repo commands (bench.lifecycle); steps: what the runs "
-            "recorded themselves (baton show), fetch/workspace/brief in assemble, commit/post in propose; "
-            "~agent/call: an agent phase minus the agent's own duration (CLI spawn, SDK handshake, sandbox, "
-            "worktree fingerprints), median over the triage, implement and review calls"
+            "overhead = label -> proposal - agent - repo commands (bench.lifecycle), medians in seconds; "
+            "steps: what the runs recorded themselves (baton show): fetch/workspace/brief in assemble, "
+            "commit/post in propose, and summed over the three agent calls (triage, implement, review): "
+            "agent start (launcher, bubblewrap, the CLI's start, the SDK's initialize; the worktree is lent "
+            "and fingerprinted meanwhile), fingerprint (what of the read-only runs' fingerprints was not "
+            "hidden in the start), agent end (the CLI's exit, reaping); other = overhead - the steps "
+            "(webhook, queue, phase records, status comments, validate and review around their work); "
+            "~agent/call: an agent phase minus the agent's own duration, median over the three calls"
         )
     lines.append(_spread("Claude Code CLI start (--version, unconfined)", f.cli_spawn))
     for label, spread in f.agent_start.items():

@@ -22,6 +22,7 @@ from bot.store.engine import as_utc, utcnow
 from bot.store.runs import RunRow, add_activity
 from bot.store.tables import Phase
 from orchestrators import Outcome
+from orchestrators.redraw import Redraw
 from orchestrators.resources import WorkerContext
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
@@ -299,10 +300,18 @@ async def _jump(
 async def execute(workflow: Workflow, wctx: WorkerContext, run: RunRow) -> Outcome:
     """Run the workflow from its first unfinished phase to the end (or to a stop)."""
     await prepare(wctx.sm, workflow, run.id)
+    shown = Redraw(lambda: _notify(workflow, wctx, run))  # drawn beside the phases (orchestrators/redraw.py)
+    try:
+        return await _phases(workflow, wctx, run, shown)
+    finally:
+        await shown.close()
+
+
+async def _phases(workflow: Workflow, wctx: WorkerContext, run: RunRow, shown: Redraw) -> Outcome:
     functions = dict(workflow.phases)
     while (name := await _next_pending(wctx.sm, workflow, run.id)) is not None:
         attempt, outputs, previous = await _begin(wctx.sm, run.id, name)
-        await _notify(workflow, wctx, run)
+        shown.ask()
         try:
             result = await functions[name](PhaseContext(wctx, run, outputs, attempt, previous))
         except asyncio.CancelledError as exc:  # /cancel: the phase stays as it is, but is charged its calls
@@ -310,20 +319,25 @@ async def execute(workflow: Workflow, wctx: WorkerContext, run: RunRow) -> Outco
             raise
         except RetryableError as exc:
             await _defer(wctx.sm, run.id, name, str(exc))
-            await _notify(workflow, wctx, run)
+            shown.ask()
+            await shown.settle()
             raise Deferred(f"phase {name} deferred: {exc}", exc.retry_after) from exc
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"[:2000]
             await _finish(wctx.sm, run.id, name, None, reason, _charged(exc))
-            await _notify(workflow, wctx, run)
+            shown.ask()
+            await shown.settle()
             raise PhaseFailed(f"phase {name} failed: {reason}") from exc
         await _finish(wctx.sm, run.id, name, result, None)
-        await _notify(workflow, wctx, run)
+        shown.ask()
         if result.stop is not None:
+            await shown.settle()
             return result.stop
         if result.goto is not None:
             await _sent_back(wctx.sm, run.id, name, result.goto, result.output)
             stopped = await _jump(wctx, workflow, run.id, name, result.goto)
             if stopped is not None:
+                await shown.settle()
                 return stopped
+    await shown.settle()
     return Outcome(status.SUCCEEDED, f"{workflow.name} finished")
