@@ -17,6 +17,7 @@ from orchestrators.engine import Workflow, reset_from, states
 from orchestrators.implement import WORKFLOW
 from orchestrators.resources import WorkerContext
 from orchestrators.status_comment import Ending, render_status
+from orchestrators.taskgraph import DONE as TASK_DONE
 from orchestrators.venue import (
     IMPLEMENT,
     REMEDIATE,
@@ -74,8 +75,9 @@ async def run_reject(wctx: WorkerContext, run: RunRow) -> Outcome:
     proposal = await _proposal(wctx, run, "/reject")
     if isinstance(proposal, str):
         return await refuse(wctx, run, "/reject", proposal)
+    halfway = proposal is not None and await _stopped_shipping(wctx, proposal)
     if proposal is None or not await proposals.move(
-        wctx.sm, proposal.id, proposals.PROPOSED, proposals.REJECTED
+        wctx.sm, proposal.id, proposals.APPROVED if halfway else proposals.PROPOSED, proposals.REJECTED
     ):
         return await refuse(wctx, run, "/reject", f"there is no open proposal {venue_of(run).here}.")
     who, reason = author_of(run).called(), args_of(run)
@@ -83,9 +85,21 @@ async def run_reject(wctx: WorkerContext, run: RunRow) -> Outcome:
         wctx.sm, proposal.run_id, status.CANCELLED, wctx.name, f"rejected by {who}: {reason}"[:500]
     )
     await wctx.need_clients().workspace.remove_worktree(proposal.run_id)
-    again = venue_of(run).again
-    await respond(wctx, run, "/reject", f"Rejected proposal {proposal.id}; nothing was pushed. {again}")
+    await graph.free_worktrees(wctx, proposal.run_id)  # a multi-repository ticket's task worktrees
+    again, pushed = venue_of(run).again, "what shipped stays as the comment above says" if halfway else ""
+    await respond(
+        wctx, run, "/reject", f"Rejected proposal {proposal.id}; {pushed or 'nothing was pushed'}. {again}"
+    )
     return Outcome(status.SUCCEEDED, f"rejected proposal {proposal.id}")
+
+
+async def _stopped_shipping(wctx: WorkerContext, proposal: ProposalRow) -> bool:
+    """An approved proposal over several repositories whose shipping stopped halfway (its approve run is
+    not going on): it may still be rejected."""
+    if proposal.status != proposals.APPROVED or not graph_ship.is_graph(proposal):
+        return False
+    approver = await runs.by_id(wctx.sm, str(proposal.target.get("approved_by_run") or ""))
+    return approver is not None and approver.status not in status.ACTIVE
 
 
 async def run_revise(wctx: WorkerContext, run: RunRow) -> Outcome:
@@ -134,20 +148,31 @@ def _retry_phase(run: RunRow, workflow: Workflow, failed: str | None) -> str:
     return failed or workflow.names[0]
 
 
+async def _parent_phase(wctx: WorkerContext, run: RunRow, target: RunRow) -> bool:
+    """A graph's `/retry` is for its own phase, not a task: its review or propose failed after every task
+    was done (a bare /retry, or one naming a phase that is no task)."""
+    rows = await graph.reconcile(wctx, target.id)
+    if target.status != status.FAILED or any(r.status != TASK_DONE for r in rows):
+        return False
+    asked = args_of(run).split(maxsplit=1)
+    return not asked or (asked[0] in plan.WORKFLOW.names and all(r.task_id != asked[0] for r in rows))
+
+
 async def run_retry(wctx: WorkerContext, run: RunRow) -> Outcome:
     target, venue = await latest_target(wctx, run), venue_of(run)
     if target is None:
         return await refuse(wctx, run, "/retry", f"there is no run {venue.here}; {venue.start_over}.")
     if target.status in status.ACTIVE:
         return await refuse(wctx, run, "/retry", f"run {target.id[:12]} is already {target.status}.")
-    if await plan.is_graph_run(wctx, target.id) and await graph.has_tasks(wctx, target.id):
+    graph_run = await plan.is_graph_run(wctx, target.id)
+    if graph_run and await graph.has_tasks(wctx, target.id) and not await _parent_phase(wctx, run, target):
         resumed = None if args_of(run).strip() else await graph_ship.resume(wctx, target.id, target.subject)
         said = resumed or await graph.retry(wctx, target, args_of(run))
         await respond(wctx, run, "/retry", said)
         return Outcome(status.SUCCEEDED, said)
     detail = await runs.detail(wctx.sm, target.id)
     failed = next((p["name"] for p in detail["phases"] if p["status"] != "done"), None)
-    phase = _retry_phase(run, _workflow(target), failed)
+    phase = _retry_phase(run, plan.WORKFLOW if graph_run else _workflow(target), failed)
     for open_proposal in await proposals.latest_open(wctx.sm, run.subject, run.id):
         if open_proposal.run_id == target.id and open_proposal.status == proposals.PROPOSED:
             await proposals.move(wctx.sm, open_proposal.id, proposals.PROPOSED, proposals.STALE)

@@ -18,33 +18,65 @@ from bot.store.tasks import TaskRow
 from bot.triggers import dump
 from orchestrators import Outcome, implement, plan, progress
 from orchestrators.brief import build_brief
+from orchestrators.engine import DONE as PHASE_DONE
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, Workflow, execute, reset_from
 from orchestrators.graph_render import TaskLine, TaskResult, interfaces, render_graph, task_brief
 from orchestrators.knowledge import facts_for
 from orchestrators.outputs import Fact, TicketAssembled, implemented, ticket_assembled, validated
 from orchestrators.proposal import inline
 from orchestrators.resources import WorkerContext
-from orchestrators.taskgraph import BLOCKED, DONE, FAILED, PENDING, Plan, TaskSpec, decide, retry_resets
+from orchestrators.taskgraph import (
+    ACTIVE,
+    BLOCKED,
+    DONE,
+    FAILED,
+    PENDING,
+    Plan,
+    TaskSpec,
+    decide,
+    retry_resets,
+)
 from orchestrators.ticket import comments, linked, ticket_info
-from orchestrators.venue import subject_proposals
+from orchestrators.venue import subject_proposals, venue_of
 
 
 def plan_of(rows: list[TaskRow]) -> Plan:
     return Plan(tuple(TaskSpec.model_validate(r.spec) for r in rows))
 
 
-async def advance(wctx: WorkerContext, graph_run_id: str) -> None:
-    """One scheduling step (idempotent, safe from any worker at once): block what a failure stops, start
-    ready tasks (compare-and-set, then a job each), reopen the parent when every task is done."""
+async def reconcile(wctx: WorkerContext, graph_run_id: str) -> list[TaskRow]:
+    """The graph's tasks, after failing each queued or running task whose run has ended without saying so
+    (deferred until the worker gave up, stopped by the attempt cap, an error, /cancel) with that run's
+    error, its worktree freed."""
     rows = await tasks.of_graph(wctx.sm, graph_run_id)
-    if not rows:
+    changed = 0
+    for row in rows:
+        if row.status not in ACTIVE or not row.run_id:
+            continue
+        run = await runs.by_id(wctx.sm, row.run_id)
+        if run is None or run.status in status.ACTIVE:
+            continue
+        reason = run.error or f"its run {row.run_id[:12]} ended {run.status}"
+        changed += await tasks.mark(
+            wctx.sm, graph_run_id, [row.task_id], FAILED, only_from=ACTIVE, of_run=row.run_id,
+            error=reason[:2000], finished_at=utcnow(),
+        )  # fmt: skip
+        await wctx.need_clients().workspace.remove_worktree(row.run_id, keep_branch=True)
+    return await tasks.of_graph(wctx.sm, graph_run_id) if changed else rows
+
+
+async def advance(wctx: WorkerContext, graph_run_id: str) -> None:
+    """One scheduling step (idempotent, safe from any worker at once): settle tasks whose run ended unseen,
+    block what a failure stops, start ready tasks (compare-and-set, then a job each), reopen the parent
+    when every task is done. Nothing starts unless the parent waits on its tasks (not cancelled, failed or
+    past them)."""
+    rows = await reconcile(wctx, graph_run_id)
+    parent = await runs.by_id(wctx.sm, graph_run_id)
+    if not rows or parent is None or parent.status != status.WAITING:
         return
     decision = decide(plan_of(rows), {r.task_id: r.status for r in rows})
     if decision.block:
         await tasks.mark(wctx.sm, graph_run_id, decision.block, BLOCKED, only_from=(PENDING,))
-    parent = await runs.by_id(wctx.sm, graph_run_id)
-    if parent is None:
-        return
     for task_id in decision.start:
         run_id = await tasks.start(
             wctx.sm, graph_run_id, task_id, {"subject": parent.subject, "input": dump(parent.trigger)}
@@ -52,10 +84,24 @@ async def advance(wctx: WorkerContext, graph_run_id: str) -> None:
         if run_id is not None:
             await wctx.queue.enqueue_run(run_id)
     await show_graph(wctx, parent)
-    if decision.complete and parent.status == status.WAITING:
+    if not decision.complete or await _past_tasks(wctx, graph_run_id):
+        return
+    # reopen (compare-and-set) first: a step replayed after the parent moved on changes nothing
+    if await runs.reopen(wctx.sm, graph_run_id, wctx.name, "every task of the graph is done"):
         await reset_from(wctx.sm, plan.WORKFLOW, graph_run_id, "tasks")
-        if await runs.reopen(wctx.sm, graph_run_id, wctx.name, "every task of the graph is done"):
-            await wctx.queue.enqueue_run(graph_run_id)
+        await wctx.queue.enqueue_run(graph_run_id)
+
+
+async def _past_tasks(wctx: WorkerContext, graph_run_id: str) -> bool:
+    """The parent has passed its `tasks` gate with every task done (it reviews, proposes or waits on its
+    final proposal); a gate that stopped to wait is done too, but without the tasks' results."""
+    async with wctx.sm() as session:
+        found = (
+            await session.execute(
+                select(Phase.status, Phase.output).where(Phase.run_id == graph_run_id, Phase.name == "tasks")
+            )
+        ).one_or_none()
+    return found is not None and found[0] == PHASE_DONE and "tasks" in (found[1] or {})
 
 
 async def show_graph(wctx: WorkerContext, parent: RunRow) -> None:
@@ -164,7 +210,10 @@ async def finish(ctx: PhaseContext) -> PhaseResult:
         "checks": [c.line() for c in validated(ctx).checks], "sha": sha, "base_sha": assembled.base_sha,
         "worktree": str(worktree), **assembled.target(),
     }  # fmt: skip
-    await tasks.mark(ctx.wctx.sm, row.graph_run_id, [row.task_id], DONE, result=result, finished_at=utcnow())
+    await tasks.mark(
+        ctx.wctx.sm, row.graph_run_id, [row.task_id], DONE, of_run=ctx.run.id, result=result,
+        finished_at=utcnow(),
+    )  # fmt: skip
     return PhaseResult(result)
 
 
@@ -179,10 +228,16 @@ TASK_WORKFLOW = Workflow(
 async def _failed(wctx: WorkerContext, run: RunRow, row: TaskRow, reason: str) -> None:
     """Record the failure, free the task's worktree and branch (a retry is a new run on the same branch) and
     say on the ticket what it stops."""
-    await wctx.need_clients().workspace.remove_worktree(run.id)
     await tasks.mark(
-        wctx.sm, row.graph_run_id, [row.task_id], FAILED, error=reason[:2000], finished_at=utcnow()
-    )
+        wctx.sm,
+        row.graph_run_id,
+        [row.task_id],
+        FAILED,
+        of_run=run.id,
+        error=reason[:2000],
+        finished_at=utcnow(),
+    )  # fmt: skip  (recorded first: nothing after it can leave the task running)
+    await wctx.need_clients().workspace.remove_worktree(run.id)
     waiting = [
         r.task_id
         for r in await tasks.of_graph(wctx.sm, row.graph_run_id)
@@ -232,6 +287,7 @@ async def graph_lines(wctx: WorkerContext, graph_run_id: str) -> list[TaskLine]:
 
 
 async def status_text(wctx: WorkerContext, target: RunRow, flavor: str = "jira") -> str:
+    await reconcile(wctx, target.id)  # a task whose run ended unseen shows as failed, not running
     lines = await graph_lines(wctx, target.id)
     if not lines:
         return "The plan is not approved yet; no task has started."
@@ -243,7 +299,9 @@ async def retry(wctx: WorkerContext, target: RunRow, args: str) -> str:
     back to pending and the scheduler starts them; tasks that do not depend on it are not run again. A done
     task may be redone (say, after the cross-repository review) until the final proposal is approved; its
     open proposal goes stale. The reply."""
-    rows = await tasks.of_graph(wctx.sm, target.id)
+    if target.status == status.CANCELLED:
+        return f"run {target.id[:12]} was cancelled; its tasks are not run again. {venue_of(target).again}"
+    rows = await reconcile(wctx, target.id)
     states = {r.task_id: r.status for r in rows}
     asked = args.split(maxsplit=1)[0] if args.strip() else ""
     chosen = [asked] if asked else [r.task_id for r in rows if r.status == FAILED]
@@ -257,15 +315,24 @@ async def retry(wctx: WorkerContext, target: RunRow, args: str) -> str:
     if shipping is not None and shipping.status in (proposals.APPROVED, proposals.SHIPPED):
         return f"proposal {shipping.id} is already {shipping.status}; its tasks are not redone."
     resets = sorted({t for c in chosen for t in retry_resets(plan_of(rows), states, c)})
-    for row in rows:  # a redone task gets a new run on the same branch: free the old worktree
-        if row.task_id in resets and row.status == DONE and row.run_id:
+    redone = [r for r in rows if r.task_id in resets and r.status == DONE]
+    # a checked compare-and-set before anything is undone: an /approve that won keeps its worktrees
+    shipping_open = shipping if shipping is not None and shipping.status == proposals.PROPOSED else None
+    if redone and shipping_open and not await _stale(wctx, shipping_open):
+        return f"proposal {shipping_open.id} was approved just now; its tasks are not redone."
+    for row in redone:  # a redone task gets a new run on the same branch: free the old worktree
+        if row.run_id:
             await wctx.need_clients().workspace.remove_worktree(row.run_id)
-    if shipping is not None and any(states[t] == DONE for t in resets):
-        await proposals.move(wctx.sm, shipping.id, proposals.PROPOSED, proposals.STALE)
     await tasks.mark(wctx.sm, target.id, resets, PENDING, only_from=(FAILED, BLOCKED, DONE))
+    await reset_from(wctx.sm, plan.WORKFLOW, target.id, "tasks")  # the parent waits on its tasks again
+    await tasks.wait_again(wctx.sm, target.id, wctx.name, f"task {', '.join(chosen)} is run again")
     await advance(wctx, target.id)
     waiting = ", ".join(t for t in resets if t not in chosen) or "no other task"
     return f"Retrying task {', '.join(chosen)}; {waiting} waits on it; the other tasks are not run again."
+
+
+async def _stale(wctx: WorkerContext, proposal: ProposalRow) -> bool:
+    return await proposals.move(wctx.sm, proposal.id, proposals.PROPOSED, proposals.STALE)
 
 
 async def _final_proposal(wctx: WorkerContext, target: RunRow) -> ProposalRow | None:
@@ -281,3 +348,10 @@ async def _final_proposal(wctx: WorkerContext, target: RunRow) -> ProposalRow | 
 async def has_tasks(wctx: WorkerContext, graph_run_id: str) -> bool:
     """The graph's plan was approved (its tasks exist)."""
     return bool(await tasks.of_graph(wctx.sm, graph_run_id))
+
+
+async def free_worktrees(wctx: WorkerContext, graph_run_id: str) -> None:
+    """Free every task's worktree (shipped, rejected or cancelled: the graph is over; branches stay)."""
+    for row in await tasks.of_graph(wctx.sm, graph_run_id):
+        if row.run_id:
+            await wctx.need_clients().workspace.remove_worktree(row.run_id, keep_branch=True)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bot.clients.gitlab import GitLabError
 from bot.clients.retry import RetryableError
+from bot.git.errors import HeadMoved
 from bot.store import proposals, runs, status, tasks
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
@@ -18,13 +20,18 @@ from orchestrators.graph_render import mr_description, mr_links
 from orchestrators.proposal import inline
 from orchestrators.resources import Clients, WorkerContext
 from orchestrators.taskgraph import TaskSpec
-from orchestrators.venue import respond
+from orchestrators.venue import refuse, respond, venue_of
 
 SHIPPED_BY = "baton"
 
 
 def is_graph(proposal: ProposalRow) -> bool:
     return proposal.target.get("kind") == "graph"
+
+
+def repositories(proposal: ProposalRow) -> list[str]:
+    """Every repository the plan or final proposal changes (each one's approvers must agree)."""
+    return [str(t.get("project_path") or t["repository"]) for t in proposal.target["tasks"]]
 
 
 async def stale(clients: Clients, proposal: ProposalRow) -> str | None:
@@ -49,6 +56,13 @@ async def approved(wctx: WorkerContext, run: RunRow, proposal: ProposalRow) -> O
 
 
 async def _start(wctx: WorkerContext, run: RunRow, proposal: ProposalRow) -> Outcome:
+    parent = await runs.by_id(wctx.sm, proposal.run_id)
+    if parent is None or parent.status != status.WAITING:  # cancelled, rejected or failed since: no task
+        await proposals.move(wctx.sm, proposal.id, proposals.APPROVED, proposals.STALE)
+        why = f"run {proposal.run_id[:12]} is {parent.status if parent else 'gone'}"
+        return await refuse(
+            wctx, run, "/approve", f"{why}; plan {proposal.id} starts nothing.", venue_of(run).again
+        )
     await tasks.create(wctx.sm, proposal.run_id, proposal.target["tasks"])
     await proposals.move(wctx.sm, proposal.id, proposals.APPROVED, proposals.SHIPPED)
     await graph.advance(wctx, proposal.run_id)
@@ -103,6 +117,7 @@ async def _ship(wctx: WorkerContext, run: RunRow, proposal: ProposalRow) -> Outc
     await clients.jira.add_comment(key, text, f"proposal:{proposal.id}:mr-link", run_id=run.id)
     await proposals.move(wctx.sm, proposal.id, proposals.APPROVED, proposals.SHIPPED)
     await runs.settle(wctx.sm, proposal.run_id, status.SUCCEEDED, SHIPPED_BY, f"shipped {len(links)} MRs")
+    await graph.free_worktrees(wctx, proposal.run_id)
     return Outcome(status.SUCCEEDED, f"shipped proposal {proposal.id}: {len(links)} merge requests")
 
 
@@ -117,16 +132,25 @@ async def _partial(
     key = progress.issue_key(run)
     shipped = ", ".join(f"{t} (!{iid} {url})" for t, (iid, url) in opened.items()) or "nothing"
     rest = [t["task_id"] for t in proposal.target["tasks"] if t["task_id"] not in opened]
+    permanent = isinstance(exc, HeadMoved) or (
+        isinstance(exc, GitLabError) and exc.status is not None and 400 <= exc.status < 500
+    )
+    if permanent:  # trying again cannot help: the proposal goes stale (as ship.py does on a moved branch)
+        await proposals.move(wctx.sm, proposal.id, proposals.APPROVED, proposals.STALE)
+    step = (
+        f"Proposal {proposal.id} is stale; reply /retry {task['task_id']} to redo that task"
+        if permanent
+        else "Reply /retry to ship the rest (what shipped is not opened twice) or /reject to stop"
+    )
     text = (
         f"⚠️ Shipping {key} stopped at task {inline(task['task_id'], 'jira', 20)} "
         f"({inline(task['project_path'], 'jira', 120)}): "
         f"{inline(f'{type(exc).__name__}: {exc}', 'jira', 300)}.\n"
-        f"Shipped: {shipped}. Not shipped: {', '.join(rest)}.\n"
-        "Reply /retry to ship the rest; what shipped is not opened twice."
+        f"Shipped: {shipped}. Not shipped: {', '.join(rest)}.\n{step}."
     )
-    await wctx.need_clients().jira.add_comment(
-        key, text, f"run:{run.id}:partial:{len(opened)}", run_id=run.id
-    )
+    # each attempt (each /retry reopens the approve run) says what happened to it, once
+    attempt = sum(a["action"] == "reopened" for a in (await runs.detail(wctx.sm, run.id))["activity"])
+    await wctx.need_clients().jira.add_comment(key, text, f"run:{run.id}:partial:{attempt}", run_id=run.id)
     return Outcome(status.FAILED, f"shipped {shipped}; stopped at {task['task_id']}: {exc}"[:500])
 
 

@@ -130,13 +130,8 @@ async def plan(ctx: PhaseContext) -> PhaseResult:
     result = await agents.call(ctx.wctx, "planner", prompt, scratch, output_model=PlanAnswer, run_id=run.id)
     try:
         checked = parse_plan(result.output(PlanAnswer).model_dump(), [r["path"] for r in repos])
-    except PlanRefused as exc:
-        text = render_failure(
-            f"The plan for {key} could not be used: {exc}", "Reply /retry to plan again.", flavor="jira"
-        )
-        await clients.jira.add_comment(key, text, f"run:{run.id}:plan-refused:{ctx.attempt}", run_id=run.id)
-        stop = Outcome(status.WAITING, f"needs-human: the plan was refused: {exc}", needs_human=True)
-        return PhaseResult({"refused": str(exc)}, stop=stop, **agents.usage(result))
+    except PlanRefused as exc:  # the plan phase fails (charged its call): /retry plans again
+        raise PlanUnusable(f"the plan could not be used: {exc}", agents.usage(result)) from None
     output = {
         "tasks": checked.dump(),
         "repositories": repos,
@@ -144,6 +139,14 @@ async def plan(ctx: PhaseContext) -> PhaseResult:
         "summary": issue.summary,
     }
     return PhaseResult(output, **agents.usage(result))
+
+
+class PlanUnusable(PhaseFailed):
+    """The planner's answer is no usable task graph; carries the call's `usage` so the phase is charged."""
+
+    def __init__(self, message: str, usage: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 def _revisions(run: RunRow) -> tuple[str, ...]:

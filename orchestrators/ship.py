@@ -66,12 +66,14 @@ async def _check(wctx: WorkerContext, run: RunRow, proposal: ProposalRow | None)
     clients = wctx.need_clients()
     implement_run = await runs.by_id(wctx.sm, proposal.run_id)
     requester = author_of(implement_run) if implement_run else None
-    mapping = clients.projects.for_gitlab(proposal.target["project_path"])
-    if mapping is None:
-        return f"{proposal.target['project_path']} is no longer in the project mapping."
-    refused = await approval.refusal(clients.jira, wctx.settings, mapping, author_of(run), requester)
-    if refused:
-        return refused
+    paths = graph_ship.repositories(proposal) if graph_ship.is_graph(proposal) else []
+    for path in dict.fromkeys(paths or [proposal.target["project_path"]]):  # each repository's approvers
+        mapping = clients.projects.for_gitlab(path)
+        if mapping is None:
+            return f"{path} is no longer in the project mapping."
+        refused = await approval.refusal(clients.jira, wctx.settings, mapping, author_of(run), requester)
+        if refused:
+            return refused
     if wiki_proposal.is_knowledge(proposal):  # wiki pages: bound to their content, no branch to go stale
         return None
     if graph_ship.is_graph(proposal):  # a plan, or one proposal over several repositories

@@ -152,15 +152,19 @@ async def mark(
     new_status: str,
     *,
     only_from: tuple[str, ...] = (),
+    of_run: str | None = None,
     **values: Any,
 ) -> int:
     """Set the tasks' status (and `values`: result, error, started_at, finished_at); with `only_from`, only
-    tasks in one of those statuses change. How many changed."""
+    tasks in one of those statuses change; with `of_run`, only a task whose current run that is (an old
+    attempt replayed never overwrites the current one). How many changed."""
     query = update(GraphTask).where(
         GraphTask.graph_run_id == graph_run_id, GraphTask.task_id.in_(list(task_ids))
     )
     if only_from:
         query = query.where(GraphTask.status.in_(only_from))
+    if of_run is not None:
+        query = query.where(GraphTask.run_id == of_run)
     async with sm.begin() as session:
         result = await session.execute(query.values(status=new_status, **values))
         return int(result.rowcount)  # type: ignore[attr-defined]
@@ -190,3 +194,19 @@ def shown(row: TaskRow) -> dict[str, Any]:
         "cost_usd": row.cost_usd,
         "error": row.error,
     }
+
+
+async def wait_again(
+    sm: async_sessionmaker[AsyncSession], graph_run_id: str, actor: str, message: str
+) -> bool:
+    """A graph whose parent failed after its tasks (review, propose) waits on its tasks again (a task is
+    redone); False when the parent had not failed."""
+    async with sm.begin() as session:
+        result = await session.execute(
+            update(Run).where(Run.id == graph_run_id, Run.status == status.FAILED)
+            .values(status=status.WAITING, error=None, updated_at=utcnow())
+        )  # fmt: skip
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        await add_activity(session, graph_run_id, actor, status.WAITING, message)
+        return True
