@@ -17,7 +17,7 @@ from arq.worker import Retry, Worker, func
 
 from bot.clients.gitlab import GitLabNotFound
 from bot.clients.retry import RetryableError
-from bot.holds import RedisHolds
+from bot.holds import Holds, LocalHolds, RedisHolds
 from bot.logs import bind
 from bot.queue import RUN_JOB, Queue
 from bot.redact import Redactor
@@ -209,7 +209,8 @@ def _startup(
             clients = build_clients(settings, sm, skills)
         except (RuntimeError, OSError, ValueError) as exc:
             log.warning("no GitLab/Jira clients; runs that need them will fail: %s", exc)
-        holds = RedisHolds(ctx["redis"])  # budget holds shared by every worker (bot/holds.py)
+        redis = ctx["redis"]  # budget holds shared by every worker (bot/holds.py); in process without Redis
+        holds: Holds = RedisHolds(redis) if redis is not None else LocalHolds()
         ctx["baton"] = WorkerContext(settings, sm, Queue(ctx["redis"]), worker_name(), clients, holds)
         log.info("worker started", extra={"worker": ctx["baton"].name})
 
