@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.clients.gitlab import GitLabError
 from bot.clients.retry import RetryableError
-from bot.git.errors import HeadMoved
+from bot.git.errors import GitError, HeadMoved
 from bot.store import proposals, runs, status, tasks
 from bot.store.proposals import ProposalRow
 from bot.store.runs import RunRow
@@ -132,9 +132,7 @@ async def _partial(
     key = progress.issue_key(run)
     shipped = ", ".join(f"{t} (!{iid} {url})" for t, (iid, url) in opened.items()) or "nothing"
     rest = [t["task_id"] for t in proposal.target["tasks"] if t["task_id"] not in opened]
-    permanent = isinstance(exc, HeadMoved) or (
-        isinstance(exc, GitLabError) and exc.status is not None and 400 <= exc.status < 500
-    )
+    permanent = _permanent(exc)
     if permanent:  # trying again cannot help: the proposal goes stale (as ship.py does on a moved branch)
         await proposals.move(wctx.sm, proposal.id, proposals.APPROVED, proposals.STALE)
     step = (
@@ -152,6 +150,14 @@ async def _partial(
     attempt = sum(a["action"] == "reopened" for a in (await runs.detail(wctx.sm, run.id))["activity"])
     await wctx.need_clients().jira.add_comment(key, text, f"run:{run.id}:partial:{attempt}", run_id=run.id)
     return Outcome(status.FAILED, f"shipped {shipped}; stopped at {task['task_id']}: {exc}"[:500])
+
+
+def _permanent(exc: Exception) -> bool:
+    """Trying the same shipping again cannot help: the task's commit or its branch moved (a rejected,
+    non-fast-forward push), or GitLab refused for good (4xx)."""
+    moved = isinstance(exc, HeadMoved) or (isinstance(exc, GitError) and "[rejected]" in exc.stderr)
+    refused = isinstance(exc, GitLabError) and exc.status is not None and 400 <= exc.status < 500
+    return moved or refused
 
 
 async def resume(wctx: WorkerContext, graph_run_id: str, subject: str) -> str | None:

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from bot.clients.gitlab import GitLabError, GitLabForbidden
+from bot.git.errors import HeadMoved
 from bot.store import proposals, runs, status, tasks
 from bot.store.proposals import ProposalRow
 from bot.store.tables import Phase
@@ -304,3 +306,108 @@ async def test_a_refused_plan_fails_the_plan_phase_so_retry_plans_again(
         with pytest.raises(plan.PlanUnusable, match="is not one of") as failed:
             await plan.plan(ctx)
         assert failed.value.usage["cost_usd"] == 0.01  # the phase is charged its call
+
+
+# --- 6, 8, 11: the final proposal: half-ship, /reject, a /retry racing /approve, freed worktrees -------
+
+
+async def finished_graph(t: Table) -> tuple[str, ProposalRow, list[Path]]:
+    """Every task done with a commit in its worktree, the parent waiting on its final proposal."""
+    gid = await graph_run(t)
+    await graph.advance(t.wctx, gid)
+    await tasks.mark(t.sm, gid, ["A", "B", "C"], "done")
+    await graph.advance(t.wctx, gid)  # D starts
+    await tasks.mark(t.sm, gid, ["D"], "done")
+    shipped, worktrees = [], []
+    for index, row in enumerate((await by_id(t, gid)).values()):
+        worktree = await task_worktree(t, index, str(row.run_id))
+        (worktree / "change.py").write_text(f"task = {row.task_id!r}\n")
+        sha = await t.fakes.workspace.commit_all(worktree, f"task {row.task_id}")
+        project = t.fakes.gitlab.projects[900 + index]
+        shipped.append(
+            {"task_id": row.task_id, "repository": row.repository, "depends_on": [],
+             "worktree": str(worktree), "branch": f"baton/TES-41-{index}", "sha": sha,
+             "project_path": row.repository,
+             "project_id": project.id, "remote_url": project.http_url_to_repo, "target_branch": "main",
+             "goal": row.task_id}
+        )  # fmt: skip
+        worktrees.append(worktree)
+    for name, output in (("tasks", {"tasks": {}}), ("review", {}), ("propose", {})):
+        await set_phase(t, gid, name, output)
+    target = {"kind": "graph", "origin": "ship", "issue_key": ISSUE, "project_path": REPOS[0]}
+    target["tasks"] = shipped
+    proposal = await proposals.create(t.sm, gid, f"jira:{ISSUE}", "e" * 64, "e" * 64, target)
+    return gid, proposal, worktrees
+
+
+async def current(t: Table, proposal: ProposalRow) -> ProposalRow:
+    found = await proposals.get(t.sm, proposal.id)
+    assert found is not None
+    return found
+
+
+def stopped_comments(t: Table) -> list[str]:
+    return [str(c[2]) for c in t.fakes.jira.calls if c[0] == "add_comment" and "stopped at task" in str(c[2])]
+
+
+async def test_every_failed_shipping_attempt_says_what_shipped_and_reject_still_works(tmp_path: Path) -> None:
+    async with table(tmp_path, projects()) as t:
+        gid, proposal, worktrees = await finished_graph(t)
+        faults = t.fakes.gitlab.faults.fail
+        faults["create_merge_request"] = GitLabError("500 Internal Server Error (as a permanent error)")
+        await command(t, f"/approve {proposal.id}")
+        assert len(stopped_comments(t)) == 1 and "Not shipped: A, B, C, D" in stopped_comments(t)[0]
+        approver = str((await current(t, proposal)).target["approved_by_run"])
+        t.fakes.jira.calls.clear()
+        said = await command(t, "/retry")
+        assert said.startswith("Shipping the rest of proposal"), said
+        faults["create_merge_request"] = GitLabError("500 again")
+        t.fakes.jira.calls.clear()
+        await t.job(approver)
+        assert len(stopped_comments(t)) == 1, "the second attempt says what it shipped too"
+        assert (await current(t, proposal)).status == proposals.APPROVED
+        said = await command(t, "/reject")
+        assert said.startswith(f"Rejected proposal {proposal.id}"), said
+        assert (await current(t, proposal)).status == proposals.REJECTED
+        assert (await t.run(gid)).status == status.CANCELLED
+        assert not any(w.exists() for w in worktrees)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [GitLabForbidden("403 Forbidden", 403), HeadMoved("worktree HEAD is abc, not the approved def")],
+)
+async def test_a_permanent_shipping_error_makes_the_proposal_stale(tmp_path: Path, fault: Exception) -> None:
+    async with table(tmp_path, projects()) as t:
+        _, proposal, _ = await finished_graph(t)
+        key = "create_merge_request" if isinstance(fault, GitLabError) else "push"
+        t.fakes.gitlab.faults.fail[key] = fault
+        t.fakes.workspace.faults.fail[key] = fault
+        await command(t, f"/approve {proposal.id}")
+        assert (await current(t, proposal)).status == proposals.STALE
+        assert f"Proposal {proposal.id} is stale; reply /retry A" in stopped_comments(t)[0]
+
+
+async def test_shipping_every_repository_frees_every_task_worktree(tmp_path: Path) -> None:
+    async with table(tmp_path, projects()) as t:
+        _, proposal, worktrees = await finished_graph(t)
+        await command(t, f"/approve {proposal.id}")
+        assert (await current(t, proposal)).status == proposals.SHIPPED
+        assert len(t.fakes.gitlab.mrs) == 4 and not any(w.exists() for w in worktrees)
+
+
+async def test_a_retry_racing_an_approve_undoes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with table(tmp_path, projects()) as t:
+        gid, proposal, worktrees = await finished_graph(t)
+        seen = await current(t, proposal)  # what /retry read, just before /approve won
+
+        async def as_read(*args: Any) -> ProposalRow:
+            return seen
+
+        monkeypatch.setattr(graph, "_final_proposal", as_read)
+        assert await proposals.approve(t.sm, proposal.id, "approve-run")
+        said = await graph.retry(t.wctx, await t.run(gid), "A")
+        assert said == f"proposal {proposal.id} was approved just now; its tasks are not redone."
+        assert all(w.exists() for w in worktrees) and (await by_id(t, gid))["A"].status == "done"
