@@ -318,7 +318,8 @@ async def finished_graph(t: Table) -> tuple[str, ProposalRow, list[Path]]:
     await tasks.mark(t.sm, gid, ["A", "B", "C"], "done")
     await graph.advance(t.wctx, gid)  # D starts
     await tasks.mark(t.sm, gid, ["D"], "done")
-    shipped, worktrees = [], []
+    shipped: list[dict[str, Any]] = []
+    worktrees: list[Path] = []
     for index, row in enumerate((await by_id(t, gid)).values()):
         worktree = await task_worktree(t, index, str(row.run_id))
         (worktree / "change.py").write_text(f"task = {row.task_id!r}\n")
@@ -332,9 +333,10 @@ async def finished_graph(t: Table) -> tuple[str, ProposalRow, list[Path]]:
              "goal": row.task_id}
         )  # fmt: skip
         worktrees.append(worktree)
-    for name, output in (("tasks", {"tasks": {}}), ("review", {}), ("propose", {})):
+    passed: dict[str, dict[str, Any]] = {"tasks": {"tasks": {}}, "review": {}, "propose": {}}
+    for name, output in passed.items():
         await set_phase(t, gid, name, output)
-    target = {"kind": "graph", "origin": "ship", "issue_key": ISSUE, "project_path": REPOS[0]}
+    target: dict[str, Any] = {"kind": "graph", "origin": "ship", "issue_key": ISSUE, "project_path": REPOS[0]}
     target["tasks"] = shipped
     proposal = await proposals.create(t.sm, gid, f"jira:{ISSUE}", "e" * 64, "e" * 64, target)
     return gid, proposal, worktrees
