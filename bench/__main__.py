@@ -253,6 +253,8 @@ def scaleout_rows() -> list[Row]:
             Row("scaleout", f"drain {r['runs']} queued reply runs, {label} ({data['database']})",
                 r["drain_s"], "s", cmd),
             Row("scaleout", f"throughput, {label}", r["runs_per_s"], "runs/s", cmd),
+            *([Row("scaleout", f"speedup, {label} / 1 worker (goal >= 1.8 for 2)", r["speedup"], "x", cmd)]
+              if r["workers"] > 1 else []),
         ]  # fmt: skip
     return rows
 
