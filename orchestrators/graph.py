@@ -271,6 +271,14 @@ async def run_task(wctx: WorkerContext, run: RunRow) -> Outcome:
     return outcome
 
 
+async def run_ended(wctx: WorkerContext, run_id: str) -> None:
+    """A task run the worker ended itself (it gave up after deferrals, the attempt cap, an error the task
+    workflow did not catch): its graph takes a step, which fails the task and blocks what waits on it."""
+    row = await tasks.by_run(wctx.sm, run_id)
+    if row is not None:
+        await advance(wctx, row.graph_run_id)
+
+
 async def graph_lines(wctx: WorkerContext, graph_run_id: str) -> list[TaskLine]:
     return [
         TaskLine(

@@ -24,10 +24,11 @@ from bot.redact import Redactor
 from bot.store import runs, status
 from bot.store.engine import create_engine, sessionmaker
 from bot.store.migrate import check_current
+from bot.store.tasks import TASK_KIND
 from bot.triggers import Unreadable
 from config.settings import Settings
 from config.skills import SkillManifest
-from orchestrators import Orchestrator, authorize
+from orchestrators import Orchestrator, authorize, graph
 from orchestrators.engine import Deferred
 from orchestrators.registry import WORKFLOWS
 from orchestrators.resources import WorkerContext
@@ -118,6 +119,7 @@ async def _execute(wctx: WorkerContext, run: runs.RunRow, workflows: Mapping[str
             await runs.finish(
                 wctx.sm, run.id, status.FAILED, wctx.name, f"gave up after {run.attempts} tries: {exc}"[:2000]
             )
+            await _ended(wctx, run)
             return
         delay = _backoff(run, exc.retry_after)
         await runs.requeue(wctx.sm, run.id, wctx.name, f"{exc}; trying again in {delay:.0f} s")
@@ -130,6 +132,7 @@ async def _execute(wctx: WorkerContext, run: runs.RunRow, workflows: Mapping[str
     except Exception as exc:
         log.exception("run failed")
         await runs.finish(wctx.sm, run.id, status.FAILED, wctx.name, failure_reason(run, exc))
+        await _ended(wctx, run)
     else:
         await runs.finish(wctx.sm, run.id, outcome.status, wctx.name, outcome.message, **outcome.flags())
     finally:
@@ -137,6 +140,17 @@ async def _execute(wctx: WorkerContext, run: runs.RunRow, workflows: Mapping[str
         with contextlib.suppress(asyncio.CancelledError):
             await beat
         await asyncio.shield(wctx.holds.release(run.id))  # its costs are recorded: its budget holds go
+
+
+async def _ended(wctx: WorkerContext, run: runs.RunRow) -> None:
+    """A graph's task run that the worker ended itself: the graph takes its next step (it never fails the
+    worker: the step is taken again by the next task, /retry or /status)."""
+    if run.kind != TASK_KIND or wctx.clients is None:
+        return
+    try:
+        await graph.run_ended(wctx, run.id)
+    except Exception:
+        log.exception("the graph's step after its task run ended failed")
 
 
 async def _refused(wctx: WorkerContext, run: runs.RunRow, skills: SkillManifest) -> bool:
@@ -163,6 +177,7 @@ async def run_job(ctx: dict[str, Any], run_id: str) -> None:
             reason = await _gave_up(wctx, run, wctx.settings.max_run_attempts)
             await runs.finish(wctx.sm, run_id, status.FAILED, wctx.name, reason)
             log.warning(reason)
+            await _ended(wctx, run)
             return
         await _execute(wctx, run, workflows)
 

@@ -19,7 +19,7 @@ from bot.clients.gitlab import GitLabError, GitLabForbidden
 from bot.git.errors import HeadMoved
 from bot.store import proposals, runs, status, tasks
 from bot.store.proposals import ProposalRow
-from bot.store.tables import Phase
+from bot.store.tables import Phase, Run
 from config.projects import Approvers, Project, ProjectMap
 from orchestrators import graph, plan
 from orchestrators.engine import PhaseContext, prepare, states
@@ -139,6 +139,23 @@ async def test_a_task_whose_run_ended_unseen_is_failed_and_retry_runs_it(tmp_pat
         again = await by_id(t, gid)
         assert again["A"].status == "queued" and again["A"].run_id != first["A"].run_id
         assert again["A"].attempts == 2 and again["B"].run_id == first["B"].run_id
+
+
+async def test_a_task_run_the_worker_gives_up_on_fails_its_task_and_blocks_its_dependants(
+    tmp_path: Path,
+) -> None:
+    async with table(tmp_path) as t:
+        gid = await graph_run(t)
+        await graph.advance(t.wctx, gid)
+        for x in "BC":
+            await tasks.mark(t.sm, gid, [x], "done")
+        a_run = str((await by_id(t, gid))["A"].run_id)
+        async with t.sm.begin() as session:  # claimed (deferred, crashed) as often as the cap allows
+            await session.execute(update(Run).where(Run.id == a_run).values(attempts=99))
+        assert (await t.job(a_run)).status == status.FAILED
+        after = await by_id(t, gid)
+        assert after["A"].status == "failed" and "gave up after" in str(after["A"].error)
+        assert after["D"].status == "blocked"
 
 
 async def test_a_failure_is_recorded_before_the_worktree_is_freed(
