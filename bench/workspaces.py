@@ -97,6 +97,8 @@ class Ticket:
     commands_s: float
     steps: dict[str, float]  # the runs' own mechanical steps (baton show)
     around_agent: dict[str, float]  # per agent phase: its duration minus the agent's own (CLI start, …)
+    validate_s: float = 0.0  # the validate phase minus the repository's commands
+    outside_phases_s: float = 0.0  # webhook, queue, pickup, acknowledgement, between and after the phases
 
 
 @dataclass
@@ -284,7 +286,7 @@ def end_to_end(remote: Path, mode: str, tickets: int, timeout_s: float, scratch:
                 detail = finished_run(sandbox, key, time.monotonic() + timeout_s)
                 measured.append(
                     Ticket(key, sample.total_s, sample.overhead_s, sample.agent_s, sample.commands_s,
-                           _steps(detail), _around_agent(detail))
+                           _steps(detail), _around_agent(detail), sample.validate_s, sample.other_s)
                 )  # fmt: skip
                 if mode != "cold":
                     reject_and_wait(sandbox, key, root / "state", timeout_s)
@@ -329,6 +331,14 @@ def report(f: Figures) -> str:
             label = "WARM, sparse (checkout: [django/utils])" if e.mode == "sparse" else label
             lines.append(
                 f"{label:{W}} {e.overhead_s:9.2f} {cells} {e.around_agent_s:11.2f}  {e.warmup.overhead_s:.2f}"
+            )
+        for e in f.end_to_end:
+            validate = statistics.median(t.validate_s for t in e.tickets)
+            outside = statistics.median(t.outside_phases_s for t in e.tickets)
+            lines.append(
+                f"  {e.mode} 'other' holds: validate around its commands {validate:.2f}, outside the phases "
+                f"(webhook, queue, pickup, acknowledgement, between phases) {outside:.2f}, the rest in the "
+                "agent phases around the calls (store, cost caps, prompt, the review's diff)"
             )
         if f.overhead_speedup is not None:
             lines.append(
