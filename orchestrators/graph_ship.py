@@ -154,10 +154,11 @@ async def _partial(
 
 def _permanent(exc: Exception) -> bool:
     """Trying the same shipping again cannot help: the task's commit or its branch moved (a rejected,
-    non-fast-forward push), or GitLab refused for good (4xx)."""
+    non-fast-forward push), or GitLab refused the request itself for good (a 4xx other than 401/403: a
+    permission can be granted, and then `/retry` ships the rest)."""
     moved = isinstance(exc, HeadMoved) or (isinstance(exc, GitError) and "[rejected]" in exc.stderr)
-    refused = isinstance(exc, GitLabError) and exc.status is not None and 400 <= exc.status < 500
-    return moved or refused
+    code = exc.status if isinstance(exc, GitLabError) else None
+    return moved or (code is not None and 400 <= code < 500 and code not in (401, 403))
 
 
 async def resume(wctx: WorkerContext, graph_run_id: str, subject: str) -> str | None:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from bot.clients.gitlab import GitLabError, GitLabForbidden
-from bot.git.errors import HeadMoved
+from bot.clients.gitlab import GitLabConflict, GitLabError, GitLabForbidden, GitLabNotFound
+from bot.git.errors import GitError, HeadMoved
 from bot.store import proposals, runs, status, tasks
 from bot.store.proposals import ProposalRow
 from bot.store.tables import Phase, Run
@@ -380,7 +380,7 @@ async def test_every_failed_shipping_attempt_says_what_shipped_and_reject_still_
         t.fakes.jira.calls.clear()
         said = await command(t, "/retry")
         assert said.startswith("Shipping the rest of proposal"), said
-        faults["create_merge_request"] = GitLabError("500 again")
+        faults["create_merge_request"] = GitLabForbidden("403 Forbidden", 403)  # a permission: fixable
         t.fakes.jira.calls.clear()
         await t.job(approver)
         assert len(stopped_comments(t)) == 1, "the second attempt says what it shipped too"
@@ -394,12 +394,18 @@ async def test_every_failed_shipping_attempt_says_what_shipped_and_reject_still_
 
 @pytest.mark.parametrize(
     "fault",
-    [GitLabForbidden("403 Forbidden", 403), HeadMoved("worktree HEAD is abc, not the approved def")],
+    [
+        GitLabNotFound("404 Project Not Found", 404),
+        GitLabConflict("409 Branch cannot be merged", 409),
+        HeadMoved("worktree HEAD is abc, not the approved def"),
+        GitError("push", 1, "! [rejected] baton/TES-41-0 (non-fast-forward)"),
+    ],
 )
 async def test_a_permanent_shipping_error_makes_the_proposal_stale(tmp_path: Path, fault: Exception) -> None:
     async with table(tmp_path, projects()) as t:
         _, proposal, _ = await finished_graph(t)
         key = "create_merge_request" if isinstance(fault, GitLabError) else "push"
+        assert (await current(t, proposal)).status == proposals.PROPOSED
         t.fakes.gitlab.faults.fail[key] = fault
         t.fakes.workspace.faults.fail[key] = fault
         await command(t, f"/approve {proposal.id}")
