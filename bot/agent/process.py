@@ -127,6 +127,8 @@ async def wait_gone(pids: set[int], timeout_s: float) -> set[int]:
 async def kill_run(root: int | None, marker: bytes | None = None, grace_s: float = 2.0) -> set[int]:
     """SIGTERM every process of the run (see `run_processes`), then SIGKILL the rest; returns survivors."""
     targets = run_processes(root, marker)
+    if not targets:  # the usual end: the CLI exited by itself (no second scan of the process table)
+        return set()
     for sig in (signal.SIGTERM, signal.SIGKILL):
         _signal_groups(targets, sig)
         _signal_all(targets, sig)
@@ -141,6 +143,8 @@ async def kill_stragglers(run_root: Path, grace_s: float = 2.0) -> set[int]:
     killed mid-call); returns the pids that were found."""
     table = process_table()
     found = family(marked(f"TMPDIR={run_root}/".encode(), table, prefix=True), table) - _ourselves(table)
+    if not found:  # the usual case, before every agent call: nothing to end, no second scan
+        return found
     for sig in (signal.SIGTERM, signal.SIGKILL):
         _signal_groups(found, sig)
         _signal_all(found, sig)

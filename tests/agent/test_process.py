@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.agent.process import alive, kill_run, parse_stat, process_table, run_processes
+from bot.agent.process import alive, kill_run, kill_stragglers, parse_stat, process_table, run_processes
 
 # A session leader that starts a child in yet another session (as the CLI does for Bash commands),
 # prints both pids, then sleeps.
@@ -94,6 +94,16 @@ async def test_stragglers_are_found_by_their_marker(
     assert survivors == set()
     assert not alive({straggler.pid})
     assert alive({unrelated.pid}) == {unrelated.pid}
+
+
+async def test_nothing_to_end_leaves_every_process_alone(
+    spawned: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    bystander = start(spawned, "import time; time.sleep(60)", TMPDIR=str(tmp_path / "other"))
+
+    assert await kill_run(None, f"TMPDIR={tmp_path / 'run-tmp'}".encode(), grace_s=2.0) == set()
+    assert await kill_stragglers(tmp_path / "runs", grace_s=2.0) == set()
+    assert alive({bystander.pid}) == {bystander.pid}
 
 
 async def test_processes_that_ignore_sigterm_get_sigkill(spawned: list[subprocess.Popen[str]]) -> None:
