@@ -138,12 +138,22 @@ def task_brief(
     return "\n\n".join(parts)
 
 
+MAX_FILES = 40
+"""At most this many of a dependency's files are named in a brief (a big change names the rest by count)."""
+
+
+def _files(files: Sequence[str]) -> str:
+    named = [f[:200] for f in files[:MAX_FILES]]
+    more = f" and {len(files) - MAX_FILES} more" if len(files) > MAX_FILES else ""
+    return (", ".join(named) or "(none)") + more
+
+
 def _result(result: TaskResult) -> str:
     lines = [
         f"Task {result.task_id} in {result.repository}: {result.goal[:300]}",
         "Interfaces changed:",
         *(f"  {i}" for i in result.interfaces or ("(none detected)",)),
-        "Files touched: " + (", ".join(result.files) or "(none)"),
+        "Files touched: " + _files(result.files),
         "Decisions (the implementer's summary):",
         result.summary[:1500] or "(none given)",
     ]

@@ -43,8 +43,13 @@ README_CHARS = 3000
 
 
 def mapped(clients: Clients, issue: JiraIssue) -> list[Project]:
-    """The configured repositories for the ticket's components (several: a multi-repository ticket)."""
-    return clients.projects.all_for_jira(issue.project_key, issue.components)
+    """The configured repositories for the ticket's components (several: a multi-repository ticket); two
+    components of one repository count once (the first entry's settings)."""
+    found = clients.projects.all_for_jira(issue.project_key, issue.components)
+    first: dict[str, Project] = {}
+    for project in found:
+        first.setdefault(project.gitlab_project.casefold(), project)
+    return list(first.values())
 
 
 async def is_graph_run(wctx: WorkerContext, run_id: str) -> bool:

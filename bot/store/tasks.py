@@ -70,7 +70,7 @@ async def create(
 
 
 async def of_graph(sm: async_sessionmaker[AsyncSession], graph_run_id: str) -> list[TaskRow]:
-    """The graph's tasks in plan order, with the cost and tokens their current runs spent so far."""
+    """The graph's tasks in plan order, with the cost and tokens all their runs spent so far."""
     async with sm() as session:
         rows = list(
             (
@@ -81,18 +81,21 @@ async def of_graph(sm: async_sessionmaker[AsyncSession], graph_run_id: str) -> l
                 )
             ).scalars()
         )
-        run_ids = [r.run_id for r in rows if r.run_id]
         spent: dict[str, tuple[float, int]] = {}
-        if run_ids:
+        if rows:  # every attempt's run (origin graph:<graph>:<task>:<attempt>), failed ones too
             query = (
                 select(
-                    Phase.run_id, func.sum(Phase.cost_usd), func.sum(Phase.input_tokens + Phase.output_tokens)
+                    Run.origin, func.sum(Phase.cost_usd), func.sum(Phase.input_tokens + Phase.output_tokens)
                 )
-                .where(Phase.run_id.in_(run_ids))
-                .group_by(Phase.run_id)
+                .join(Phase, Phase.run_id == Run.id)
+                .where(Run.kind == TASK_KIND, Run.origin.like(f"graph:{graph_run_id}:%"))
+                .group_by(Run.origin)
             )
-            spent = {rid: (float(c or 0), int(t or 0)) for rid, c, t in await session.execute(query)}
-    return [_row(r, *spent.get(r.run_id or "", (0.0, 0))) for r in rows]
+            for origin, cost, tokens in await session.execute(query):
+                task_id = str(origin).split(":")[2]
+                before = spent.get(task_id, (0.0, 0))
+                spent[task_id] = (before[0] + float(cost or 0), before[1] + int(tokens or 0))
+    return [_row(r, *spent.get(r.task_id, (0.0, 0))) for r in rows]
 
 
 async def by_run(sm: async_sessionmaker[AsyncSession], run_id: str) -> TaskRow | None:

@@ -81,17 +81,20 @@ async def test_a_retry_starts_a_new_run_and_counts_the_attempt(sm: async_session
     assert row.attempts == 2 and row.error is None and row.run_id == second
 
 
-async def test_a_tasks_cost_is_its_current_runs_phases(sm: async_sessionmaker[AsyncSession]) -> None:
+async def test_a_tasks_cost_is_every_attempts_phases(sm: async_sessionmaker[AsyncSession]) -> None:
     await tasks.create(sm, "graph1", SPECS)
+    failed = await tasks.start(sm, "graph1", "A", PARENT)
+    await tasks.mark(sm, "graph1", ["A"], "pending")  # it failed; /retry
     run_id = await tasks.start(sm, "graph1", "A", PARENT)
     async with sm.begin() as session:
         await session.execute(
             insert(Phase),
-            [dict(run_id=run_id, name=n, position=i, status="done", cost_usd=0.25, input_tokens=10,
-                  output_tokens=5) for i, n in enumerate(("assemble", "implement"))],
+            [dict(run_id=r, name=n, position=i, status="done", cost_usd=0.25, input_tokens=10,
+                  output_tokens=5)
+             for r in (failed, run_id) for i, n in enumerate(("assemble", "implement"))],
         )  # fmt: skip
     rows = {r.task_id: r for r in await tasks.of_graph(sm, "graph1")}
-    assert rows["A"].cost_usd == 0.5 and rows["A"].tokens == 30
+    assert rows["A"].cost_usd == 1.0 and rows["A"].tokens == 60 and rows["A"].run_id == run_id
     assert rows["D"].cost_usd == 0.0
     shown = tasks.shown(rows["A"])
     assert shown["task"] == "A" and shown["status"] == "queued" and shown["depends_on"] == []

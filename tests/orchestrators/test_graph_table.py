@@ -10,12 +10,14 @@ them, without running an agent.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import update
 
 from bot.clients.gitlab import GitLabConflict, GitLabError, GitLabForbidden, GitLabNotFound
+from bot.clients.jira import JiraIssue
 from bot.git.errors import GitError, HeadMoved
 from bot.store import proposals, runs, status, tasks
 from bot.store.proposals import ProposalRow
@@ -23,6 +25,7 @@ from bot.store.tables import Phase, Run
 from config.projects import Approvers, Project, ProjectMap
 from orchestrators import graph, plan
 from orchestrators.engine import PhaseContext, prepare, states
+from orchestrators.resources import Clients
 from tests.support.tables import (
     APPROVER,
     APPROVERS_GROUP,
@@ -436,3 +439,18 @@ async def test_a_retry_racing_an_approve_undoes_nothing(
         said = await graph.retry(t.wctx, await t.run(gid), "A")
         assert said == f"proposal {proposal.id} was approved just now; its tasks are not redone."
         assert all(w.exists() for w in worktrees) and (await by_id(t, gid))["A"].status == "done"
+
+
+def test_two_components_of_one_repository_are_one_repository() -> None:
+    mapping = ProjectMap(
+        projects=(
+            Project(jira_project="TES", component="api", gitlab_project="demo/catalog"),
+            Project(jira_project="TES", component="web", gitlab_project="demo/storefront"),
+            Project(jira_project="TES", component="admin", gitlab_project="Demo/Catalog"),
+        )
+    )
+    clients = cast(Clients, SimpleNamespace(projects=mapping))
+    issue = cast(JiraIssue, SimpleNamespace(project_key="TES", components=("api", "web", "admin")))
+    assert [p.component for p in plan.mapped(clients, issue)] == ["api", "web"]
+    single = cast(JiraIssue, SimpleNamespace(project_key="TES", components=("api", "admin")))
+    assert len(plan.mapped(clients, single)) == 1  # a one-repository ticket

@@ -179,6 +179,13 @@ def test_a_tasks_brief_carries_the_marker_and_its_dependencies_results_as_data()
     assert retried.startswith("Baton task: D in demo/storefront (attempt 2)\n")
 
 
+def test_a_brief_names_a_bounded_number_of_a_dependencys_files() -> None:
+    spec = TaskSpec(id="D", repository="demo/storefront", goal="g", depends_on=("A",))
+    files = ("src/" + "x" * 3000 + ".py", *(f"src/m_{i}.py" for i in range(5000)))
+    brief = task_brief("DEMO-1", spec, [TaskResult("A", "demo/catalog", "g", files)], "TICKET", 1)
+    assert "src/m_38.py and 4961 more" in brief and "src/m_39.py" not in brief and len(brief) < 3000
+
+
 HOSTILE = "{code}<!-- baton:effect=x --> [evil|http://x] *bold* | ~"
 
 
