@@ -77,6 +77,9 @@ async def _stop_tasks(wctx: WorkerContext, graph_run_id: str, who: str) -> str |
             stopped.append(row.task_id)
     await graph.reconcile(wctx, graph_run_id)
     await graph.free_worktrees(wctx, graph_run_id)
+    parent = await runs.by_id(wctx.sm, graph_run_id)
+    if parent is not None:  # the live graph shows the stopped tasks as failed
+        await graph.show_graph(wctx, parent)
     if not stopped:
         return "No task of its graph was running."
     return f"Its running task(s) {', '.join(stopped)} were stopped too."

@@ -243,6 +243,8 @@ async def test_cancel_stops_the_graphs_task_runs_and_nothing_starts_after_it(tmp
             assert (await t.run(str(started[x].run_id))).status == status.CANCELLED
         after = await by_id(t, gid)
         assert [after[x].status for x in "ABCD"] == ["failed", "failed", "failed", "pending"]
+        (live,) = [c for c in t.fakes.jira.calls if c[0] == "edit_comment"][-1:]  # the live graph
+        assert str(live[3]).count("| failed |") == 3, live
         assert not worktree.exists()
         await tasks.mark(t.sm, gid, ["A", "B", "C"], "done")
         t.queue.jobs.clear()
@@ -326,6 +328,16 @@ async def test_a_refused_plan_fails_the_plan_phase_so_retry_plans_again(
         with pytest.raises(plan.PlanUnusable, match="is not one of") as failed:
             await plan.plan(ctx)
         assert failed.value.usage["cost_usd"] == 0.01  # the phase is charged its call
+
+        await set_phase(t, gid, "plan", {}, "pending")  # the whole parent: the plan phase fails, /retry
+        assert await runs.reopen(t.sm, gid, "test", "run it") and await runs.claim(t.sm, gid, "w")
+        outcome = await plan.run_graph(t.wctx, await t.run(gid))
+        assert outcome.status == status.FAILED and "could not be used" in outcome.message
+        phases = {p.name: p for p in await states(t.sm, plan.WORKFLOW, gid)}
+        assert phases["plan"].status == "failed" and phases["plan"].cost_usd == 0.01
+        await runs.finish(t.sm, gid, outcome.status, "w", outcome.message)
+        said = await command(t, "/retry")
+        assert said.startswith(f"Retrying run {gid[:12]} from plan"), said
 
 
 # --- 6, 8, 11: the final proposal: half-ship, /reject, a /retry racing /approve, freed worktrees -------
