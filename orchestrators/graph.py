@@ -61,7 +61,7 @@ async def reconcile(wctx: WorkerContext, graph_run_id: str) -> list[TaskRow]:
             wctx.sm, graph_run_id, [row.task_id], FAILED, only_from=ACTIVE, of_run=row.run_id,
             error=reason[:2000], finished_at=utcnow(),
         )  # fmt: skip
-        await wctx.need_clients().workspace.remove_worktree(row.run_id, keep_branch=True)
+        await wctx.need_clients().workspace.remove_worktree(row.run_id)
     return await tasks.of_graph(wctx.sm, graph_run_id) if changed else rows
 
 
@@ -358,8 +358,9 @@ async def has_tasks(wctx: WorkerContext, graph_run_id: str) -> bool:
     return bool(await tasks.of_graph(wctx.sm, graph_run_id))
 
 
-async def free_worktrees(wctx: WorkerContext, graph_run_id: str) -> None:
-    """Free every task's worktree (shipped, rejected or cancelled: the graph is over; branches stay)."""
+async def free_worktrees(wctx: WorkerContext, graph_run_id: str, *, keep_branches: bool = False) -> None:
+    """Free every task's worktree (shipped, rejected or cancelled: the graph is over); a shipped graph
+    keeps its local branches, as a shipped one-repository run does."""
     for row in await tasks.of_graph(wctx.sm, graph_run_id):
         if row.run_id:
-            await wctx.need_clients().workspace.remove_worktree(row.run_id, keep_branch=True)
+            await wctx.need_clients().workspace.remove_worktree(row.run_id, keep_branch=keep_branches)

@@ -117,7 +117,7 @@ async def _ship(wctx: WorkerContext, run: RunRow, proposal: ProposalRow) -> Outc
     await clients.jira.add_comment(key, text, f"proposal:{proposal.id}:mr-link", run_id=run.id)
     await proposals.move(wctx.sm, proposal.id, proposals.APPROVED, proposals.SHIPPED)
     await runs.settle(wctx.sm, proposal.run_id, status.SUCCEEDED, SHIPPED_BY, f"shipped {len(links)} MRs")
-    await graph.free_worktrees(wctx, proposal.run_id)
+    await graph.free_worktrees(wctx, proposal.run_id, keep_branches=True)
     return Outcome(status.SUCCEEDED, f"shipped proposal {proposal.id}: {len(links)} merge requests")
 
 
