@@ -45,6 +45,7 @@ def script(match: str) -> Script:
 
 def test_default_demo_is_the_demo_world_plus_its_test_command() -> None:
     world = load_demo_scenario(DEFAULT_SCENARIO)
+    assert world.repository is not None, "the default demo plays in demo/calculator"
     files = dict(world.repository.files)
     config = parse_repo_config(files.pop(".baton.yml"))
     assert files.pop(".gitignore").split() == ["__pycache__/", ".pytest_cache/"]  # no bytecode in the MR
@@ -77,6 +78,7 @@ def docs_example() -> str:
 
 def play_implementation(world: DemoScenario, root: Path) -> dict[str, str]:
     """Apply the implementer's tool calls as Claude Code would (Read before Edit), write the files."""
+    assert world.repository is not None, "a one-repository scenario"
     files = dict(world.repository.files)
     declared = parse_repo_config(files.get(".baton.yml")).declared_commands
     implement = next(s for s in world.model.scripts if s.match == "[baton:implement] DEMO-1")
