@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.effects import EffectRecord
-from bot.store.engine import utcnow
+from bot.store.engine import autocommit, utcnow
 from bot.store.tables import Effect
 
 
@@ -18,7 +18,11 @@ def _record(effect: Effect) -> EffectRecord:
 
 
 class StoreEffectLedger:
-    """Records each external write's key before it happens and its result after."""
+    """Records each external write's key before it happens and its result after.
+
+    Each record is one statement committed on its own (`autocommit`): durable when the call returns,
+    as before, without holding SQLite's write lock across the event loop until a separate COMMIT.
+    """
 
     def __init__(self, sm: async_sessionmaker[AsyncSession]) -> None:
         self._sm = sm
@@ -31,9 +35,9 @@ class StoreEffectLedger:
     async def begin(self, key: str, kind: str, run_id: str | None) -> EffectRecord:
         now = utcnow()
         try:
-            async with self._sm.begin() as session:
-                session.add(
-                    Effect(
+            async with autocommit(self._sm) as session:
+                await session.execute(
+                    insert(Effect).values(
                         key=key, kind=kind, status="pending", run_id=run_id, created_at=now, updated_at=now
                     )
                 )
@@ -45,7 +49,7 @@ class StoreEffectLedger:
             return existing
 
     async def complete(self, key: str, external_id: str) -> None:
-        async with self._sm.begin() as session:
+        async with autocommit(self._sm) as session:
             await session.execute(
                 update(Effect)
                 .where(Effect.key == key)

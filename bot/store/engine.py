@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,20 @@ def _engine(url: str, ingest: bool) -> AsyncEngine:
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def autocommit(sm: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for ONE write statement that commits by itself (no BEGIN ... COMMIT around it).
+
+    On SQLite the write lock is then taken and released inside the statement's step in aiosqlite's
+    thread, instead of being held from the statement until a COMMIT several event-loop hops later (the
+    inbox's writer in `baton serve` waits for that lock); on PostgreSQL it is one round trip instead of
+    three. Only for a single statement: two statements here are two commits.
+    """
+    async with sm() as session:
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import triggers
 from bot.store import status
-from bot.store.engine import as_utc, utcnow
+from bot.store.engine import as_utc, autocommit, utcnow
 from bot.store.tables import Activity, Phase, Run
 
 MECHANICAL_STEPS = ("fetch", "workspace", "brief", "commit", "post")  # orchestrators/clock.py
@@ -67,17 +67,21 @@ async def add_activity(
 
 
 async def claim(sm: async_sessionmaker[AsyncSession], run_id: str, worker: str) -> RunRow | None:
-    """Mark an active run as running (compare-and-set); None if it is waiting or finished."""
+    """Mark an active run as running (compare-and-set); None if it is waiting or finished.
+
+    Two statements (the UPDATE returns the row): the write transaction ends right after the activity."""
+    claimed = (
+        update(Run)
+        .where(Run.id == run_id, Run.status.in_(status.ACTIVE))
+        .values(status=status.RUNNING, attempts=Run.attempts + 1, updated_at=utcnow())
+        .returning(Run)
+        .execution_options(synchronize_session=False)
+    )
     async with sm.begin() as session:
-        result = await session.execute(
-            update(Run)
-            .where(Run.id == run_id, Run.status.in_(status.ACTIVE))
-            .values(status=status.RUNNING, attempts=Run.attempts + 1, updated_at=utcnow())
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        run = (await session.execute(claimed)).scalar_one_or_none()
+        if run is None:
             return None
         await add_activity(session, run_id, worker, "claimed", f"picked up by worker {worker}")
-        run = (await session.execute(select(Run).where(Run.id == run_id))).scalar_one()
         return _row(run)
 
 
@@ -249,8 +253,8 @@ def _phase(phase: Phase) -> dict[str, Any]:
 
 
 async def touch(sm: async_sessionmaker[AsyncSession], run_id: str) -> None:
-    """The worker's heartbeat on a running run (its lease)."""
-    async with sm.begin() as session:
+    """The worker's heartbeat on a running run (its lease): one statement, committed on its own."""
+    async with autocommit(sm) as session:
         await session.execute(
             update(Run).where(Run.id == run_id, Run.status == status.RUNNING).values(updated_at=utcnow())
         )
