@@ -29,9 +29,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import CompoundSelect, insert, literal, null, select, union_all
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.errors import StoreUnavailable
 from bot.store import inbox
 from bot.store.engine import sessionmaker, utcnow
 from bot.store.inbox import DUPLICATE, ENQUEUED, IGNORED, JOINED, REPLIED, Incoming, Recorded
@@ -40,6 +47,7 @@ from handlers.actions import Action, Enqueue, Ignore
 
 log = logging.getLogger("baton.inbox")
 MAX_BATCH = 256
+MAX_QUEUED_BATCHES = 4  # deliveries waiting beyond MAX_QUEUED_BATCHES × max_batch are refused (503) at once
 LOCK_POLL_S = 0.001
 LOCK_WAIT_S = 10.0  # as long as the store's busy timeout elsewhere; then the batch fails (503)
 CHECKPOINT_EVERY_S = 1.0
@@ -115,9 +123,10 @@ async def _lookups(
     origins = {a.origin for _, a in items if not isinstance(a, Ignore)} or {""}
     deliveries = select(literal("d"), Delivery.id, Delivery.source, Delivery.dedup_key, Delivery.run_id)
     runs = select(literal("r"), null(), null(), Run.origin, Run.id)
-    query: CompoundSelect[Any] = union_all(
-        deliveries.where(Delivery.dedup_key.in_({k for _, k in keys})), runs.where(Run.origin.in_(origins))
-    )
+    # Both columns of the unique index, so both stores search it (the key alone scans every delivery,
+    # under SQLite's write lock; a row-value IN scans too). The cross product is filtered below.
+    by_key = Delivery.source.in_({s for s, _ in keys}) & Delivery.dedup_key.in_({k for _, k in keys})
+    query: CompoundSelect[Any] = union_all(deliveries.where(by_key), runs.where(Run.origin.in_(origins)))
     found: Sequence[Any] = (await conn.execute(query)).all()
     stored: dict[Key, tuple[int, str | None]] = {}
     by_origin: dict[str, str] = {}
@@ -169,15 +178,51 @@ def _locked(exc: OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _sqlstate(exc: BaseException) -> str:
+    """PostgreSQL's SQLSTATE of a driver error ("" for SQLite and for other errors): asyncpg's data
+    errors reach SQLAlchemy as a plain DBAPIError, not a DataError."""
+    return str(getattr(exc.orig, "sqlstate", None) or "") if isinstance(exc, DBAPIError) else ""
+
+
+def _store_down(exc: BaseException) -> bool:
+    """The store, not a delivery, failed (connection, lock timeout, I/O, resources, shutdown): nothing of
+    the batch can go in, one by one neither."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError) or _sqlstate(
+        exc
+    ).startswith(("08", "53", "57", "58"))
+
+
+def _unstorable(exc: BaseException) -> bool:
+    """This delivery can never be stored as sent (a value a column refuses: SQLSTATE class 22; an input
+    that does not serialize): answering 503 would only make the sender fail again and again (GitLab
+    disables such hooks)."""
+    if isinstance(exc, DataError) or _sqlstate(exc).startswith("22"):
+        return True
+    return not isinstance(exc, SQLAlchemyError | OSError | TimeoutError)
+
+
+def _fail(futures: Sequence[asyncio.Future[Recorded]], exc: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(exc)
+
+
 class GroupCommitter:
     """The process's one inbox writer: `record` queues, one task commits batches (see the module doc)."""
 
     def __init__(
-        self, engine: AsyncEngine, max_batch: int = MAX_BATCH, on_batch: Callable[[int], None] | None = None
+        self,
+        engine: AsyncEngine,
+        max_batch: int = MAX_BATCH,
+        on_batch: Callable[[int], None] | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self.engine = engine
         self.on_batch = on_batch  # told each batch's size (a metric)
         self.max_batch = max(max_batch, 1)
+        self.max_queued = max(max_queued or MAX_QUEUED_BATCHES * self.max_batch, 1)
         self.sqlite = engine.dialect.name == "sqlite"
         self.batches = 0  # transactions committed (or tried): fewer than deliveries under load
         self._pending: list[tuple[Incoming, Action, asyncio.Future[Recorded]]] = []
@@ -188,7 +233,10 @@ class GroupCommitter:
         self._checkpointed = 0.0
 
     async def record(self, incoming: Incoming, action: Action) -> Recorded:
-        """Wait until the delivery is committed; raise what the store raised if its batch failed."""
+        """Wait until the delivery is committed; raise what the store raised if its batch failed, or
+        StoreUnavailable at once when `max_queued` deliveries already wait (the store is not keeping up)."""
+        if len(self._pending) >= self.max_queued:
+            raise StoreUnavailable("inbox queue full; retry later")
         future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
         self._pending.append((incoming, action, future))
         if self._writer is None or self._writer.done():
@@ -204,16 +252,25 @@ class GroupCommitter:
             await self._writer
 
     async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-                await self._commit(batch)
-            if self._closing:
-                if self._checkpoint is not None:
-                    await self._checkpoint
-                return
+        batch: list[tuple[Incoming, Action, asyncio.Future[Recorded]]] = []
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._pending:
+                    batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+                    await self._commit(batch)
+                if self._closing:
+                    if self._checkpoint is not None:
+                        await self._checkpoint
+                    return
+        except Exception:
+            log.exception(
+                "inbox writer failed"
+            )  # its callers are answered below; the next record restarts it
+        finally:  # cancelled or failed: no caller waits forever (the batch in flight and the queue behind it)
+            left, self._pending = [*batch, *self._pending], []
+            _fail([future for *_, future in left], StoreUnavailable("inbox writer stopped; retry later"))
 
     async def _commit(self, batch: Sequence[tuple[Incoming, Action, asyncio.Future[Recorded]]]) -> None:
         items = [(incoming, action) for incoming, action, _ in batch]
@@ -223,13 +280,11 @@ class GroupCommitter:
                 self.on_batch(len(batch))
         try:
             results = await self._transaction(items)
-        except IntegrityError:  # another process stored one of these keys or origins meanwhile
-            await self._one_by_one(batch)
-            return
-        except Exception as exc:  # the batch is rolled back: every caller gets the store's error (503)
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+        except Exception as exc:  # rolled back, nothing of the batch stored
+            if _store_down(exc):  # every caller gets the store's error (503, the sender retries)
+                _fail([future for *_, future in batch], exc)
+            else:  # another process stored a key meanwhile (IntegrityError), or one delivery is bad
+                await self._one_by_one(batch)
             return
         for (*_, future), result in zip(batch, results, strict=True):
             if not future.done():
@@ -276,13 +331,26 @@ class GroupCommitter:
             await asyncio.sleep(LOCK_POLL_S)
 
     async def _one_by_one(self, batch: Sequence[tuple[Incoming, Action, asyncio.Future[Recorded]]]) -> None:
+        """Each delivery in its own transaction: a bad one fails alone (and is kept, see `_record_alone`)."""
         sm = sessionmaker(self.engine)
         for incoming, action, future in batch:
             try:
-                result = await inbox.record(sm, incoming, action)
+                result = await _record_alone(sm, incoming, action)
             except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
+                _fail([future], exc)
                 continue
             if not future.done():
                 future.set_result(result)
+
+
+async def _record_alone(sm: async_sessionmaker[AsyncSession], incoming: Incoming, action: Action) -> Recorded:
+    """`inbox.record`; a delivery that can never be stored as sent is stored as ignored instead, without
+    its payload, the error's type as its reason (not its text: it may quote the payload): the sender gets
+    a 200 instead of a 503 on every redelivery, and the delivery is on record."""
+    try:
+        return await inbox.record(sm, incoming, action)
+    except Exception as exc:
+        if not _unstorable(exc):
+            raise
+        log.warning("delivery cannot be stored as sent", extra={"error": type(exc).__name__})
+        return await inbox.record(sm, incoming, Ignore(f"not storable as sent ({type(exc).__name__})"))

@@ -18,6 +18,7 @@ from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.errors import StoreUnavailable
 from bot.redact import Redactor
 from bot.store import group, inbox
 from bot.store.engine import create_engine, sessionmaker
@@ -107,6 +108,20 @@ async def engines(db_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]
     yield plain, ingest
     await ingest.dispose()
     await plain.dispose()
+
+
+def blocking_write(monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """`group.write` waits inside its transaction until `release` is set; `entered` says it got there."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    real_write = group.write
+
+    async def held(conn: Any, items: Any) -> Any:
+        entered.set()
+        await release.wait()
+        return await real_write(conn, items)
+
+    monkeypatch.setattr(group, "write", held)
+    return entered, release
 
 
 def commits(engine: AsyncEngine) -> list[int]:
@@ -257,18 +272,31 @@ async def test_keys_another_server_stored_meanwhile_are_recorded_one_by_one(
 
 
 async def test_a_caller_that_goes_away_does_not_take_the_others_with_it(
-    engines: tuple[AsyncEngine, AsyncEngine],
+    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Callers cancelled while their delivery is queued and while its batch is in flight: the others are
+    answered, and every queued delivery is stored exactly once (the sender's retry is a duplicate of the
+    same run, not a second run and not a loss)."""
     plain, ingest = engines
+    entered, release = blocking_write(monkeypatch)
     committer = GroupCommitter(ingest)
     tasks = [asyncio.create_task(committer.record(incoming(f"c{n}"), enqueue(f"co{n}"))) for n in range(8)]
-    await asyncio.sleep(0)
+    await asyncio.wait_for(entered.wait(), 5)  # c0..c7 are in the batch the writer is writing
     tasks[3].cancel()
-    done = await asyncio.gather(*tasks, return_exceptions=True)
-    assert isinstance(done[3], asyncio.CancelledError)
-    assert all(isinstance(d, inbox.Recorded) and d.outcome == ENQUEUED for i, d in enumerate(done) if i != 3)
+    late = [asyncio.create_task(committer.record(incoming(f"c{n}"), enqueue(f"co{n}"))) for n in (8, 9)]
+    await asyncio.sleep(0)
+    late[0].cancel()  # c8 is queued behind the batch in flight
+    release.set()
+    done = await asyncio.wait_for(asyncio.gather(*tasks, *late, return_exceptions=True), 10)
+    assert isinstance(done[3], asyncio.CancelledError) and isinstance(done[8], asyncio.CancelledError)
+    answered = [d for i, d in enumerate(done) if i not in (3, 8)]
+    assert all(isinstance(d, inbox.Recorded) and d.outcome == ENQUEUED for d in answered), answered
+    for gone in (3, 8):  # the sender, seeing no answer, sends it again
+        again = await committer.record(incoming(f"c{gone}"), enqueue(f"co{gone}"))
+        assert again.outcome == DUPLICATE and again.run_id
     await committer.close()
-    assert len((await rows(plain))["deliveries"]) in (7, 8)  # the cancelled one may be stored; never twice
+    assert sorted(d[1] for d in (await rows(plain))["deliveries"]) == sorted(f"c{n}" for n in range(10))
+    assert len((await rows(plain))["runs"]) == 10
 
 
 async def test_sqlite_ingest_waits_for_another_writer_and_fails_only_past_its_bound(
@@ -350,4 +378,156 @@ async def test_a_failing_batch_metric_neither_loses_nor_holds_a_delivery(
     )
     assert [a.outcome for a in answers] == [IGNORED] * 5
     assert len((await rows(plain))["deliveries"]) == 5
+    await committer.close()
+
+
+# --- the review's findings: index use, one bad delivery, a bounded queue, a writer that stops ---------
+
+
+async def test_the_batch_lookup_searches_the_unique_index(engines: tuple[AsyncEngine, AsyncEngine]) -> None:
+    """The stored-deliveries lookup constrains both columns of (source, dedup_key), so the store searches
+    the index instead of scanning every delivery (under SQLite's write lock). Old code: `SCAN deliveries`
+    on SQLite; on PostgreSQL an index condition on dedup_key alone (the whole index read)."""
+    _, ingest = engines
+    seen: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cur: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
+        if "FROM deliveries" in statement and statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(ingest.sync_engine, "before_cursor_execute", capture)
+    committer = GroupCommitter(ingest)
+    items = [(incoming(f"ix{n}", source), Ignore("x")) for n in range(4) for source in ("jira", "gitlab")]
+    await asyncio.gather(*(committer.record(i, a) for i, a in items))
+    await committer.close()
+    event.remove(ingest.sync_engine, "before_cursor_execute", capture)
+    assert seen
+    statement, parameters = seen[-1]
+    async with ingest.connect() as conn:
+        if ingest.dialect.name == "sqlite":
+            plan_rows = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)).all()
+            steps = [str(r[-1]) for r in plan_rows if "deliveries" in str(r[-1])]
+            assert steps and all(
+                s.startswith("SEARCH deliveries USING") and "(source=? AND dedup_key=?)" in s for s in steps
+            ), steps
+        else:
+            await conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: judge the conditions
+            plan_rows = (await conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)).all()
+            text_plan = "\n".join(str(r[0]) for r in plan_rows)
+            conditions = [line for line in text_plan.splitlines() if "Index Cond" in line]
+            assert any("source" in c and "dedup_key" in c for c in conditions), text_plan
+
+
+def unserializable(origin: str) -> Enqueue:
+    """An input the inbox cannot serialize (a handler bug): `triggers.dump` raises."""
+    broken = TicketLabelled.model_construct(issue_key="DEMO-9", issue_id="9", summary=object())  # type: ignore[arg-type]
+    return Enqueue("implement", "jira:DEMO-9", origin, broken)
+
+
+def too_long_subject(origin: str) -> Enqueue:
+    """A subject longer than runs.subject's 255 characters: PostgreSQL refuses it (a DataError)."""
+    action = enqueue(origin)
+    return Enqueue(action.kind, "jira:" + "S" * 300, origin, action.input)
+
+
+async def test_one_bad_delivery_fails_alone_and_is_stored_as_ignored(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    """A delivery that can never be stored as sent (its input does not serialize; on PostgreSQL a value
+    a column refuses) does not fail the others of its batch (old code: all got the error, a 503), and is
+    itself stored as ignored, without payload, so its sender gets a 200 instead of a 503 forever."""
+    plain, ingest = engines
+    postgres = plain.dialect.name != "sqlite"
+    bad = {3: unserializable("bad-dump"), 6: too_long_subject("bad-subject")}
+    items: list[tuple[Incoming, Action]] = [
+        (incoming(f"b{n}"), bad.get(n) or enqueue(f"good{n}")) for n in range(10)
+    ]
+    committer = GroupCommitter(ingest)
+    answers = await asyncio.wait_for(asyncio.gather(*(committer.record(i, a) for i, a in items)), 10)
+    await committer.close()
+    refused = {3, 6} if postgres else {3}  # SQLite does not enforce a VARCHAR's length
+    for n, answer in enumerate(answers):
+        if n in refused:
+            assert answer.outcome == IGNORED and answer.run_id is None, answer
+            assert answer.reason and answer.reason.startswith("not storable as sent ("), answer.reason
+            assert CANARY not in answer.reason
+        else:
+            assert answer.outcome == ENQUEUED and answer.run_id, (n, answer)
+    stored = await rows(plain)
+    by_key = {d[1]: d for d in stored["deliveries"]}
+    assert sorted(by_key) == sorted(f"b{n}" for n in range(10))
+    assert all(by_key[f"b{n}"][3] == IGNORED and by_key[f"b{n}"][-1] is None for n in refused)
+    assert len(stored["runs"]) == 10 - len(refused)
+
+
+async def test_a_full_queue_is_refused_at_once_with_a_retry(
+    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a batch is in flight at most `max_queued` deliveries wait behind it; the next one is refused
+    at once with StoreUnavailable (503 + Retry-After), not queued without bound holding its body."""
+    assert GroupCommitter(engines[1]).max_queued == group.MAX_QUEUED_BATCHES * group.MAX_BATCH
+    _, ingest = engines
+    entered, release = blocking_write(monkeypatch)
+    committer = GroupCommitter(ingest, max_batch=2, max_queued=3)
+    first = asyncio.create_task(committer.record(incoming("q0"), enqueue("qo0")))
+    await asyncio.wait_for(entered.wait(), 5)  # q0's batch is in flight
+    queued = [asyncio.create_task(committer.record(incoming(f"q{n}"), enqueue(f"qo{n}"))) for n in (1, 2, 3)]
+    await asyncio.sleep(0)
+    with pytest.raises(StoreUnavailable, match="queue full"):
+        await asyncio.wait_for(committer.record(incoming("q4"), enqueue("qo4")), 1)
+    release.set()
+    answers = await asyncio.wait_for(asyncio.gather(first, *queued), 10)
+    assert [a.outcome for a in answers] == [ENQUEUED] * 4
+    assert (await committer.record(incoming("q4"), enqueue("qo4"))).outcome == ENQUEUED  # room again
+    await committer.close()
+
+
+async def test_cancelling_the_writer_mid_batch_answers_every_caller(
+    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer is cancelled (shutdown) inside a batch's transaction: the callers of that batch and of
+    the queue behind it get StoreUnavailable (503) at once (old code: they waited forever); nothing of the
+    batch is stored, and the next delivery starts a new writer."""
+    plain, ingest = engines
+    entered, release = blocking_write(monkeypatch)
+    committer = GroupCommitter(ingest)
+    in_flight = [
+        asyncio.create_task(committer.record(incoming(f"x{n}"), enqueue(f"xo{n}"))) for n in range(3)
+    ]
+    await asyncio.wait_for(entered.wait(), 5)
+    behind = [asyncio.create_task(committer.record(incoming(f"y{n}"), enqueue(f"yo{n}"))) for n in range(2)]
+    await asyncio.sleep(0)
+    assert committer._writer is not None
+    committer._writer.cancel()
+    answers = await asyncio.wait_for(asyncio.gather(*in_flight, *behind, return_exceptions=True), 5)
+    assert all(isinstance(a, StoreUnavailable) for a in answers), answers
+    assert (await rows(plain))["deliveries"] == []
+    release.set()
+    assert (await committer.record(incoming("x0"), enqueue("xo0"))).outcome == ENQUEUED
+    await committer.close()
+
+
+async def test_a_writer_that_fails_outside_the_transaction_answers_its_batch(
+    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`write` answers fewer results than the batch has deliveries (the zip(strict=True) check raises
+    outside the transaction's try): every caller is answered, none waits forever."""
+    _, ingest = engines
+    real_write = group.write
+
+    async def short(conn: Any, items: Any) -> Any:
+        return (await real_write(conn, items))[:-1]
+
+    monkeypatch.setattr(group, "write", short)
+    committer = GroupCommitter(ingest)
+    answers = await asyncio.wait_for(
+        asyncio.gather(
+            *(committer.record(incoming(f"z{n}"), Ignore("x")) for n in range(4)), return_exceptions=True
+        ),
+        5,
+    )
+    assert all(isinstance(a, inbox.Recorded | StoreUnavailable) for a in answers), answers
+    assert any(isinstance(a, StoreUnavailable) for a in answers)
+    monkeypatch.setattr(group, "write", real_write)
+    assert (await committer.record(incoming("z9"), Ignore("x"))).outcome == IGNORED  # a new writer
     await committer.close()
