@@ -1,8 +1,9 @@
 """Group commit for the inbox: many deliveries per transaction, each answer awaited on its commit.
 
 `GroupCommitter.record` gives the same `inbox.Recorded` as `inbox.record`, and returns only once the
-transaction holding the delivery (and the run it starts) has committed; if that transaction fails it
-raises and nothing of its batch is stored. One writer task per process writes everything queued at that
+transaction holding the delivery (and the run it starts) has committed; if the store is down it raises
+and nothing of its batch is stored. At most `max_queued` deliveries wait; past that `record` raises
+StoreUnavailable at once. One writer task per process writes everything queued at that
 moment in one transaction: while a batch commits, the next one gathers, so the batch grows with the load
 and a quiet server commits each delivery alone at once (no timer, no added wait).
 
@@ -15,7 +16,9 @@ writer polls for the lock every millisecond on the event loop instead (SQLite's 
 1, 2, 5, 10, 15, 20, 25… ms, a tail of tens of milliseconds whenever the worker holds the lock). On
 PostgreSQL another `baton serve` can insert the same key between the reads and the writes: the batch then
 fails with an IntegrityError, rolls back, and its deliveries are recorded one by one by `inbox.record`,
-which resolves such conflicts.
+which resolves such conflicts. Any other failure that is not the store being down does the same, so one
+bad delivery fails alone; one that can never be stored as sent is stored as ignored (`_record_alone`).
+A writer cancelled or failing outside a transaction answers its batch and the queue before it stops.
 """
 
 from __future__ import annotations

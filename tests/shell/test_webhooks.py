@@ -211,3 +211,19 @@ async def test_bot_marker_note_is_ignored(client: httpx.AsyncClient, services: S
     response = await client.post("/webhooks/gitlab", content=body, headers=headers)
     assert response.status_code == 200 and "ignored" in response.json()
     assert await count(services, Run) == 0
+
+
+async def test_a_full_inbox_queue_is_a_503_with_retry_after_and_stores_nothing(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """The inbox refuses a delivery when `max_queued` already wait (bot/store/group.py): the sender is
+    told to retry at once, nothing is stored; with room again the same delivery is accepted."""
+    services.inbox.max_queued = 0  # every delivery finds the queue full
+    body, headers = signed("jira", label_added("ai-implement"))
+    refused = await client.post("/webhooks/jira", content=body, headers=headers)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5", refused.text
+    assert "queue full" in refused.json()["error"]
+    assert await count(services, Delivery) == 0
+    services.inbox.max_queued = 8
+    accepted = await client.post("/webhooks/jira", content=body, headers=headers)
+    assert accepted.status_code == 202 and await count(services, Run) == 1
