@@ -82,7 +82,7 @@ def _jira_payload_key(payload: object) -> str | None:
     commented = event == "jira:issue_updated" and _get(payload, "issue_event_type_name") == "issue_commented"
     if comment_id and (event == "comment_created" or commented):
         return make_key("comment", comment_id)  # one key for both deliveries of a new comment
-    if comment_id and event in JIRA_COMMENT_CHANGED:
+    if comment_id and isinstance(event, str) and event in JIRA_COMMENT_CHANGED:
         updated = _scalar(_get(payload, "comment", "updated")) or ""
         return make_key("comment", f"{comment_id}:{event}:{updated}")
     changelog_id = _scalar(_get(payload, "changelog", "id"))

@@ -141,6 +141,8 @@ def test_control_and_format_characters_are_stripped(value: str, expected: str) -
         {"webhookEvent": "comment_created", "comment": {"id": {"x": 1}}},
         {"webhookEvent": "comment_created", "comment": [1]},
         {"webhookEvent": "jira:issue_updated", "changelog": {"id": None}},
+        {"webhookEvent": {"object_kind": "\x00"}, "comment": {"id": "10"}},  # unhashable: was a 500
+        {"webhookEvent": ["comment_updated"], "comment": {"id": "10"}},
     ],
 )
 @pytest.mark.parametrize("source", ["gitlab", "jira"])
