@@ -2,9 +2,14 @@
 
 A slot `<dir>/<n>` holds an idle worktree or nothing (vacant). A lease on it is an exclusive `flock` on
 `<n>.lock` (the kernel drops it when the holder dies, however it dies) plus a record `<n>.lease`
-(owner, host, pid, expiry) for whoever looks: a record left by a dead holder on this host, or an expired
-one from another host sharing the directory, is reclaimed; whatever it left in the slot is reset and
-verified by the caller like any other lease, so nothing a holder did survives into the next one.
+(owner, host, pid, expiry) for whoever looks: a record left by a dead holder is reclaimed (and named in
+the log); whatever it left in the slot is reset and verified by the caller like any other lease, so
+nothing a holder did survives into the next one.
+
+The flock is the lease, and it holds between the processes of one host only. The directory (Baton's
+state directory) must not be shared between hosts: the record is written read-then-replace, not created
+atomically, and never renewed, so the expiry check below is a best-effort guard against a mistaken
+shared mount, not a lock between hosts.
 """
 
 from __future__ import annotations
@@ -13,12 +18,11 @@ import fcntl
 import json
 import os
 import socket
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-LEASE_S = 900.0  # how long another host respects a record; claims and resets take seconds
+LEASE_S = 900.0  # best effort only (see above): how long a record of another host is left alone
 
 
 @dataclass(frozen=True)
@@ -109,35 +113,3 @@ class Pool:
         finally:
             fcntl.flock(lease.fd, fcntl.LOCK_UN)
             os.close(lease.fd)
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it (os.umask would, for every thread, for a moment)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
-def normalize_modes(tree: Path) -> int:
-    """Give every directory and file the permission bits a fresh checkout would (git records only the
-    executable bit; a previous holder's chmod, setuid or group-write would survive a checkout otherwise).
-    Returns how many were changed."""
-    mask = ~_umask()
-    changed = 0
-    for top, dirs, files in os.walk(tree):
-        for name in (*dirs, *files):
-            if top == str(tree) and name == ".git":
-                continue
-            path = os.path.join(top, name)
-            mode = os.lstat(path).st_mode
-            if stat.S_ISLNK(mode):
-                continue
-            full = 0o777 if stat.S_ISDIR(mode) or mode & stat.S_IXUSR else 0o666
-            if stat.S_IMODE(mode) != full & mask:
-                os.chmod(path, full & mask)
-                changed += 1
-    return changed

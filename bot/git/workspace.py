@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -19,8 +21,9 @@ from bot.git.diffstat import DiffStat, parse_numstat
 from bot.git.errors import HeadMoved, NothingToCommit, UnsafeInput, WorkspaceError
 from bot.git.lock import file_lock
 from bot.git.paths import check_run_id, mirror_dirname
-from bot.git.pool import Lease, Pool, normalize_modes
+from bot.git.pool import Lease, Pool
 from bot.git.runner import GitResult, GitRunner
+from bot.git.tree import Unservable, discard, remove_tree, settle, sweep
 
 # Upstream branches land under refs/remotes/origin/, never in refs/heads/: run branches live there, and
 # `fetch` refuses to update a branch checked out in a worktree (and --prune would delete unpushed ones).
@@ -71,13 +74,14 @@ def _has_repo(path: Path) -> bool:
 
 
 def _replace_dir(staging: Path, target: Path) -> None:
-    shutil.rmtree(target, ignore_errors=True)  # debris of a crash before an earlier rename
+    remove_tree(target)  # debris of a crash before an earlier rename
     staging.rename(target)
 
 
-async def _delete_tree(path: Path) -> None:
-    """Remove `path` if present, in a thread: a big checkout takes a while to delete."""
-    await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
+def _gitlinks(listed: bytes) -> list[str]:
+    """The submodule paths (mode 160000) in `git ls-files --stage -z` output."""
+    entries = (e.decode("utf-8", "surrogateescape") for e in listed.split(b"\0") if e)
+    return [e.split("\t", 1)[1] for e in entries if e.startswith("160000 ") and "\t" in e]
 
 
 def _seed_index(source: str, target: Path) -> None:
@@ -133,7 +137,7 @@ class Workspace:
             await self._fetch(staging, url, token)
             await asyncio.to_thread(_replace_dir, staging, mirror)
         finally:
-            await _delete_tree(staging)
+            await self._delete_tree(staging)
 
     async def _fetch(self, mirror: Path, url: str, token: Secret | None) -> None:
         await self._remote_git(
@@ -206,34 +210,51 @@ class Workspace:
         try:
             if lease.reclaimed:
                 log.warning("workspace slot %s: reclaimed the lease of %s", lease.path, lease.reclaimed)
-            if await self._reset(lease, branch, sha, sparse):
-                moved = ["worktree", "move", "--end-of-options", str(lease.path), str(path)]
-                if (await self._mgit(mirror, moved, check=False)).returncode == 0:
-                    return True
-            log.warning("workspace slot %s did not reset clean; discarded", lease.path)
-            await _delete_tree(lease.path)
+            try:
+                why = await self._reset(mirror, lease, branch, sha, sparse)
+                if why is None:
+                    moved = ["worktree", "move", "--end-of-options", str(lease.path), str(path)]
+                    if (await self._mgit(mirror, moved, check=False)).returncode == 0:
+                        return True
+                    why = "git worktree move failed"
+            except Exception as exc:  # whatever a run left that breaks the reset: never a failed run
+                why = f"{type(exc).__name__}: {str(exc)[:200]}"
+            log.warning("workspace slot %s did not reset clean; discarded (%s)", lease.path, why)
+            await self._delete_tree(lease.path)
             await self._mgit(mirror, ["worktree", "prune"], check=False)
             await self._mgit(mirror, ["branch", "--quiet", "-D", "--end-of-options", branch], check=False)
             return False
         finally:
             pool.release(lease)
 
-    async def _reset(self, lease: Lease, branch: str, sha: str, sparse: Sequence[str]) -> bool:
-        """`checkout --force` (only files that differ are written), the sparse cone (or none), `clean
-        -ffdx` (untracked and ignored leftovers), modes as a fresh checkout; True only if `status
-        --ignored` then shows nothing at all."""
+    async def _reset(
+        self, mirror: Path, lease: Lease, branch: str, sha: str, sparse: Sequence[str]
+    ) -> str | None:
+        """The slot's `.git` link checked (no git runs in it otherwise), `checkout --force` (only files
+        that differ are written), the sparse cone (or none), `settle` (what git never sees deleted: a
+        `.git` below the root, FIFOs; hard links, submodule contents and trees past the depth bound
+        refused; modes as a fresh checkout), `clean -ffdx` (untracked and ignored leftovers); None only
+        if `status --ignored` then shows nothing at all and HEAD is `sha`, else why not."""
         slot = lease.path
+        if self._linked_admin(slot, mirror / "worktrees") is None:
+            return "its .git is not this mirror's worktree link"
         checkout = ["checkout", "--force", "--quiet", "--no-recurse-submodules", "-b", branch, sha]
         if (await self._slot_git(slot, checkout)).returncode != 0:
-            return False
+            return "git checkout failed"
         if not await self._cone(slot, sparse):
-            return False
+            return "git sparse-checkout failed"
+        listed = await self._slot_git(slot, ["ls-files", "--stage", "-z"])
+        if listed.returncode != 0:
+            return "git ls-files failed"
+        try:  # before clean: a tree past the depth bound is discarded, never cleaned (quadratic in git)
+            await asyncio.to_thread(settle, slot, _gitlinks(listed.stdout))
+        except Unservable as exc:
+            return str(exc)
         if (await self._slot_git(slot, ["clean", "-ffdxq"])).returncode != 0:
-            return False
-        await asyncio.to_thread(normalize_modes, slot)
+            return "git clean failed"
         status = await self._slot_git(slot, STATUS_ALL)
         head = await self._slot_git(slot, ["rev-parse", "--verify", "--quiet", "HEAD"])
-        return status.returncode == 0 and not status.stdout and head.text == sha
+        return None if status.returncode == 0 and not status.stdout and head.text == sha else "not clean"
 
     async def _park(self, mirror: Path, path: Path) -> bool:
         """Move a finished run's worktree into a vacant slot, HEAD detached (its branch stays free)."""
@@ -285,7 +306,7 @@ class Workspace:
         path = self.worktrees / check_run_id(run_id)
         mirror = self._mirror_of(path)
         if mirror is None:
-            await _delete_tree(path)
+            await self._delete_tree(path)
             await self._prune_all()
             return
         async with self._locked(mirror):
@@ -294,7 +315,7 @@ class Workspace:
     async def _remove_locked(self, mirror: Path, path: Path, *, keep_branch: bool) -> None:
         branch = self._checked_out_branch(path)
         if not await self._park(mirror, path):
-            await _delete_tree(path)
+            await self._delete_tree(path)
         await self._mgit(mirror, ["worktree", "prune"])
         if branch is not None and not keep_branch:
             await self._mgit(mirror, ["update-ref", "-d", "--end-of-options", branch], check=False)
@@ -394,6 +415,15 @@ class Workspace:
         for directory in (self.mirrors, self.worktrees, self.root / "tmp"):
             directory.mkdir(parents=True, exist_ok=True)
 
+    async def _delete_tree(self, path: Path) -> None:
+        """Remove `path` if present, in a thread (a big checkout takes a while to delete); what cannot be
+        deleted is moved into `trash/` so the name (a slot's number, a run's worktree) is free again, and
+        deleted again at the next call."""
+        trash = self.root / "trash"
+        await asyncio.to_thread(discard, path, trash)
+        if trash.is_dir():
+            await asyncio.to_thread(sweep, trash)
+
     def _all_mirrors(self) -> list[Path]:
         return sorted(self.mirrors.glob("*.git")) if self.mirrors.is_dir() else []
 
@@ -413,14 +443,31 @@ class Workspace:
 
     def _admin_dir(self, worktree: Path) -> Path | None:
         """`<mirror>/worktrees/<name>` if the worktree's `.git` file and git's back-link agree."""
+        if worktree.parent != self.worktrees:
+            return None
+        admin = self._linked_admin(worktree, None)
+        return admin if admin is not None and admin.parent.parent.parent == self.mirrors else None
+
+    @staticmethod
+    def _linked_admin(worktree: Path, admins: Path | None) -> Path | None:
+        """The administrative directory the worktree's `.git` names, if `.git` is a regular file of ours
+        with one link, naming a directory `<mirror>/worktrees/<name>` (in `admins` when given) whose
+        `gitdir` names this `.git` back; None otherwise (git must not run there: a `.git` replaced by
+        a run would bring its own hooks and configuration)."""
         dotgit = worktree / ".git"
-        if worktree.parent != self.worktrees or not dotgit.is_file():
-            return None
-        admin = Path(dotgit.read_text(errors="replace").strip().removeprefix("gitdir:").strip())
-        if admin.parent.name != "worktrees" or admin.parent.parent.parent != self.mirrors:
-            return None
-        back_link = admin / "gitdir"
-        if not back_link.is_file() or Path(back_link.read_text(errors="replace").strip()) != dotgit:
+        try:
+            info = dotgit.lstat()
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
+                return None
+            admin = Path(dotgit.read_text(errors="replace").strip().removeprefix("gitdir:").strip())
+            if not admin.is_absolute() or ".." in admin.parts or admin.parent.name != "worktrees":
+                return None
+            if admins is not None and admin.parent != admins:
+                return None
+            back_link = admin / "gitdir"
+            if Path(back_link.read_text(errors="replace").strip()) != dotgit:
+                return None
+        except (OSError, ValueError):
             return None
         return admin
 

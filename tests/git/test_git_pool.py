@@ -9,11 +9,14 @@ import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from bot.git.pool import Pool, normalize_modes
+from bot.git import tree
+from bot.git.pool import Pool
+from bot.git.tree import settle
 from bot.git.workspace import Workspace
 from tests.git.repos import BOT, Upstream, git
 
@@ -21,13 +24,14 @@ Snapshot = dict[str, tuple[str, int, bytes]]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def snapshot(tree: Path) -> Snapshot:
-    """Every path under `tree` but its top `.git`: kind, permission bits, bytes (or link target)."""
+def snapshot(root: Path) -> Snapshot:
+    """Every path under `root` but its top `.git`: kind, permission bits, bytes (or link target); a file
+    with other hard links or a FIFO is a kind of its own."""
     found: Snapshot = {}
-    for top, dirs, files in os.walk(tree):
+    for top, dirs, files in os.walk(root):
         for name in (*dirs, *files):
             path = Path(top, name)
-            rel = str(path.relative_to(tree))
+            rel = str(path.relative_to(root))
             if rel == ".git":
                 continue
             info = path.lstat()
@@ -35,9 +39,11 @@ def snapshot(tree: Path) -> Snapshot:
                 found[rel] = ("link", 0, os.fsencode(os.readlink(path)))
             elif stat.S_ISDIR(info.st_mode):
                 found[rel] = ("dir", stat.S_IMODE(info.st_mode), b"")
+            elif not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+                found[rel] = ("special", info.st_mode, b"")
             else:
                 found[rel] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
-        dirs[:] = [d for d in dirs if not (top == str(tree) and d == ".git")]
+        dirs[:] = [d for d in dirs if not (top == str(root) and d == ".git")]
     return found
 
 
@@ -75,6 +81,14 @@ def dirty(tree: Path) -> None:
     git("add", "staged.txt", cwd=tree)
     git("init", "--quiet", str(tree / "vendor"))
     (tree / "vendor" / "lib.c").write_text("int x;\n")
+    # what git's status and clean never look at: a `.git` below the root (a directory with a config
+    # whose fsmonitor the next run's git would execute from src/, and a file), a FIFO
+    nested = tree / "src" / ".git"
+    nested.mkdir()
+    (nested / "HEAD").write_text("ref: refs/heads/main\n")
+    (nested / "config").write_text(f"[core]\n\tfsmonitor = touch {tree.parent}/pwned\n")
+    (tree / "docs" / ".git").write_text("gitdir: /somewhere/else\n")
+    os.mkfifo(tree / "src" / "pipe")
 
 
 async def test_a_reset_worktree_is_byte_identical_to_a_fresh_checkout(
@@ -112,15 +126,20 @@ async def test_a_reset_worktree_is_byte_identical_to_a_fresh_checkout(
     assert git("status", "--porcelain", "--ignored", cwd=three) == ""
 
 
+async def parked_slot(ws: Workspace, upstream: Upstream) -> Path:
+    """The pool's slot holding run-1's worktree, parked after it finished."""
+    mirror = await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    await ws.create_worktree(upstream.repo_id, "run-1", "main", "baton/T-1-one")
+    await ws.remove_worktree("run-1")
+    return ws.pool(mirror).slots()[0]
+
+
 async def test_a_slot_that_does_not_reset_clean_is_discarded_for_a_fresh_checkout(
     tmp_path: Path, upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
     sha = seed_tree(upstream)
     ws = Workspace(tmp_path / "ws", BOT, pool_size=1)
-    mirror = await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
-    await ws.create_worktree(upstream.repo_id, "run-1", "main", "baton/T-1-one")
-    await ws.remove_worktree("run-1")
-    slot = ws.pool(mirror).slots()[0]
+    slot = await parked_slot(ws, upstream)
     (slot / ".git").write_text("gitdir: /nonexistent/elsewhere\n")  # a slot git no longer recognises
     (slot / "leftover").write_text("must not be served\n")
 
@@ -212,7 +231,7 @@ async def test_a_crashed_holders_lease_is_reclaimed_and_reset(
     assert not slot.with_suffix(".lease").exists()
 
 
-def test_normalize_modes_restores_checkout_permissions(tmp_path: Path) -> None:
+def test_settle_restores_checkout_permissions(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir(mode=0o700)
     (tmp_path / "d" / "f").write_text("x")
     (tmp_path / "d" / "f").chmod(0o4777)
@@ -221,10 +240,10 @@ def test_normalize_modes_restores_checkout_permissions(tmp_path: Path) -> None:
     (tmp_path / "l").symlink_to("g")
     umask = os.umask(0o022)
     os.umask(umask)
-    assert normalize_modes(tmp_path) == 3
+    assert settle(tmp_path) == 3
     assert stat.S_IMODE((tmp_path / "d" / "f").stat().st_mode) == 0o777 & ~umask
     assert stat.S_IMODE((tmp_path / "g").stat().st_mode) == 0o666 & ~umask
-    assert normalize_modes(tmp_path) == 0
+    assert settle(tmp_path) == 0
 
 
 def fresh_sparse(upstream: Upstream, sha: str, where: Path, directories: list[str]) -> Snapshot:
@@ -298,3 +317,164 @@ def test_a_lease_record_is_respected_only_while_another_hosts_lease_runs(
         assert bool(lease.reclaimed) == (record is not None)  # a previous holder is named
         Pool.release(lease)
         assert not slot.with_suffix(".lease").exists()
+
+
+def add_gitlink(upstream: Upstream, path: str) -> str:
+    """Commit a submodule entry (mode 160000) at `path`; a checkout makes it an empty directory."""
+    target = git("rev-parse", "HEAD", cwd=upstream.seed)
+    git("update-index", "--add", "--cacheinfo", f"160000,{target},{path}", cwd=upstream.seed)
+    git("commit", "--quiet", "-m", f"upstream: submodule {path}", cwd=upstream.seed)
+    git("push", "--quiet", str(upstream.bare), "HEAD:refs/heads/main", cwd=upstream.seed)
+    return git("rev-parse", "HEAD", cwd=upstream.seed)
+
+
+async def leased_after(ws: Workspace, upstream: Upstream, leave: object) -> tuple[Path, Path, int]:
+    """run-1 leaves what `leave(tree)` makes and is parked; returns run-2's tree, the slot, run-1's inode."""
+    mirror = await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    one = await ws.create_worktree(upstream.repo_id, "run-1", "main", "baton/T-1-one")
+    inode = one.stat().st_ino
+    assert callable(leave)
+    leave(one)
+    await ws.remove_worktree("run-1")
+    slot = ws.pool(mirror).slots()[0]
+    assert slot.stat().st_ino == inode  # parked
+    two = await ws.create_worktree(upstream.repo_id, "run-2", "main", "baton/T-2-two")
+    return two, slot, inode
+
+
+def in_submodule(tree: Path) -> None:
+    (tree / "sub" / "planted.txt").write_text("git status and clean never look in here\n")
+
+
+def hard_linked(tree: Path) -> None:
+    os.link(tree / "src" / "keep.txt", tree.parent / "outside-the-worktree")
+
+
+@pytest.mark.parametrize(("leave", "why"), [(in_submodule, "submodule"), (hard_linked, "hard link")])
+async def test_what_cannot_be_put_right_in_a_slot_discards_it(
+    tmp_path: Path, upstream: Upstream, caplog: pytest.LogCaptureFixture, leave: object, why: str
+) -> None:
+    seed_tree(upstream)
+    sha = add_gitlink(upstream, "sub")
+    ws = Workspace(tmp_path / "ws", BOT, pool_size=1)
+    with caplog.at_level(logging.WARNING, logger="bot.git.workspace"):
+        two, slot, _ = await leased_after(ws, upstream, leave)
+    assert not slot.exists()  # deleted; run-2 is a fresh checkout
+    want = fresh(upstream, sha, tmp_path / "fresh")
+    assert want["sub"] == ("dir", 0o755, b"")  # the submodule's directory, empty
+    assert snapshot(two) == want
+    assert "did not reset clean; discarded" in caplog.text and why in caplog.text
+
+
+def deep_chain(base: Path, levels: int, name: str = "d") -> None:
+    """`levels` nested directories under `base`, made relative to descriptors (the path may pass PATH_MAX)."""
+    base.mkdir(parents=True, exist_ok=True)
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(levels):
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as leaf:
+            leaf.write("bottom\n")
+    finally:
+        os.close(fd)
+
+
+def deep_and_long(tree: Path) -> None:
+    deep_chain(tree / "src" / ".git", 1200)  # below a `.git` git clean skips
+    deep_chain(tree / "deep", 1200)  # untracked
+    deep_chain(tree / "long", 25, "x" * 200)  # a path of ~5,000 characters, past PATH_MAX
+
+
+def deep_below_a_nested_dotgit(tree: Path) -> None:
+    deep_chain(tree / "src" / ".git", 1200)
+
+
+@pytest.mark.parametrize(("leave", "warm"), [(deep_and_long, False), (deep_below_a_nested_dotgit, True)])
+async def test_a_deep_or_over_long_tree_left_by_a_run_never_blocks_the_next(
+    tmp_path: Path, upstream: Upstream, leave: object, warm: bool
+) -> None:
+    sha = seed_tree(upstream)
+    ws = Workspace(tmp_path / "ws", BOT, pool_size=1)
+    two, slot, inode = await leased_after(ws, upstream, leave)
+    assert (two.stat().st_ino == inode) == warm  # a nested .git is deleted; past the depth bound: discarded
+    assert snapshot(two) == fresh(upstream, sha, tmp_path / "fresh")
+    deep_and_long(two)
+    await ws.remove_worktree("run-2")
+    three = await ws.create_worktree(upstream.repo_id, "run-3", "main", "baton/T-3")
+    assert snapshot(three) == fresh(upstream, sha, tmp_path / "fresh-3")
+    assert sorted(p.name for p in slot.parent.iterdir() if not p.name.endswith(".lock")) == []
+
+
+async def test_an_error_while_resetting_a_slot_discards_it(
+    tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = seed_tree(upstream)
+    ws = Workspace(tmp_path / "ws", BOT, pool_size=1)
+
+    def broken(*_: object) -> int:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr("bot.git.workspace.settle", broken)
+    two, slot, _ = await leased_after(ws, upstream, lambda tree: None)
+    assert not slot.exists()
+    assert snapshot(two) == fresh(upstream, sha, tmp_path / "fresh")
+
+
+def test_remove_tree_deletes_deep_and_over_long_trees(tmp_path: Path) -> None:
+    deep_and_long(tmp_path / "t")
+    (tmp_path / "t" / "src").mkdir(exist_ok=True)
+    assert tree.remove_tree(tmp_path / "t") and not (tmp_path / "t").exists()
+    assert tree.remove_tree(tmp_path / "never-there")
+
+
+def test_entries_refuses_a_tree_past_the_depth_bound(tmp_path: Path) -> None:
+    deep_chain(tmp_path, tree.MAX_DEPTH + 2)
+    with pytest.raises(tree.Unservable, match="deeper than"):
+        list(tree.entries(tmp_path))
+
+
+def test_what_cannot_be_deleted_moves_to_the_trash_and_is_swept_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slot = tmp_path / "pool" / "0"
+    deep_chain(slot, 3)
+    trash = tmp_path / "trash"
+    monkeypatch.setattr(tree, "remove_tree", lambda path: not os.path.lexists(path))  # rm fails
+    assert tree.discard(slot, trash) and not slot.exists()  # the slot's number is free again
+    assert [p.name.startswith("0-") for p in trash.iterdir()] == [True]
+    monkeypatch.undo()
+    tree.sweep(trash)
+    assert list(trash.iterdir()) == []
+
+
+def replace_dotgit_with_a_directory(slot: Path, evil: Path) -> None:
+    (slot / ".git").unlink()
+    (evil / ".git").rename(slot / ".git")
+
+
+def point_dotgit_elsewhere(slot: Path, evil: Path) -> None:
+    (slot / ".git").write_text(f"gitdir: {evil / '.git'}\n")
+
+
+@pytest.mark.parametrize("replace", [replace_dotgit_with_a_directory, point_dotgit_elsewhere])
+async def test_no_git_runs_in_a_slot_whose_dotgit_was_replaced(
+    tmp_path: Path, upstream: Upstream, replace: Callable[[Path, Path], None]
+) -> None:
+    sha = seed_tree(upstream)
+    ws = Workspace(tmp_path / "ws", BOT, pool_size=1)
+    slot = await parked_slot(ws, upstream)
+    evil = tmp_path / "evil"
+    git("clone", "--quiet", str(upstream.bare), str(evil))  # has the commit, so a checkout would succeed
+    marker = tmp_path / "filter-ran"  # Baton's git turns hooks and fsmonitor off, not a repo's filters
+    (evil / ".git" / "info" / "attributes").write_text("* filter=evil\n")
+    for kind in ("clean", "smudge"):
+        git("config", f"filter.evil.{kind}", f"touch {marker}; cat", cwd=evil)
+    replace(slot, evil)
+
+    two = await ws.create_worktree(upstream.repo_id, "run-2", "main", "baton/T-2-two")
+    assert not marker.exists()  # no git ran with the replaced .git's configuration
+    assert not slot.exists()
+    assert snapshot(two) == fresh(upstream, sha, tmp_path / "fresh")
