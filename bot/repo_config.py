@@ -107,8 +107,9 @@ class RepoConfig(BaseModel):
     protected_paths: tuple[str, ...] = ()
     modules: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     timeout_s: int = Field(default=DEFAULT_TIMEOUT_S, ge=1, le=24 * 3600)
-    # The directories a ticket may touch: when set, a run's worktree is a sparse checkout of these
-    # (and the files at the repository root), not of every file.
+    # The directories a run's worktree checks out: when set, a sparse checkout of these (and the files at
+    # the repository root), not of every file. An optimisation, not a limit on what a ticket may change:
+    # a file the agent writes outside them is committed like any other (protected_paths limits changes).
     checkout: tuple[str, ...] = Field(default=(), max_length=MAX_CHECKOUT_DIRS)
 
     @field_validator("checkout")

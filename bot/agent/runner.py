@@ -248,7 +248,9 @@ async def _run_in(run_dir: Path, request: AgentRequest, profile: Profile) -> Age
         drive = asyncio.create_task(_drive_and_reap(request, profile, launcher, recorder, gate))
         with contextlib.ExitStack() as stack:  # leaves (reseals `.git`) only once the CLI is gone
             try:
-                await _enter(stack, lent)  # while the sandbox and the CLI start
+                # while the sandbox and the CLI start; the prompt waits for it (lend's chown walk is safe
+                # only while nothing the agent controls runs: containment.host._chown_tree)
+                await _enter(stack, lent)
                 before = await _state(worktree, profile)
                 marks.ready = time.perf_counter()
                 gate.release(send=before is not None or not profile.read_only)

@@ -155,7 +155,13 @@ def reseal(dotgit: Path, content: bytes) -> None:
 def _chown_tree(root: Path, drop: Drop, *, include_root: bool, skip: Sequence[Path] = ()) -> None:
     """lchown everything under `root` (never following a symlink) to the sandbox's uid. What it owns
     already is left alone: a warm worktree lent again costs a walk, not a metadata write per file (and
-    keeps git's cached stat data valid, so the next `git status` does not re-read every file)."""
+    keeps git's cached stat data valid, so the next `git status` does not re-read every file).
+
+    Safe only while nothing the agent controls runs in the sandbox during the walk: the uid it hands
+    files to could otherwise swap a directory for a symlink between the lstat and the chown of an entry
+    below it. `lend` is entered before the agent's prompt is sent (bot/agent/runner.py: the CLI may be
+    starting, but its prompt is held back until the walk is done) and before any repository command
+    starts (orchestrators/validate.py); keep it so."""
     if include_root:
         os.chown(root, drop.uid, drop.gid, follow_symlinks=False)
     skipped = {str(p) for p in skip}

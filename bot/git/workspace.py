@@ -357,7 +357,7 @@ class Workspace:
             raise UnsafeInput("commit message is empty")
         body = f"{text}\n".encode("utf-8", "replace")
         async with self._locked(mirror):
-            await self._wt_git(worktree, ["add", "--all"])
+            await self._wt_git(worktree, ["add", "--all", "--sparse"])
             staged = await self._wt_git(worktree, ["diff", "--cached", "--quiet", *DIFF_FLAGS], check=False)
             if staged.returncode == 0:
                 raise NothingToCommit(f"nothing to commit in run {worktree.name}")
@@ -391,7 +391,7 @@ class Workspace:
         with tempfile.TemporaryDirectory(dir=self.root / "tmp") as scratch:
             env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
             _seed_index(index.text, Path(env["GIT_INDEX_FILE"]))
-            await self._wt_git(worktree, ["add", "--all"], env=env)
+            await self._wt_git(worktree, ["add", "--all", "--sparse"], env=env)
             return (await self._wt_git(worktree, ["write-tree"], env=env)).text
 
     async def push(

@@ -478,3 +478,18 @@ async def test_no_git_runs_in_a_slot_whose_dotgit_was_replaced(
     assert not marker.exists()  # no git ran with the replaced .git's configuration
     assert not slot.exists()
     assert snapshot(two) == fresh(upstream, sha, tmp_path / "fresh")
+
+
+async def test_a_sparse_checkout_does_not_limit_what_a_run_commits(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """`checkout` is an optimisation (README, repo_config): a file written outside the cone is committed."""
+    seed_tree(upstream)
+    ws = Workspace(tmp_path / "ws", BOT, pool_size=1)
+    await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    tree = await ws.create_worktree(upstream.repo_id, "run-1", "main", "baton/T-1", sparse=("src",))
+    (tree / "docs").mkdir()
+    (tree / "docs" / "outside.md").write_text("outside the cone\n")
+    sha = await ws.commit_all(tree, "T-1: outside the cone")
+    assert git("show", "--name-status", "--format=", sha, cwd=tree).splitlines() == ["A\tdocs/outside.md"]
+    assert "+outside the cone" in await ws.diff(tree, "main")  # what review and the guards see
