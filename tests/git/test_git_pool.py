@@ -392,7 +392,13 @@ def deep_below_a_nested_dotgit(tree: Path) -> None:
     deep_chain(tree / "src" / ".git", 1200)
 
 
-@pytest.mark.parametrize(("leave", "warm"), [(deep_and_long, False), (deep_below_a_nested_dotgit, True)])
+def over_long(tree: Path) -> None:
+    deep_chain(tree / "build", 25, "x" * 200)  # ignored, but unreadable by path: the walk fails
+
+
+@pytest.mark.parametrize(
+    ("leave", "warm"), [(deep_and_long, False), (deep_below_a_nested_dotgit, True), (over_long, False)]
+)
 async def test_a_deep_or_over_long_tree_left_by_a_run_never_blocks_the_next(
     tmp_path: Path, upstream: Upstream, leave: object, warm: bool
 ) -> None:
