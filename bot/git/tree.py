@@ -58,7 +58,8 @@ def entries(tree: Path) -> Iterator[tuple[str, os.stat_result]]:
 
 
 def settle(tree: Path, gitlinks: Collection[str] = ()) -> int:
-    """After `git clean`: delete what git's status and clean never see but a fresh checkout never has
+    """Before `git clean` (so a tree past the depth bound is refused before git's quadratic clean of it):
+    delete what git's status and clean never see but a fresh checkout never has
     (a `.git` below the root, FIFOs, sockets, devices), give every file and directory the permission bits
     a fresh checkout would (git records only the executable bit), and raise Unservable for what cannot be
     put right here (a file with another hard link, anything inside a submodule's directory `gitlinks`).
