@@ -9,7 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -382,6 +382,14 @@ def deep_chain(base: Path, levels: int, name: str = "d") -> None:
         os.close(fd)
 
 
+@pytest.fixture
+def deep_tmp(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path, emptied afterwards with rm (pytest's own recursive rmtree dies on these trees)."""
+    yield tmp_path
+    for child in tmp_path.iterdir():
+        tree.remove_tree(child)
+
+
 def deep_and_long(tree: Path) -> None:
     deep_chain(tree / "src" / ".git", 1200)  # below a `.git` git clean skips
     deep_chain(tree / "deep", 1200)  # untracked
@@ -400,17 +408,17 @@ def over_long(tree: Path) -> None:
     ("leave", "warm"), [(deep_and_long, False), (deep_below_a_nested_dotgit, True), (over_long, False)]
 )
 async def test_a_deep_or_over_long_tree_left_by_a_run_never_blocks_the_next(
-    tmp_path: Path, upstream: Upstream, leave: object, warm: bool
+    deep_tmp: Path, upstream: Upstream, leave: object, warm: bool
 ) -> None:
     sha = seed_tree(upstream)
-    ws = Workspace(tmp_path / "ws", BOT, pool_size=1)
+    ws = Workspace(deep_tmp / "ws", BOT, pool_size=1)
     two, slot, inode = await leased_after(ws, upstream, leave)
     assert (two.stat().st_ino == inode) == warm  # a nested .git is deleted; past the depth bound: discarded
-    assert snapshot(two) == fresh(upstream, sha, tmp_path / "fresh")
+    assert snapshot(two) == fresh(upstream, sha, deep_tmp / "fresh")
     deep_and_long(two)
     await ws.remove_worktree("run-2")
     three = await ws.create_worktree(upstream.repo_id, "run-3", "main", "baton/T-3")
-    assert snapshot(three) == fresh(upstream, sha, tmp_path / "fresh-3")
+    assert snapshot(three) == fresh(upstream, sha, deep_tmp / "fresh-3")
     assert sorted(p.name for p in slot.parent.iterdir() if not p.name.endswith(".lock")) == []
 
 
@@ -429,11 +437,11 @@ async def test_an_error_while_resetting_a_slot_discards_it(
     assert snapshot(two) == fresh(upstream, sha, tmp_path / "fresh")
 
 
-def test_remove_tree_deletes_deep_and_over_long_trees(tmp_path: Path) -> None:
-    deep_and_long(tmp_path / "t")
-    (tmp_path / "t" / "src").mkdir(exist_ok=True)
-    assert tree.remove_tree(tmp_path / "t") and not (tmp_path / "t").exists()
-    assert tree.remove_tree(tmp_path / "never-there")
+def test_remove_tree_deletes_deep_and_over_long_trees(deep_tmp: Path) -> None:
+    deep_and_long(deep_tmp / "t")
+    (deep_tmp / "t" / "src").mkdir(exist_ok=True)
+    assert tree.remove_tree(deep_tmp / "t") and not (deep_tmp / "t").exists()
+    assert tree.remove_tree(deep_tmp / "never-there")
 
 
 def test_entries_refuses_a_tree_past_the_depth_bound(tmp_path: Path) -> None:
