@@ -95,7 +95,8 @@ def _deliver_jira(running: Running, event: str, payload: dict[str, Any]) -> Any:
 
 def _deliver_gitlab(running: Running, event: str, payload: dict[str, Any]) -> Any:
     state = running.stack.gitlab_state
-    (hook,) = state.hooks.values()
+    project_id = payload["project"]["id"]  # every sandbox project has Baton's hook: the payload's project's
+    (hook,) = [h for h in state.hooks.values() if h.project_id == project_id]
     delivery = gitlab_model.Delivery(hook.id, hook.url, event, str(uuid.uuid4()), str(uuid.uuid4()), payload)
     headers = gitlab_hooks.delivery_headers(state, hook, delivery)
     answer = httpx.post(hook.url, content=json.dumps(payload).encode(), headers=headers, timeout=10)
