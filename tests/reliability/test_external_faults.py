@@ -302,8 +302,9 @@ def test_jira_5xx_burst_on_the_issue_read_in_assemble_defers_then_completes(
 ) -> None:
     planted = plant(tmp_path)
     with guarded_sandbox(tmp_path, scenario_file(tmp_path, lifecycle(), planted), planted) as (sandbox, db):
-        # triage reads the issue first; the next five reads (assemble's, retried) answer 503
-        burst = jira_routes[0].arm(RouteFault("GET", ISSUE_PATH, "status", times=5, after=1))
+        # the route (one repository or several: orchestrators/plan.py) and triage read the issue first;
+        # the next five reads (assemble's, retried) answer 503
+        burst = jira_routes[0].arm(RouteFault("GET", ISSUE_PATH, "status", times=5, after=2))
         sandbox.label("dan", "DEMO-1")
         _finished_with_one_proposal(sandbox, db)
         detail = the_run(sandbox)
