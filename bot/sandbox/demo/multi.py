@@ -127,7 +127,7 @@ class MultiDemo(Demo):
                         f"({_cost(task)}; depended on {needs})"
                     )
             failed = [t for t in graph if t["status"] == "failed"]
-            if failed:
+            if failed and all(t["status"] in FINISHED for t in graph):  # its dependants marked blocked too
                 raise self.fail(stuck_reason(graph))
             return graph if graph and all(t["status"] == "done" for t in graph) else None
 
