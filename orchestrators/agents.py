@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from bot.agent import direct
 from bot.agent.process import kill_stragglers
 from bot.agent.profiles import ProfileName
 from bot.agent.result import AgentRequest, AgentResult
@@ -149,19 +150,59 @@ async def call(
     except asyncio.CancelledError as exc:
         cancelled_usage(exc)
         raise
-    if cap is not None:  # the run now holds what it has spent and not recorded yet
-        await wctx.holds.settle(
-            run_id, pending_usd + result.total_cost_usd, endpoint.timeout_s + HOLD_MARGIN_S
-        )
+    await _settle(wctx, run_id, cap, pending_usd, result)
     if result.subtype == OVER_BUDGET:
         raise await _over_budget(wctx, run_id, pending_usd + result.total_cost_usd, result)
-    if result.is_error:
-        raise AgentFailed(
-            f"the {profile} agent failed: {result.error or result.subtype or 'unknown error'}", usage(result)
-        )
+    _checked(result)
     if profile != "implementer" and result.worktree_changed:
         raise AgentFailed(
             f"the {profile} changed the worktree; its answer is discarded (fails closed)", usage(result)
+        )
+    return result
+
+
+async def ask(
+    wctx: WorkerContext,
+    profile: ProfileName,
+    prompt: str,
+    output_model: type[BaseModel],
+    *,
+    run_id: str,
+    pending_usd: float = 0.0,
+) -> AgentResult:
+    """One question that needs no tool and no worktree (triage reads the ticket's text only), asked of
+    the model directly (bot/agent/direct.py): no CLI to start, no sandbox, no scratch repository. Within
+    the run's cost caps like `call`; `AgentFailed` on an error."""
+    cap = await reserve(wctx, run_id, pending_usd)
+    endpoint = wctx.need_clients().agent
+    question = direct.Question(
+        profile=profile,
+        prompt=prompt,
+        output_model=output_model,
+        base_url=endpoint.base_url,
+        api_key=endpoint.api_key,
+        model=endpoint.model,
+        timeout_s=endpoint.timeout_s,
+    )
+    result = await direct.ask(question)
+    await _settle(wctx, run_id, cap, pending_usd, result)
+    return _checked(result)
+
+
+async def _settle(
+    wctx: WorkerContext, run_id: str, cap: float | None, pending_usd: float, result: AgentResult
+) -> None:
+    """The run now holds what it has spent and not recorded yet (only when a cap applies)."""
+    if cap is not None:
+        ttl = wctx.need_clients().agent.timeout_s + HOLD_MARGIN_S
+        await wctx.holds.settle(run_id, pending_usd + result.total_cost_usd, ttl)
+
+
+def _checked(result: AgentResult) -> AgentResult:
+    if result.is_error:
+        raise AgentFailed(
+            f"the {result.profile} agent failed: {result.error or result.subtype or 'unknown error'}",
+            usage(result),
         )
     return result
 

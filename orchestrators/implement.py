@@ -70,9 +70,8 @@ async def triage(ctx: PhaseContext) -> PhaseResult:
         [],
         RepoConfig(),
     )
-    scratch = await agents.scratch_repo(ctx.wctx, run.id)
     prompt = prompts.triage(key, brief.markdown)
-    result = await agents.call(ctx.wctx, "planner", prompt, scratch, output_model=Triage, run_id=run.id)
+    result = await agents.ask(ctx.wctx, "planner", prompt, Triage, run_id=run.id)
     answer = result.output(Triage)
     output = Triaged(
         ready=answer.ready,

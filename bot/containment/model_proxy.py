@@ -99,7 +99,7 @@ def _lower(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
 
 
 @functools.cache
-def _tls() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     """httpx's default TLS context, built once per process: building it (reading the CA bundle) was
     20-70 ms of every agent call's start."""
     return httpx.create_ssl_context()
@@ -120,7 +120,7 @@ class ModelRelay:
 
     async def __aenter__(self) -> ModelRelay:
         self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(UPSTREAM_TIMEOUT_S, connect=30.0), verify=_tls()
+            timeout=httpx.Timeout(UPSTREAM_TIMEOUT_S, connect=30.0), verify=tls_context()
         )
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket))
         os.chmod(self.socket, 0o666)  # noqa: S103 - the sandbox's uid must be able to connect; the token guards it
