@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
@@ -88,6 +89,22 @@ def _engine(url: str, ingest: bool) -> AsyncEngine:
         pool_timeout=5,
         connect_args={"timeout": 5, "command_timeout": 10},
     )
+
+
+def sqlite_writer_engine(engine: AsyncEngine) -> Engine | None:
+    """A synchronous engine on the same SQLite file as the inbox's `ingest` engine, for its writer thread
+    (`bot/store/sqlite_writer.py`): the same tables, types and redactor, so the rows are the same; the
+    ingest pragmas (no busy timeout, no automatic checkpoint). None for PostgreSQL and in-memory SQLite
+    (another connection would not see the same database)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    writer = create_sync_engine(url.set(drivername="sqlite"), connect_args={"timeout": 10})
+    event.listen(writer, "connect", _sqlite_pragmas(ingest=True))
+    redactor = redacted.redactor_of(engine.sync_engine.dialect)
+    if redactor is not None:
+        redacted.install(writer.dialect, redactor)
+    return writer
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -11,14 +11,19 @@ A batch is a few statements whatever its size: the stored deliveries with the ba
 with its origins (one SELECT), the decisions (`plan`, pure: duplicate, joined, ignored or a new
 run, exactly as `inbox.record` decides them one by one, in arrival order), then one multi-row INSERT per
 table. On SQLite the transaction is `BEGIN IMMEDIATE`, so the reads and the writes see the same database
-and another process cannot slip a row in between; the engine's connections have no busy timeout and the
-writer polls for the lock every millisecond on the event loop instead (SQLite's own busy handler sleeps
-1, 2, 5, 10, 15, 20, 25… ms, a tail of tens of milliseconds whenever the worker holds the lock). On
+and another process cannot slip a row in between, and it runs whole in a thread of its own
+(`bot/store/sqlite_writer.py`: one hand-off from the event loop and one back per batch, where aiosqlite
+took one per statement); its connection has no busy timeout and the thread polls for the lock every
+half millisecond instead (SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25… ms, a tail of tens
+of milliseconds whenever the worker holds the lock). The statements are `_steps`, run by `write` on an
+async connection (PostgreSQL) or by `write_sync` on the thread's synchronous one (SQLite). On
 PostgreSQL another `baton serve` can insert the same key between the reads and the writes: the batch then
 fails with an IntegrityError, rolls back, and its deliveries are recorded one by one by `inbox.record`,
 which resolves such conflicts. Any other failure that is not the store being down does the same, so one
 bad delivery fails alone; one that can never be stored as sent is stored as ignored (`_record_alone`).
-A writer cancelled or failing outside a transaction answers its batch and the queue before it stops.
+A writer cancelled or failing outside a transaction answers its batch and the queue before it stops (on
+SQLite the thread then rolls the batch back, unless it had already reached its COMMIT: then the batch is
+stored and a sender's retry is a duplicate of it).
 """
 
 from __future__ import annotations
@@ -26,12 +31,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from sqlalchemy import CompoundSelect, insert, literal, null, select, union_all
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    Executable,
+    Result,
+    insert,
+    literal,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -43,8 +59,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from bot.errors import StoreUnavailable
 from bot.store import inbox
-from bot.store.engine import sessionmaker, utcnow
+from bot.store.engine import sessionmaker, sqlite_writer_engine, utcnow
 from bot.store.inbox import DUPLICATE, ENQUEUED, IGNORED, JOINED, REPLIED, Incoming, Recorded
+from bot.store.sqlite_writer import SqliteWriter
 from bot.store.tables import Activity, Delivery, Run
 from handlers.actions import Action, Enqueue, Ignore
 
@@ -118,19 +135,27 @@ def _delivery_row(incoming: Incoming, planned: Planned, now: datetime) -> dict[s
     }
 
 
-async def _lookups(
-    conn: AsyncConnection, items: Sequence[tuple[Incoming, Action]]
-) -> tuple[dict[Key, tuple[int, str | None]], dict[str, str]]:
+Step = tuple[Executable, Any]  # a statement and its parameters (None, or the rows of a multi-row INSERT)
+
+
+def _lookup(items: Sequence[tuple[Incoming, Action]]) -> Step:
     """The stored deliveries with the batch's keys and the stored runs with its origins (one query)."""
     keys = {(i.source, i.dedup_key) for i, _ in items}
     origins = {a.origin for _, a in items if not isinstance(a, Ignore)} or {""}
     deliveries = select(literal("d"), Delivery.id, Delivery.source, Delivery.dedup_key, Delivery.run_id)
     runs = select(literal("r"), null(), null(), Run.origin, Run.id)
     # Both columns of the unique index, so both stores search it (the key alone scans every delivery,
-    # under SQLite's write lock; a row-value IN scans too). The cross product is filtered below.
+    # under SQLite's write lock; a row-value IN scans too). The cross product is filtered in `_found`.
     by_key = Delivery.source.in_({s for s, _ in keys}) & Delivery.dedup_key.in_({k for _, k in keys})
     query: CompoundSelect[Any] = union_all(deliveries.where(by_key), runs.where(Run.origin.in_(origins)))
-    found: Sequence[Any] = (await conn.execute(query)).all()
+    return query, None
+
+
+def _found(
+    items: Sequence[tuple[Incoming, Action]], found: Sequence[Any]
+) -> tuple[dict[Key, tuple[int, str | None]], dict[str, str]]:
+    """The lookup's rows as `plan` takes them: stored deliveries by key, stored runs by origin."""
+    keys = {(i.source, i.dedup_key) for i, _ in items}
     stored: dict[Key, tuple[int, str | None]] = {}
     by_origin: dict[str, str] = {}
     for table, delivery_id, source, text, run_id in found:
@@ -141,9 +166,10 @@ async def _lookups(
     return stored, by_origin
 
 
-async def write(conn: AsyncConnection, items: Sequence[tuple[Incoming, Action]]) -> list[Recorded]:
-    """Record `items` inside the caller's transaction (a few statements whatever their number)."""
-    stored, origins = await _lookups(conn, items)
+def _steps(items: Sequence[tuple[Incoming, Action]]) -> Generator[Step, Result[Any], list[Recorded]]:
+    """The batch's statements, each sent the result of the one before (no I/O here: `write` and
+    `write_sync` run them on an async or a sync connection, inside the caller's transaction)."""
+    stored, origins = _found(items, (yield _lookup(items)).all())
     planned = plan(items, stored, origins)
     now = utcnow()
     fresh = [n for n, p in enumerate(planned) if p.stored_here]
@@ -151,19 +177,45 @@ async def write(conn: AsyncConnection, items: Sequence[tuple[Incoming, Action]])
     if fresh:
         statement = insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True)
         rows = [_delivery_row(items[n][0], planned[n], now) for n in fresh]
-        ids = dict(zip(fresh, (await conn.execute(statement, rows)).scalars().all(), strict=True))
+        ids = dict(zip(fresh, (yield statement, rows).scalars().all(), strict=True))
     runs = [
         inbox.run_values(action, ids[n], planned[n].run_id or "", now)
         for n in fresh
         if not isinstance(action := items[n][1], Ignore) and planned[n].outcome in (ENQUEUED, REPLIED)
     ]
     if runs:
-        await conn.execute(insert(Run), runs)
+        yield insert(Run), runs
         by_delivery = {ids[n]: items[n][0] for n in fresh}
-        await conn.execute(
-            insert(Activity), [inbox.received_values(by_delivery[r["delivery_id"]], r) for r in runs]
-        )
+        yield insert(Activity), [inbox.received_values(by_delivery[r["delivery_id"]], r) for r in runs]
     return [_recorded(p, _delivery_id(p, n, ids)) for n, p in enumerate(planned)]
+
+
+async def write(conn: AsyncConnection, items: Sequence[tuple[Incoming, Action]]) -> list[Recorded]:
+    """Record `items` inside the caller's transaction (a few statements whatever their number)."""
+    steps = _steps(items)
+    try:
+        statement, parameters = next(steps)
+        while True:
+            statement, parameters = steps.send(await conn.execute(statement, parameters))
+    except StopIteration as done:
+        results: list[Recorded] = done.value
+        return results
+
+
+def write_sync(conn: Connection, items: Sequence[tuple[Incoming, Action]]) -> list[Recorded]:
+    """`write` on a synchronous connection (the SQLite writer thread's)."""
+    steps = _steps(items)
+    try:
+        statement, parameters = next(steps)
+        while True:
+            statement, parameters = steps.send(conn.execute(statement, parameters))
+    except StopIteration as done:
+        results: list[Recorded] = done.value
+        return results
+
+
+def _write_sync(items: Sequence[tuple[Incoming, Action]], conn: Connection) -> list[Recorded]:
+    return write_sync(conn, items)  # looked up at each call (tests replace it)
 
 
 def _delivery_id(planned: Planned, n: int, ids: Mapping[int, int]) -> int | None:
@@ -227,6 +279,8 @@ class GroupCommitter:
         self.max_batch = max(max_batch, 1)
         self.max_queued = max(max_queued or MAX_QUEUED_BATCHES * self.max_batch, 1)
         self.sqlite = engine.dialect.name == "sqlite"
+        writer_engine = sqlite_writer_engine(engine) if self.sqlite else None
+        self.thread = SqliteWriter(writer_engine) if writer_engine is not None else None
         self.batches = 0  # transactions committed (or tried): fewer than deliveries under load
         self._pending: list[tuple[Incoming, Action, asyncio.Future[Recorded]]] = []
         self._wake = asyncio.Event()
@@ -253,6 +307,8 @@ class GroupCommitter:
         self._wake.set()
         if self._writer is not None:
             await self._writer
+        if self.thread is not None:
+            await self.thread.stop()
 
     async def _run(self) -> None:
         batch: list[tuple[Incoming, Action, asyncio.Future[Recorded]]] = []
@@ -286,7 +342,8 @@ class GroupCommitter:
         except Exception as exc:  # rolled back, nothing of the batch stored
             if _store_down(exc):  # every caller gets the store's error (503, the sender retries)
                 _fail([future for *_, future in batch], exc)
-            else:  # another process stored a key meanwhile (IntegrityError), or one delivery is bad
+            else:  # another process stored a key meanwhile (IntegrityError), one delivery is bad, or the
+                # SQLite writer thread died inside it (StoreUnavailable): each delivery on its own
                 await self._one_by_one(batch)
             return
         for (*_, future), result in zip(batch, results, strict=True):
@@ -294,6 +351,10 @@ class GroupCommitter:
                 future.set_result(result)
 
     async def _transaction(self, items: Sequence[tuple[Incoming, Action]]) -> list[Recorded]:
+        if self.thread is not None:  # SQLite: the whole transaction in the writer thread, one hand-off
+            results = await self.thread.run(partial(_write_sync, items), LOCK_WAIT_S)
+            self._checkpoint_beside()
+            return results
         async with self.engine.connect() as conn:
             if self.sqlite:
                 await self._begin_immediate(conn)

@@ -9,12 +9,13 @@ import itertools
 import json
 import random
 import sqlite3
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import Engine, event, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -110,24 +111,65 @@ async def engines(db_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]
     await plain.dispose()
 
 
-def blocking_write(monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, asyncio.Event]:
-    """`group.write` waits inside its transaction until `release` is set; `entered` says it got there."""
-    entered, release = asyncio.Event(), asyncio.Event()
-    real_write = group.write
+class Gate:
+    """Where a blocked write waits: `entered` says a batch got there, `release()` lets it go on (both the
+    event loop's write, PostgreSQL, and the SQLite writer thread's)."""
+
+    def __init__(self) -> None:
+        self.entered, self._release, self._thread_release = (
+            asyncio.Event(),
+            asyncio.Event(),
+            threading.Event(),
+        )
+
+    def release(self) -> None:
+        self._release.set()
+        self._thread_release.set()
+
+
+def blocking_write(monkeypatch: pytest.MonkeyPatch) -> Gate:
+    """The batch's write waits inside its transaction until released."""
+    gate, loop = Gate(), asyncio.get_running_loop()
+    real_write, real_write_sync = group.write, group.write_sync
 
     async def held(conn: Any, items: Any) -> Any:
-        entered.set()
-        await release.wait()
+        gate.entered.set()
+        await gate._release.wait()
         return await real_write(conn, items)
 
+    def held_sync(conn: Any, items: Any) -> Any:
+        loop.call_soon_threadsafe(gate.entered.set)
+        gate._thread_release.wait(30)
+        return real_write_sync(conn, items)
+
     monkeypatch.setattr(group, "write", held)
-    return entered, release
+    monkeypatch.setattr(group, "write_sync", held_sync)
+    return gate
 
 
-def commits(engine: AsyncEngine) -> list[int]:
+def replace_write(monkeypatch: pytest.MonkeyPatch, after: Callable[[Any], Any]) -> None:
+    """The batch's write returns `after(what the real write returned)` (on both paths)."""
+    real_write, real_write_sync = group.write, group.write_sync
+
+    async def replaced(conn: Any, items: Any) -> Any:
+        return after(await real_write(conn, items))
+
+    def replaced_sync(conn: Any, items: Any) -> Any:
+        return after(real_write_sync(conn, items))
+
+    monkeypatch.setattr(group, "write", replaced)
+    monkeypatch.setattr(group, "write_sync", replaced_sync)
+
+
+def commits(committer: GroupCommitter) -> list[int]:
+    """Counts the committer's commits (its writer thread's engine on SQLite)."""
     counted: list[int] = []
-    event.listen(engine.sync_engine, "commit", lambda _conn: counted.append(1))
+    event.listen(writing_engine(committer), "commit", lambda _conn: counted.append(1))
     return counted
+
+
+def writing_engine(committer: GroupCommitter) -> Engine:
+    return committer.thread.engine if committer.thread is not None else committer.engine.sync_engine
 
 
 async def rows(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
@@ -185,7 +227,8 @@ async def test_concurrent_deliveries_share_transactions_and_store_what_record_st
     plain, ingest = engines
     items = mixed(60, seed=7)
     committer = GroupCommitter(ingest)
-    counted = commits(ingest)
+    assert (committer.thread is not None) == (plain.dialect.name == "sqlite")  # SQLite: the writer thread
+    counted = commits(committer)
     grouped = await asyncio.gather(*(committer.record(i, a) for i, a in items))
     await committer.close()
     assert committer.batches == len(counted) < 5, (committer.batches, len(counted))
@@ -226,19 +269,17 @@ async def test_a_failed_batch_stores_none_of_its_deliveries_and_every_caller_get
 ) -> None:
     plain, ingest = engines
     committer = GroupCommitter(ingest)
-    real_write = group.write
 
-    async def write_then_fail(conn: Any, items: Any) -> Any:
-        await real_write(conn, items)  # every row inserted, then the transaction fails before its commit
+    def fail(_written: Any) -> Any:  # every row inserted, then the transaction fails before its commit
         raise OperationalError("INSERT", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(group, "write", write_then_fail)
+    replace_write(monkeypatch, fail)
     answers = await asyncio.gather(
         *(committer.record(incoming(f"f{n}"), enqueue(f"fail{n}")) for n in range(10)), return_exceptions=True
     )
     assert all(isinstance(a, OperationalError) for a in answers), answers
     assert (await rows(plain))["deliveries"] == []
-    monkeypatch.setattr(group, "write", real_write)  # the store is back: the same deliveries are accepted
+    monkeypatch.undo()  # the store is back: the same deliveries are accepted
     again = await asyncio.gather(
         *(committer.record(incoming(f"f{n}"), enqueue(f"fail{n}")) for n in range(10))
     )
@@ -255,10 +296,10 @@ async def test_keys_another_server_stored_meanwhile_are_recorded_one_by_one(
     plain, ingest = engines
     other = await inbox.record(sessionmaker(plain), incoming("raced"), enqueue("raced-origin"))
 
-    async def nothing_stored(conn: Any, items: Any) -> tuple[dict[Any, Any], dict[str, str]]:
+    def nothing_stored(items: Any, found: Any) -> tuple[dict[Any, Any], dict[str, str]]:
         return {}, {}
 
-    monkeypatch.setattr(group, "_lookups", nothing_stored)
+    monkeypatch.setattr(group, "_found", nothing_stored)
     committer = GroupCommitter(ingest)
     answers = await asyncio.gather(
         committer.record(incoming("new-1"), enqueue("o-new-1")),
@@ -278,15 +319,15 @@ async def test_a_caller_that_goes_away_does_not_take_the_others_with_it(
     answered, and every queued delivery is stored exactly once (the sender's retry is a duplicate of the
     same run, not a second run and not a loss)."""
     plain, ingest = engines
-    entered, release = blocking_write(monkeypatch)
+    gate = blocking_write(monkeypatch)
     committer = GroupCommitter(ingest)
     tasks = [asyncio.create_task(committer.record(incoming(f"c{n}"), enqueue(f"co{n}"))) for n in range(8)]
-    await asyncio.wait_for(entered.wait(), 5)  # c0..c7 are in the batch the writer is writing
+    await asyncio.wait_for(gate.entered.wait(), 5)  # c0..c7 are in the batch the writer is writing
     tasks[3].cancel()
     late = [asyncio.create_task(committer.record(incoming(f"c{n}"), enqueue(f"co{n}"))) for n in (8, 9)]
     await asyncio.sleep(0)
     late[0].cancel()  # c8 is queued behind the batch in flight
-    release.set()
+    gate.release()
     done = await asyncio.wait_for(asyncio.gather(*tasks, *late, return_exceptions=True), 10)
     assert isinstance(done[3], asyncio.CancelledError) and isinstance(done[8], asyncio.CancelledError)
     answered = [d for i, d in enumerate(done) if i not in (3, 8)]
@@ -395,12 +436,12 @@ async def test_the_batch_lookup_searches_the_unique_index(engines: tuple[AsyncEn
         if "FROM deliveries" in statement and statement.lstrip().upper().startswith("SELECT"):
             seen.append((statement, parameters))
 
-    event.listen(ingest.sync_engine, "before_cursor_execute", capture)
     committer = GroupCommitter(ingest)
+    event.listen(writing_engine(committer), "before_cursor_execute", capture)
     items = [(incoming(f"ix{n}", source), Ignore("x")) for n in range(4) for source in ("jira", "gitlab")]
     await asyncio.gather(*(committer.record(i, a) for i, a in items))
     await committer.close()
-    event.remove(ingest.sync_engine, "before_cursor_execute", capture)
+    event.remove(writing_engine(committer), "before_cursor_execute", capture)
     assert seen
     statement, parameters = seen[-1]
     async with ingest.connect() as conn:
@@ -473,15 +514,15 @@ async def test_a_full_queue_is_refused_at_once_with_a_retry(
     at once with StoreUnavailable (503 + Retry-After), not queued without bound holding its body."""
     assert GroupCommitter(engines[1]).max_queued == group.MAX_QUEUED_BATCHES * group.MAX_BATCH
     _, ingest = engines
-    entered, release = blocking_write(monkeypatch)
+    gate = blocking_write(monkeypatch)
     committer = GroupCommitter(ingest, max_batch=2, max_queued=3)
     first = asyncio.create_task(committer.record(incoming("q0"), enqueue("qo0")))
-    await asyncio.wait_for(entered.wait(), 5)  # q0's batch is in flight
+    await asyncio.wait_for(gate.entered.wait(), 5)  # q0's batch is in flight
     queued = [asyncio.create_task(committer.record(incoming(f"q{n}"), enqueue(f"qo{n}"))) for n in (1, 2, 3)]
     await asyncio.sleep(0)
     with pytest.raises(StoreUnavailable, match="queue full"):
         await asyncio.wait_for(committer.record(incoming("q4"), enqueue("qo4")), 1)
-    release.set()
+    gate.release()
     answers = await asyncio.wait_for(asyncio.gather(first, *queued), 10)
     assert [a.outcome for a in answers] == [ENQUEUED] * 4
     assert (await committer.record(incoming("q4"), enqueue("qo4"))).outcome == ENQUEUED  # room again
@@ -495,22 +536,22 @@ async def test_cancelling_the_writer_mid_batch_answers_every_caller(
     the queue behind it get StoreUnavailable (503) at once (old code: they waited forever); nothing of the
     batch is stored, and the next delivery starts a new writer."""
     plain, ingest = engines
-    entered, release = blocking_write(monkeypatch)
+    gate = blocking_write(monkeypatch)
     committer = GroupCommitter(ingest)
     in_flight = [
         asyncio.create_task(committer.record(incoming(f"x{n}"), enqueue(f"xo{n}"))) for n in range(3)
     ]
-    await asyncio.wait_for(entered.wait(), 5)
+    await asyncio.wait_for(gate.entered.wait(), 5)
     behind = [asyncio.create_task(committer.record(incoming(f"y{n}"), enqueue(f"yo{n}"))) for n in range(2)]
     await asyncio.sleep(0)
     assert committer._writer is not None
     committer._writer.cancel()
     answers = await asyncio.wait_for(asyncio.gather(*in_flight, *behind, return_exceptions=True), 5)
     assert all(isinstance(a, StoreUnavailable) for a in answers), answers
-    assert (await rows(plain))["deliveries"] == []
-    release.set()
+    gate.release()  # the thread, let go, rolls the abandoned batch back instead of committing it
     assert (await committer.record(incoming("x0"), enqueue("xo0"))).outcome == ENQUEUED
     await committer.close()
+    assert [d[1] for d in (await rows(plain))["deliveries"]] == ["x0"]  # the abandoned batch: none of it
 
 
 async def test_a_writer_that_fails_outside_the_transaction_answers_its_batch(
@@ -519,12 +560,7 @@ async def test_a_writer_that_fails_outside_the_transaction_answers_its_batch(
     """`write` answers fewer results than the batch has deliveries (the zip(strict=True) check raises
     outside the transaction's try): every caller is answered, none waits forever."""
     _, ingest = engines
-    real_write = group.write
-
-    async def short(conn: Any, items: Any) -> Any:
-        return (await real_write(conn, items))[:-1]
-
-    monkeypatch.setattr(group, "write", short)
+    replace_write(monkeypatch, lambda written: written[:-1])
     committer = GroupCommitter(ingest)
     answers = await asyncio.wait_for(
         asyncio.gather(
@@ -534,6 +570,6 @@ async def test_a_writer_that_fails_outside_the_transaction_answers_its_batch(
     )
     assert all(isinstance(a, inbox.Recorded | StoreUnavailable) for a in answers), answers
     assert any(isinstance(a, StoreUnavailable) for a in answers)
-    monkeypatch.setattr(group, "write", real_write)
+    monkeypatch.undo()
     assert (await committer.record(incoming("z9"), Ignore("x"))).outcome == IGNORED  # a new writer
     await committer.close()
