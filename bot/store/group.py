@@ -42,6 +42,7 @@ from sqlalchemy import (
     Connection,
     Executable,
     Result,
+    bindparam,
     insert,
     literal,
     null,
@@ -138,17 +139,26 @@ def _delivery_row(incoming: Incoming, planned: Planned, now: datetime) -> dict[s
 Step = tuple[Executable, Any]  # a statement and its parameters (None, or the rows of a multi-row INSERT)
 
 
-def _lookup(items: Sequence[tuple[Incoming, Action]]) -> Step:
-    """The stored deliveries with the batch's keys and the stored runs with its origins (one query)."""
-    keys = {(i.source, i.dedup_key) for i, _ in items}
-    origins = {a.origin for _, a in items if not isinstance(a, Ignore)} or {""}
+def _lookup_query() -> CompoundSelect[Any]:
     deliveries = select(literal("d"), Delivery.id, Delivery.source, Delivery.dedup_key, Delivery.run_id)
     runs = select(literal("r"), null(), null(), Run.origin, Run.id)
     # Both columns of the unique index, so both stores search it (the key alone scans every delivery,
     # under SQLite's write lock; a row-value IN scans too). The cross product is filtered in `_found`.
-    by_key = Delivery.source.in_({s for s, _ in keys}) & Delivery.dedup_key.in_({k for _, k in keys})
-    query: CompoundSelect[Any] = union_all(deliveries.where(by_key), runs.where(Run.origin.in_(origins)))
-    return query, None
+    by_key = Delivery.source.in_(bindparam("sources", expanding=True)) & Delivery.dedup_key.in_(
+        bindparam("keys", expanding=True)
+    )
+    by_origin = Run.origin.in_(bindparam("origins", expanding=True))
+    return union_all(deliveries.where(by_key), runs.where(by_origin))
+
+
+LOOKUP = _lookup_query()  # built once: a batch only binds its lists (building it cost more than running it)
+
+
+def _lookup(items: Sequence[tuple[Incoming, Action]]) -> Step:
+    """The stored deliveries with the batch's keys and the stored runs with its origins (one query)."""
+    origins = {a.origin for _, a in items if not isinstance(a, Ignore)} or {""}
+    sources, keys = {i.source for i, _ in items}, {i.dedup_key for i, _ in items}
+    return LOOKUP, {"sources": sorted(sources), "keys": sorted(keys), "origins": sorted(origins)}
 
 
 def _found(
