@@ -11,6 +11,11 @@ workers are started and waited for (their "worker started" log line), and only t
 enqueued. Drain time is from the first enqueue to the last run's final `updated_at`; every run must have
 succeeded and the simulator must hold exactly N bot comments, one per run's effect key. Figures go to
 stdout and to `bench/results/scaleout.json`.
+
+Everything shares the machine's CPUs, so each round also says where the CPU went per run: the workers,
+the PostgreSQL backends serving the round's database, redis-server, this process (the Jira simulator
+and the poller), their total, and the whole machine's (well above the total: other processes were busy,
+and the round's figures are not the code's alone).
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 from sqlalchemy import func, select
 
 from bench.inbox import throwaway_database
@@ -166,6 +172,64 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every process on the machine has used so far (all CPUs, Linux `/proc/stat`; 0 elsewhere):
+    set beside the processes a round accounts for, it shows how much of the CPU others took meanwhile."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = sum(fields[3:5])  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+async def backend_pids(db_url: str) -> list[int]:
+    """The PostgreSQL server processes serving the round's database (none on SQLite): on this machine
+    their CPU time is what the database spends on the runs."""
+    if not db_url.startswith("postgresql"):
+        return []
+    conn = await asyncpg.connect(db_url.replace("postgresql://", "postgres://", 1), timeout=5)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [int(row["pid"]) for row in rows]
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds of a round's processes: the workers, the database's backends, redis-server, this
+    process (the Jira simulator and the poller), and the whole machine."""
+
+    workers: Sequence[int]
+    redis: int | None
+    db_url: str
+    start: dict[str, float] = field(default_factory=dict)
+    backends: dict[int, float] = field(default_factory=dict)
+
+    def _sample(self) -> dict[str, float]:
+        return {
+            "workers": sum(cpu_seconds(pid) for pid in self.workers),
+            "redis": cpu_seconds(self.redis) if self.redis else 0.0,
+            "bench": time.process_time(),
+            "machine": machine_busy_seconds(),
+        }
+
+    def begin(self) -> None:
+        self.backends = {pid: cpu_seconds(pid) for pid in asyncio.run(backend_pids(self.db_url))}
+        self.start = self._sample()
+
+    def spent(self) -> dict[str, float]:
+        """CPU seconds since `begin`, by process group (backends started meanwhile count from zero)."""
+        now = self._sample()
+        spent = {k: now[k] - self.start[k] for k in now}
+        pids = asyncio.run(backend_pids(self.db_url))
+        spent["database"] = sum(max(cpu_seconds(pid) - self.backends.get(pid, 0.0), 0.0) for pid in pids)
+        return spent
+
+
 @dataclass
 class Round:
     workers: int
@@ -178,6 +242,10 @@ class Round:
     comments: int
     worker_cpu_ms_per_run: float  # the workers' CPU time while draining, per run
     bench_cpu_s: float  # this process's CPU time meanwhile (the Jira simulator, the poller)
+    database_cpu_ms_per_run: float  # the PostgreSQL backends serving the round's database (0 on SQLite)
+    redis_cpu_ms_per_run: float  # the round's redis-server
+    total_cpu_ms_per_run: float  # workers + database + redis + this process, per run
+    machine_cpu_ms_per_run: float  # every process on the machine, per run: above the total = others' load
 
 
 async def commit_replies(db_url: str, keys: Sequence[str], runs: int) -> list[str]:
@@ -238,8 +306,7 @@ class Drained:
     drain_s: float
     succeeded: int
     comments: int
-    worker_cpu_s: float
-    bench_cpu_s: float
+    cpu: dict[str, float]  # CPU seconds while draining, by process group (CpuMeter.spent)
 
 
 def one_round(workers: int, runs: int, db: str, redis: RedisServer, tmp: Path, timeout_s: float) -> Drained:
@@ -249,13 +316,14 @@ def one_round(workers: int, runs: int, db: str, redis: RedisServer, tmp: Path, t
         run_ids = asyncio.run(commit_replies(db_url, world.keys, runs))
         env = worker_env(tmp / f"state-{workers}", db_url, redis.url, world.url, sweep_grace_s="3600")
         with started(workers, env, tmp / "logs") as procs:
-            cpu_before = sum(cpu_seconds(p.process.pid) for p in procs), time.process_time()
+            redis_pid = redis.process.pid if redis.process else None
+            meter = CpuMeter([p.process.pid for p in procs], redis_pid, db_url)
+            meter.begin()
             began_wall, began = datetime.now(UTC), time.perf_counter()
             asyncio.run(enqueue_all(redis.url, run_ids))
             enqueue_s = time.perf_counter() - began
             counts, last = asyncio.run(wait_drained(db_url, timeout_s))
-            worker_cpu = sum(cpu_seconds(p.process.pid) for p in procs) - cpu_before[0]
-            bench_cpu = time.process_time() - cpu_before[1]
+            cpu = meter.spent()
         drain_s = (last - began_wall).total_seconds()
         keys = world.bot_comment_keys()
     expected = {f"run:{run_id}:reply" for run_id in run_ids}
@@ -266,7 +334,7 @@ def one_round(workers: int, runs: int, db: str, redis: RedisServer, tmp: Path, t
         raise BenchError(
             f"{workers} worker(s): {sum(keys.values())} comments for {runs} runs; twice: {twice}"
         )
-    return Drained(enqueue_s, drain_s, counts[status.SUCCEEDED], sum(keys.values()), worker_cpu, bench_cpu)
+    return Drained(enqueue_s, drain_s, counts[status.SUCCEEDED], sum(keys.values()), cpu)
 
 
 def run(counts: Sequence[int], runs: int, db: str, timeout_s: float) -> list[Round]:
@@ -278,6 +346,8 @@ def run(counts: Sequence[int], runs: int, db: str, timeout_s: float) -> list[Rou
             for workers in counts:
                 done = one_round(workers, runs, db, redis, tmp, timeout_s)
                 rate = runs / done.drain_s
+                per_run = {k: round(v * 1000 / runs, 1) for k, v in done.cpu.items()}
+                total = sum(done.cpu[k] for k in ("workers", "database", "redis", "bench"))
                 base = next((r.runs_per_s for r in rounds if r.workers == 1), rate if workers == 1 else None)
                 rounds.append(
                     Round(
@@ -289,8 +359,12 @@ def run(counts: Sequence[int], runs: int, db: str, timeout_s: float) -> list[Rou
                         round(rate / base, 2) if base else 1.0,
                         done.succeeded,
                         done.comments,
-                        round(done.worker_cpu_s * 1000 / runs, 1),
-                        round(done.bench_cpu_s, 2),
+                        per_run["workers"],
+                        round(done.cpu["bench"], 2),
+                        per_run["database"],
+                        per_run["redis"],
+                        round(total * 1000 / runs, 1),
+                        per_run["machine"],
                     )
                 )
                 print(f"  {workers} worker(s): {runs} runs drained in {done.drain_s:.2f} s", flush=True)
@@ -299,8 +373,8 @@ def run(counts: Sequence[int], runs: int, db: str, timeout_s: float) -> list[Rou
     return rounds
 
 
-def worker_limits() -> tuple[int, float]:
-    """(max_jobs, poll delay s) of the arq worker `baton worker` builds."""
+def worker_limits() -> tuple[int, float, int]:
+    """(max_jobs, poll delay s, job ids read per poll) of the arq worker `baton worker` builds."""
     from config.settings import load_settings
     from shell.worker import create_worker
 
@@ -308,27 +382,35 @@ def worker_limits() -> tuple[int, float]:
         Path(tempfile.gettempdir()), "sqlite:///unused.db", "redis://127.0.0.1:9/0", "http://127.0.0.1:9"
     )
     worker = create_worker(load_settings(env), handle_signals=False)
-    return int(worker.max_jobs), float(worker.poll_delay_s)
+    return int(worker.max_jobs), float(worker.poll_delay_s), int(worker.queue_read_limit)
 
 
 def report(rounds: Sequence[Round], db: str, command: str) -> str:
-    max_jobs, poll_s = worker_limits()
+    max_jobs, poll_s, read_limit = worker_limits()
     lines = [
         f"worker scale-out: real `baton worker` processes (arq, 4 jobs each) draining queued reply runs "
         f"(one Jira comment each); {db}, {os.cpu_count()} CPUs",
         f"{'workers':>7} {'runs':>6} {'drain s':>8} {'runs/s':>8} {'speedup':>8} "
-        f"{'succeeded':>9} {'comments':>9} {'cpu ms/run':>10} {'sim cpu s':>9}",
+        f"{'succeeded':>9} {'comments':>9} {'cpu ms/run':>10} {'sim cpu s':>9} "
+        f"{'db ms/run':>9} {'redis':>6} {'total':>6} {'machine':>7}",
         *(
             f"{r.workers:7d} {r.runs:6d} {r.drain_s:8.2f} {r.runs_per_s:8.1f} {r.speedup:7.2f}x "
-            f"{r.succeeded:9d} {r.comments:9d} {r.worker_cpu_ms_per_run:10.1f} {r.bench_cpu_s:9.2f}"
+            f"{r.succeeded:9d} {r.comments:9d} {r.worker_cpu_ms_per_run:10.1f} {r.bench_cpu_s:9.2f} "
+            f"{r.database_cpu_ms_per_run:9.1f} {r.redis_cpu_ms_per_run:6.1f} {r.total_cpu_ms_per_run:6.1f} "
+            f"{r.machine_cpu_ms_per_run:7.1f}"
             for r in rounds
         ),
         "drain = first enqueue -> last run finished (workers already started); "
         "comments = bot comments on the Jira simulator, exactly one per run; cpu ms/run = the workers' CPU "
-        "time while draining / runs; sim cpu s = this process's (Jira simulator + poller)",
-        f"note: an arq worker with all {max_jobs} slots busy starts new jobs only at its next poll "
-        f"({poll_s:g} s), so with runs this short one worker tops out near {max_jobs} / {poll_s:g} = "
-        f"{max_jobs / poll_s:g} runs/s however idle its CPU is",
+        "time while draining / runs; sim cpu s = this process's (Jira simulator + poller); db ms/run = the "
+        "CPU of the PostgreSQL backends serving the round's database (the workers' and the poller's) per "
+        "run; redis = redis-server's; total = workers + db + redis + this process, per run; machine = every "
+        "process on the machine per run (well above total: other processes took CPU during the round)",
+        f"note: an arq worker reads up to {read_limit} queued job ids per poll and starts each as soon as "
+        f"one of its {max_jobs} slots is free; it waits for its next poll ({poll_s:g} s) only once a batch "
+        "is used up. With the database, Redis and the Jira simulator on the same CPUs as the workers, "
+        "2 workers can reach at most 2 x (cpu ms/run) / (total) times 1 worker's rate once 1 worker uses "
+        "a whole CPU",
         f"reproduce: {command}",
     ]
     return "\n".join(lines)
