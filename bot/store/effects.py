@@ -21,14 +21,16 @@ class StoreEffectLedger:
     """Records each external write's key before it happens and its result after.
 
     Each record is one statement committed on its own (`autocommit`): durable when the call returns,
-    as before, without holding SQLite's write lock across the event loop until a separate COMMIT.
+    as before, without holding SQLite's write lock across the event loop until a separate COMMIT. A
+    lookup is one statement too (every external write starts with one): on PostgreSQL it is then one
+    round trip instead of three (BEGIN, SELECT, ROLLBACK).
     """
 
     def __init__(self, sm: async_sessionmaker[AsyncSession]) -> None:
         self._sm = sm
 
     async def get(self, key: str) -> EffectRecord | None:
-        async with self._sm() as session:
+        async with autocommit(self._sm) as session:
             effect = (await session.execute(select(Effect).where(Effect.key == key))).scalar_one_or_none()
             return _record(effect) if effect else None
 

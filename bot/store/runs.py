@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import triggers
-from bot.store import status
+from bot.store import runs_pg, status
 from bot.store.engine import as_utc, autocommit, utcnow
 from bot.store.tables import Activity, Phase, Run
 
@@ -44,7 +44,8 @@ class RunRow:
         }
 
 
-def _row(run: Run) -> RunRow:
+def _row(run: Run | Row[Any]) -> RunRow:
+    """A run as the orchestrators see it, from the ORM row or a statement's row (runs_pg.claim)."""
     return RunRow(
         id=run.id,
         kind=run.kind,
@@ -69,7 +70,12 @@ async def add_activity(
 async def claim(sm: async_sessionmaker[AsyncSession], run_id: str, worker: str) -> RunRow | None:
     """Mark an active run as running (compare-and-set); None if it is waiting or finished.
 
-    Two statements (the UPDATE returns the row): the write transaction ends right after the activity."""
+    On PostgreSQL one statement (bot/store/runs_pg.py). Elsewhere two (the UPDATE returns the row): the
+    write transaction ends right after the activity."""
+    message = f"picked up by worker {worker}"
+    if runs_pg.on_postgresql(sm):
+        row = await runs_pg.claim(sm, run_id, worker, message, utcnow())
+        return _row(row) if row is not None else None
     claimed = (
         update(Run)
         .where(Run.id == run_id, Run.status.in_(status.ACTIVE))
@@ -81,7 +87,7 @@ async def claim(sm: async_sessionmaker[AsyncSession], run_id: str, worker: str) 
         run = (await session.execute(claimed)).scalar_one_or_none()
         if run is None:
             return None
-        await add_activity(session, run_id, worker, "claimed", f"picked up by worker {worker}")
+        await add_activity(session, run_id, worker, "claimed", message)
         return _row(run)
 
 
@@ -94,9 +100,12 @@ async def finish(
     **flags: bool,
 ) -> None:
     """Move a running run to `new_status` (waiting or terminal) and record why (and the outcome's
-    flags, e.g. `needs_human`, in the activity's data)."""
+    flags, e.g. `needs_human`, in the activity's data). On PostgreSQL one statement (runs_pg.py)."""
+    error = message if new_status == status.FAILED else None
+    if runs_pg.on_postgresql(sm):
+        await runs_pg.finish(sm, run_id, new_status, error, actor, message, flags or None, utcnow())
+        return
     async with sm.begin() as session:
-        error = message if new_status == status.FAILED else None
         await session.execute(
             update(Run)
             .where(Run.id == run_id, Run.status == status.RUNNING)
