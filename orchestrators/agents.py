@@ -6,7 +6,7 @@ import asyncio
 import logging
 import tempfile
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from bot.agent import direct
 from bot.agent.process import kill_stragglers
 from bot.agent.profiles import ProfileName
 from bot.agent.result import AgentRequest, AgentResult
-from bot.agent.runner import run_agent
+from bot.agent.runner import Prestarted, run_agent
 from bot.git.runner import GitRunner
 from bot.store import runs
 from bot.store.engine import utcnow
@@ -111,26 +111,26 @@ async def allowance(wctx: WorkerContext, run_id: str, pending_usd: float = 0.0) 
     return None if remaining is None else remaining - pending_usd
 
 
-async def call(
+def warm_root(run_id: str) -> Path:
+    """Where a run's prestarted CLIs keep their private dirs: under `agent_root` (whatever finds a run's
+    agent processes finds them), spared by the straggler sweep before a call while this worker holds one."""
+    root = agent_root(run_id) / "warm"
+    root.mkdir(exist_ok=True, mode=0o700)
+    return root
+
+
+def _request(
     wctx: WorkerContext,
     profile: ProfileName,
     prompt: str,
     worktree: Path,
-    *,
-    output_model: type[BaseModel] | None = None,
-    declared: tuple[str, ...] = (),
-    run_id: str,
-    pending_usd: float = 0.0,
-) -> AgentResult:
-    """One agent call for the run, within its cost caps (`allowance`); `AgentFailed` (or `BudgetExceeded`
-    when the CLI stopped at the cap) on an error or a read-only profile that changed the worktree."""
-    cap = await reserve(wctx, run_id, pending_usd)
+    output_model: type[BaseModel] | None,
+    declared: tuple[str, ...],
+    run_root: Path,
+    cap: float | None,
+) -> AgentRequest:
     endpoint = wctx.need_clients().agent
-    run_root = agent_root(run_id)
-    orphans = await kill_stragglers(run_root)
-    if orphans:
-        log.warning("ended %d agent process(es) left by an earlier attempt", len(orphans))
-    request = AgentRequest(
+    return AgentRequest(
         profile=profile,
         prompt=prompt,
         worktree=worktree,
@@ -145,8 +145,72 @@ async def call(
         containment=endpoint.containment,
         max_budget_usd=cap,
     )
+
+
+async def prestart(
+    wctx: WorkerContext,
+    profile: ProfileName,
+    worktree: Path,
+    *,
+    output_model: type[BaseModel] | None = None,
+    declared: tuple[str, ...] = (),
+    run_id: str,
+) -> None:
+    """Start the CLI of the run's next call now, its prompt held back (bot/agent/runner.py
+    `Prestarted`), so its 0.3-0.4 s start overlaps what the run does meanwhile; `call` adopts it when
+    it is asked for the same call. Not when a cost cap applies to the run: the cap the CLI is given
+    (`--max-budget-usd`) is only known when the call is made (`reserve`)."""
+    await discard(wctx, run_id)
+    run = await runs.by_id(wctx.sm, run_id)
+    clients = wctx.clients
+    if run is None or clients is None or budget.limits(run.subject, clients.projects, wctx.settings)[0]:
+        return
+    request = _request(wctx, profile, "", worktree, output_model, declared, warm_root(run_id), None)
+    wctx.prestarted[run_id] = Prestarted(request)
+
+
+async def discard(wctx: WorkerContext, run_id: str) -> None:
+    """End the run's prestarted CLI, if any, unused (the run went elsewhere, or its job ends)."""
+    warm = wctx.prestarted.pop(run_id, None)
+    if warm is not None:
+        await warm.discard()
+
+
+async def _adopted(wctx: WorkerContext, request: AgentRequest, run_id: str) -> AgentResult | None:
+    """The call's result from the run's prestarted CLI when it was started for exactly this call
+    (profile, worktree, output, commands, no cap); None after discarding one that was not."""
+    warm = wctx.prestarted.get(run_id)
+    if warm is None:
+        return None
+    del wctx.prestarted[run_id]
+    if not warm.fits(replace(request, run_root=warm.request.run_root)):
+        await warm.discard()
+        return None
+    return await warm.ask(request.prompt)  # None: it was no longer waiting
+
+
+async def call(
+    wctx: WorkerContext,
+    profile: ProfileName,
+    prompt: str,
+    worktree: Path,
+    *,
+    output_model: type[BaseModel] | None = None,
+    declared: tuple[str, ...] = (),
+    run_id: str,
+    pending_usd: float = 0.0,
+) -> AgentResult:
+    """One agent call for the run, within its cost caps (`allowance`); `AgentFailed` (or `BudgetExceeded`
+    when the CLI stopped at the cap) on an error or a read-only profile that changed the worktree."""
+    cap = await reserve(wctx, run_id, pending_usd)
+    run_root = agent_root(run_id)
+    request = _request(wctx, profile, prompt, worktree, output_model, declared, run_root, cap)
+    spare = warm_root(run_id) if run_id in wctx.prestarted else None
+    orphans = await kill_stragglers(run_root, spare=spare)
+    if orphans:
+        log.warning("ended %d agent process(es) left by an earlier attempt", len(orphans))
     try:
-        result = await run_agent(request)
+        result = await _adopted(wctx, request, run_id) or await run_agent(request)
     except asyncio.CancelledError as exc:
         cancelled_usage(exc)
         raise

@@ -116,6 +116,10 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
             repo_id, run.id, target, branch, sparse=declared.checkout
         )
         base_sha = await clients.workspace.head(worktree)
+        # the implementer's CLI starts while the brief is written and the phase recorded
+        await agents.prestart(
+            ctx.wctx, "implementer", worktree, declared=declared.declared_commands, run_id=run.id
+        )
     with clock.step("brief"):
         config_text, repo = read_repo_config(worktree)
         ticket = ticket_info(issue, clients.jira.config.url)
@@ -155,6 +159,15 @@ async def implement(ctx: PhaseContext) -> PhaseResult:
         run_id=ctx.run.id,
     )
     return PhaseResult(Implemented.of(result).model_dump(mode="json"), **agents.usage(result))
+
+
+async def implement_then_warm_review(ctx: PhaseContext) -> PhaseResult:
+    """`implement`, then the reviewer's CLI started while validate runs the repository's commands (the
+    ticket workflow reviews after validate; a failed validate discards it: orchestrators/agents.py)."""
+    done = await implement(ctx)
+    worktree = ticket_assembled(ctx).workdir()
+    await agents.prestart(ctx.wctx, "reviewer", worktree, output_model=Verdict, run_id=ctx.run.id)
+    return done
 
 
 def _split_protected(changed: list[str], repo: RepoConfig) -> tuple[list[str], list[str]]:
@@ -284,8 +297,8 @@ async def observe(wctx: WorkerContext, run: RunRow, phases: list[PhaseState]) ->
 
 WORKFLOW = Workflow(
     "implement",
-    (("triage", triage), ("assemble", assemble), ("implement", implement), ("validate", validate),
-     ("review", review), ("propose", propose)),
+    (("triage", triage), ("assemble", assemble), ("implement", implement_then_warm_review),
+     ("validate", validate), ("review", review), ("propose", propose)),
     max_rounds=3,
     observer=observe,
 )  # fmt: skip
@@ -338,4 +351,6 @@ async def run_implement(wctx: WorkerContext, run: RunRow) -> Outcome:
             progress.issue_key(run), text, f"run:{run.id}:failed", run_id=run.id
         )
         return Outcome(status.FAILED, str(exc))
+    finally:
+        await agents.discard(wctx, run.id)  # a CLI started for a call the run did not make
     return await _finish(wctx, run, outcome)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.agent.runner import Prestarted
 from bot.containment.host import Containment
 from bot.holds import Holds, LocalHolds
 from bot.queue import Queue
@@ -56,6 +57,8 @@ class WorkerContext:
     name: str
     clients: Clients | None = None  # GitLab, Jira, git workspace, agent: built once in on_startup
     holds: Holds = field(default_factory=LocalHolds)  # budget holds of running calls (RedisHolds in a worker)
+    # CLIs started ahead of a run's next call, by run id (orchestrators/agents.py `prestart`)
+    prestarted: dict[str, Prestarted] = field(default_factory=dict)
 
     def need_clients(self) -> Clients:
         if self.clients is None:

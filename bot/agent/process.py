@@ -138,11 +138,14 @@ async def kill_run(root: int | None, marker: bytes | None = None, grace_s: float
     return alive(targets)
 
 
-async def kill_stragglers(run_root: Path, grace_s: float = 2.0) -> set[int]:
+async def kill_stragglers(run_root: Path, grace_s: float = 2.0, *, spare: Path | None = None) -> set[int]:
     """End agent processes left by an earlier worker for the runs under `run_root` (it crashed or was
-    killed mid-call); returns the pids that were found."""
+    killed mid-call), except those under `spare` (a CLI this worker started ahead of its call); returns
+    the pids that were found."""
     table = process_table()
     found = family(marked(f"TMPDIR={run_root}/".encode(), table, prefix=True), table) - _ourselves(table)
+    if spare is not None and found:
+        found -= family(marked(f"TMPDIR={spare}/".encode(), table, prefix=True), table)
     if not found:  # the usual case, before every agent call: nothing to end, no second scan
         return found
     for sig in (signal.SIGTERM, signal.SIGKILL):

@@ -68,14 +68,17 @@ class _Gate:
     CLI start meanwhile: the SDK asks for the prompt once the CLI has answered its initialize request,
     and the agent can do nothing before the prompt. A closed gate sends none and the CLI ends."""
 
-    def __init__(self, prompt: str, marks: _Marks) -> None:
-        self.prompt, self.marks = prompt, marks
+    def __init__(self, marks: _Marks) -> None:
+        self.prompt, self.marks = "", marks
         self._open = asyncio.Event()
         self._send = False
 
-    def release(self, send: bool) -> None:
-        self._send = send
+    def release(self, send: bool, prompt: str = "") -> None:
+        self._send, self.prompt = send, prompt
         self._open.set()
+
+    async def opened(self) -> None:
+        await self._open.wait()
 
     async def stream(self) -> AsyncIterator[dict[str, Any]]:
         self.marks.started = time.perf_counter()  # the CLI answered initialize
@@ -95,6 +98,7 @@ class _Marks:
     """perf_counter() times of one call, for its `mechanics_ms`."""
 
     begun: float = field(default_factory=time.perf_counter)
+    asked: float | None = None  # the prompt was given (later than `begun` for a prestarted CLI)
     started: float | None = None  # the CLI answered the SDK's initialize request
     ready: float | None = None  # the worktree was lent and fingerprinted
     prompted: float | None = None
@@ -103,13 +107,15 @@ class _Marks:
 
     def mechanics_ms(self, after_s: float) -> dict[str, int]:
         """Baton's own time around the agent: `agent start` (launcher, sandbox, CLI start, the SDK's
-        handshake, while the worktree is lent and fingerprinted), `fingerprint` (what of the first
-        fingerprint outlasted the start, and all of the second), `agent end` (the CLI's exit, reaping)."""
+        handshake, while the worktree is lent and fingerprinted; for a prestarted CLI only what of its
+        start outlasted the wait for the prompt), `fingerprint` (what of the first fingerprint outlasted
+        the start, and all of the second), `agent end` (the CLI's exit, reaping)."""
         found: dict[str, float] = {"fingerprint": after_s}
         if self.started is not None:
-            found["agent start"] = self.started - self.begun
+            waited_from = max(self.begun, self.asked or self.begun)
+            found["agent start"] = max(0.0, self.started - waited_from)
             if self.ready is not None:
-                found["fingerprint"] += max(0.0, self.ready - self.started)
+                found["fingerprint"] += max(0.0, self.ready - max(self.started, waited_from))
         if self.result is not None and self.driven is not None:
             found["agent end"] = self.driven - self.result
         return {name: round(seconds * 1000) for name, seconds in found.items()}
@@ -126,6 +132,11 @@ async def _drive(
     request: AgentRequest, options: ClaudeAgentOptions, recorder: Recorder, launcher: Launcher, gate: _Gate
 ) -> _Outcome:
     task = asyncio.create_task(_consume(query(prompt=gate.stream(), options=options), recorder, gate.marks))
+    opened = asyncio.create_task(gate.opened())  # the call's time runs from its prompt (or its refusal)
+    try:
+        await asyncio.wait({task, opened}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        opened.cancel()
     done, _ = await asyncio.wait({task}, timeout=request.timeout_s)
     if task not in done:
         await kill_run(launcher.pid(), launcher.marker, request.kill_grace_s)
@@ -225,7 +236,11 @@ def _private_dirs(run_dir: Path) -> tuple[Path, Path, Path]:
     return home, tmp, relay
 
 
-async def _run_in(run_dir: Path, request: AgentRequest, profile: Profile) -> AgentResult:
+async def _run_in(
+    run_dir: Path, request: AgentRequest, profile: Profile, prompt: asyncio.Future[str | None], idle_s: float
+) -> AgentResult:
+    """One call in `run_dir`; `prompt` resolves to the prompt (None: the call is not wanted after all,
+    the CLI gets none and ends). A normal call has it at once; a prestarted one later."""
     marks = _Marks()
     worktree = request.worktree.resolve()
     home, tmp, relay_dir = _private_dirs(run_dir)
@@ -241,7 +256,7 @@ async def _run_in(run_dir: Path, request: AgentRequest, profile: Profile) -> Age
         read_only=[cli, relay_dir, *shared],
     )
     lent = containment.lend(worktree) if profile.may_edit else contextlib.nullcontext()
-    gate = _Gate(request.prompt, marks)
+    gate = _Gate(marks)
     async with ModelRelay(relay_dir / "model.sock", request.base_url, request.api_key) as relay:
         env = build_agent_env(request.environ, home=home, tmpdir=tmp, socket=relay.socket, token=relay.token)
         launcher = write_launcher(run_dir, argv, env)
@@ -251,15 +266,20 @@ async def _run_in(run_dir: Path, request: AgentRequest, profile: Profile) -> Age
                 # while the sandbox and the CLI start; the prompt waits for it (lend's chown walk is safe
                 # only while nothing the agent controls runs: containment.host._chown_tree)
                 await _enter(stack, lent)
-                before = await _state(worktree, profile)
+                given = await _given(prompt, idle_s)
+                marks.asked = time.perf_counter()
+                before = None if given is None else await _state(worktree, profile)
                 marks.ready = time.perf_counter()
-                gate.release(send=before is not None or not profile.read_only)
+                wanted = given is not None and (before is not None or not profile.read_only)
+                gate.release(send=wanted, prompt=given or "")
                 outcome = await asyncio.shield(drive)
             finally:
                 if not drive.done():  # cancelled or failed: the drive kills the run (and re-raises)
                     drive.cancel()
                     await asyncio.wait({drive})
     marks.driven = time.perf_counter()
+    if given is None:
+        return AgentResult(profile.name, True, "the prestarted call was not used", subtype=UNUSED)
     if before is None and profile.read_only:
         return AgentResult(
             profile.name, True, f"cannot fingerprint the worktree {worktree}; refusing a read-only run"
@@ -269,6 +289,15 @@ async def _run_in(run_dir: Path, request: AgentRequest, profile: Profile) -> Age
     after = await _state(worktree, profile)
     result = replace(result, mechanics_ms=marks.mechanics_ms(time.perf_counter() - checked))
     return _guard_worktree(result, profile, before, after)
+
+
+async def _given(prompt: asyncio.Future[str | None], idle_s: float) -> str | None:
+    """The prompt, once given; None when the call is refused or after `idle_s` without one (a prestarted
+    CLI nobody used). A CLI that ended meanwhile is reported by its drive once the prompt is given."""
+    await asyncio.wait({prompt}, timeout=idle_s or None)
+    if not prompt.done() or prompt.cancelled():
+        return None
+    return prompt.result()
 
 
 async def _enter(stack: contextlib.ExitStack, context: contextlib.AbstractContextManager[None]) -> None:
@@ -300,9 +329,58 @@ async def _drive_and_reap(
 
 async def run_agent(request: AgentRequest) -> AgentResult:
     """Run the agent once; never raises for agent failures, timeouts or policy denials."""
+    prompt: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+    prompt.set_result(request.prompt)
+    return await _run(request, prompt, idle_s=0.0)
+
+
+UNUSED = "unused"  # the subtype of a prestarted call that got no prompt
+
+
+class Prestarted:
+    """A call whose CLI starts now (sandbox, CLI, the SDK's handshake; an implementer's worktree lent)
+    and whose prompt comes later (`ask`): a phase starts the next phase's CLI while it still works,
+    so that start is off the ticket's path. The agent can do nothing before its prompt; a read-only
+    call fingerprints its worktree only once asked. The call's timeout runs from the prompt. Unused, it
+    must be `discard`ed (the CLI gets no prompt and ends); after twice the request's timeout without a
+    prompt it ends on its own."""
+
+    def __init__(self, request: AgentRequest) -> None:
+        self.request = request
+        self._prompt: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._call = asyncio.create_task(_run(request, self._prompt, idle_s=2 * request.timeout_s))
+
+    def fits(self, request: AgentRequest) -> bool:
+        """Whether this CLI was started for `request`'s call (all but the prompt the same)."""
+        return replace(request, prompt="") == replace(self.request, prompt="")
+
+    async def ask(self, prompt: str) -> AgentResult | None:
+        """The call's result; None when the CLI is no longer waiting (it ended unused or failed before
+        its prompt): the caller starts the call afresh."""
+        if self._call.done() or self._prompt.done():
+            await self.discard()
+            return None
+        self._prompt.set_result(prompt)
+        try:
+            result = await asyncio.shield(self._call)
+        except asyncio.CancelledError:
+            self._call.cancel()  # the runner kills the CLI
+            await asyncio.wait({self._call})
+            raise
+        return None if result.subtype == UNUSED else result
+
+    async def discard(self) -> None:
+        if not self._prompt.done():
+            self._prompt.set_result(None)
+        await asyncio.wait({self._call})
+        if not self._call.cancelled() and self._call.exception() is not None:
+            log.warning("a prestarted agent call failed unused: %s", self._call.exception())
+
+
+async def _run(request: AgentRequest, prompt: asyncio.Future[str | None], idle_s: float) -> AgentResult:
     profile = get_profile(request.profile)
     with tempfile.TemporaryDirectory(prefix="baton-agent-", dir=request.run_root) as run_dir:
-        result = await _run_in(Path(run_dir), request, profile)
+        result = await _run_in(Path(run_dir), request, profile, prompt, idle_s)
     log.info(
         "agent %s: error=%s turns=%d tokens=%d/%d cost=%.4f denials=%d",
         profile.name,

@@ -31,7 +31,6 @@ FETCH_REFSPECS = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags
 FETCH_FLAGS = ("--quiet", "--prune", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules")
 UPSTREAM_PREFIX = "refs/remotes/origin/"
 DIFF_FLAGS = ("--no-ext-diff", "--no-textconv", "--no-color", "--no-renames")
-COMMIT_FLAGS = ("--quiet", "--no-verify", "--no-gpg-sign", "--cleanup=verbatim", "--file=-")
 _NAME_RE = re.compile(r"[^\x00-\x1f<>\x7f]{1,200}")
 _EMAIL_RE = re.compile(r"[^\x00-\x20<>\x7f]{1,254}")
 POOL_SIZE = 2  # warm worktrees kept per repository (BATON_WORKSPACE_POOL)
@@ -357,12 +356,19 @@ class Workspace:
             raise UnsafeInput("commit message is empty")
         body = f"{text}\n".encode("utf-8", "replace")
         async with self._locked(mirror):
+            # plumbing, not `git commit` (which refreshes the whole index again and runs hooks): stage,
+            # write the tree, compare it with HEAD's, make the commit, move the branch if HEAD is still
+            # where it was
             await self._wt_git(worktree, ["add", "--all", "--sparse"])
-            staged = await self._wt_git(worktree, ["diff", "--cached", "--quiet", *DIFF_FLAGS], check=False)
-            if staged.returncode == 0:
+            tree = (await self._wt_git(worktree, ["write-tree"])).text
+            head = await self.head(worktree)
+            if tree == (await self._wt_git(worktree, ["rev-parse", "--verify", f"{head}^{{tree}}"])).text:
                 raise NothingToCommit(f"nothing to commit in run {worktree.name}")
-            await self._wt_git(worktree, ["commit", *COMMIT_FLAGS], env=self.author.env(), stdin=body)
-        return await self.head(worktree)
+            made = ["commit-tree", "--no-gpg-sign", "-p", head, "-F", "-", "--end-of-options", tree]
+            sha = (await self._wt_git(worktree, made, env=self.author.env(), stdin=body)).text
+            moved = ["update-ref", "-m", "baton: commit", "--end-of-options", "HEAD", sha, head]
+            await self._wt_git(worktree, moved)
+        return sha
 
     async def head(self, worktree: Path) -> str:
         self._require_mirror(worktree)

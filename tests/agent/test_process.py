@@ -106,6 +106,22 @@ async def test_nothing_to_end_leaves_every_process_alone(
     assert alive({bystander.pid}) == {bystander.pid}
 
 
+async def test_the_sweep_ends_a_runs_stragglers_but_spares_its_waiting_prestarted_cli(
+    spawned: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    straggler = start(spawned, "import time; time.sleep(60)", TMPDIR=str(runs / "baton-agent-1" / "tmp"))
+    waiting = start(
+        spawned, "import time; time.sleep(60)", TMPDIR=str(runs / "warm" / "baton-agent-2" / "tmp")
+    )
+
+    assert await kill_stragglers(runs, grace_s=2.0, spare=runs / "warm") == {straggler.pid}
+    assert not alive({straggler.pid})
+    assert alive({waiting.pid}) == {waiting.pid}
+    assert await kill_stragglers(runs, grace_s=2.0) == {waiting.pid}  # nothing spared: /cancel, a new worker
+    assert not alive({waiting.pid})
+
+
 async def test_processes_that_ignore_sigterm_get_sigkill(spawned: list[subprocess.Popen[str]]) -> None:
     stubborn = start(spawned, STUBBORN)
     assert stubborn.stdout is not None

@@ -1,0 +1,94 @@
+"""A CLI started before its prompt (bot/agent/runner.py `Prestarted`), with the real CLI and sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+from bot.agent.process import alive
+from bot.agent.runner import Prestarted
+from tests.agent.conftest import ServerFactory, make_request
+from tests.agent.test_runner import Plan, processes_in, wait_for_processes
+
+PROMPT = "BATON-PLAN the ticket"
+
+
+async def test_a_prestarted_call_waits_for_its_prompt_then_answers_it(
+    worktree: Path, model_server: ServerFactory
+) -> None:
+    server = model_server("plan.yaml")
+    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan))
+    started = await wait_for_processes(worktree, timeout_s=20.0)
+    await asyncio.sleep(0.5)  # the CLI is up; without a prompt it must not call the model
+
+    assert started, "the CLI did not start before its prompt"
+    assert server.log.messages() == []
+    result = await warm.ask(PROMPT)
+
+    assert result is not None and not result.is_error, result and result.error
+    assert result.output(Plan).summary == "Add a hello module"
+    assert result.worktree_changed is False
+    first = server.log.messages()[0].body["messages"][0]
+    assert PROMPT in str(first["content"])
+    assert not processes_in(worktree)
+
+
+async def test_a_discarded_call_never_reaches_the_model_and_leaves_no_process(
+    worktree: Path, model_server: ServerFactory
+) -> None:
+    server = model_server("plan.yaml")
+    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan))
+    started = await wait_for_processes(worktree, timeout_s=20.0)
+
+    await warm.discard()
+
+    assert started and not alive(started)
+    assert not processes_in(worktree)
+    assert server.log.messages() == []
+    assert await warm.ask(PROMPT) is None  # too late: the caller starts the call afresh
+
+
+async def test_the_calls_timeout_runs_from_its_prompt_not_from_its_start(
+    worktree: Path, model_server: ServerFactory
+) -> None:
+    server = model_server("plan.yaml")
+    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan, timeout_s=3.0))
+    await wait_for_processes(worktree, timeout_s=20.0)
+    await asyncio.sleep(3.5)  # longer than the timeout, shorter than the unused limit (twice it)
+
+    result = await warm.ask(PROMPT)
+
+    assert result is not None and not result.is_error and not result.timed_out, result and result.error
+
+
+async def test_an_unused_call_ends_on_its_own_after_twice_its_timeout(
+    worktree: Path, model_server: ServerFactory
+) -> None:
+    server = model_server("plan.yaml")
+    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan, timeout_s=1.0))
+    started = await wait_for_processes(worktree, timeout_s=20.0)
+    for _ in range(200):
+        if not processes_in(worktree):
+            break
+        await asyncio.sleep(0.1)
+
+    assert started and not alive(started)
+    assert await warm.ask(PROMPT) is None
+    assert server.log.messages() == []
+
+
+async def test_it_fits_only_the_call_it_was_started_for(worktree: Path, model_server: ServerFactory) -> None:
+    server = model_server("plan.yaml")
+    request = make_request("reviewer", "", worktree, server, output_model=Plan)
+    warm = Prestarted(request)
+    try:
+        assert warm.fits(replace(request, prompt="any prompt at all"))
+        assert not warm.fits(replace(request, profile="planner"))
+        assert not warm.fits(replace(request, output_model=None))
+        assert not warm.fits(replace(request, worktree=worktree.parent))
+        assert not warm.fits(replace(request, max_budget_usd=0.5))
+        assert not warm.fits(replace(request, declared_commands=("pytest",)))
+    finally:
+        await warm.discard()
+    assert not processes_in(worktree)

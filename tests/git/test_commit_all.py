@@ -1,0 +1,47 @@
+"""Workspace.commit_all with real git: what `git commit` made, made with plumbing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.git.errors import NothingToCommit
+from bot.git.workspace import Workspace
+from tests.git.repos import BOT, Upstream, git
+
+MESSAGE = "# DEMO-1: a title that starts like a comment  \n\nbody line\n\n\n"
+
+
+async def test_the_commit_holds_every_change_verbatim_on_top_of_head(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    ws = Workspace(tmp_path / "ws", BOT)
+    await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    async with ws.run_worktree(upstream.repo_id, "run-1", "main", "baton/demo-1") as tree:
+        before = git("rev-parse", "HEAD", cwd=tree)
+        (tree / "README.md").write_text("changed\n")
+        (tree / "new.txt").write_text("new\n")
+        sha = await ws.commit_all(tree, MESSAGE)
+
+        assert git("rev-parse", "HEAD", cwd=tree) == sha
+        assert git("rev-parse", "refs/heads/baton/demo-1", cwd=tree) == sha
+        assert git("rev-parse", f"{sha}^", cwd=tree) == before
+        assert (
+            git("cat-file", "commit", sha, cwd=tree).split("\n\n", 1)[1] == MESSAGE.strip()
+        )  # (git() strips)
+        assert BOT.name in git("log", "-1", "--format=%an %cn", cwd=tree)
+        assert set(git("show", "--name-only", "--format=", sha, cwd=tree).split()) == {"README.md", "new.txt"}
+        assert git("status", "--porcelain", cwd=tree) == ""  # the index is the commit's tree
+
+
+async def test_nothing_changed_is_nothing_to_commit_and_head_stays(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    ws = Workspace(tmp_path / "ws", BOT)
+    await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    async with ws.run_worktree(upstream.repo_id, "run-2", "main", "baton/demo-2") as tree:
+        before = git("rev-parse", "HEAD", cwd=tree)
+        with pytest.raises(NothingToCommit):
+            await ws.commit_all(tree, "nothing")
+        assert git("rev-parse", "HEAD", cwd=tree) == before
