@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
@@ -116,8 +117,17 @@ def _answer(recorded: inbox.Recorded) -> JSONResponse:
     return JSONResponse({"accepted": recorded.outcome, "run": recorded.run_id}, status_code=202)
 
 
-async def _enqueue(services: Services, run_id: str) -> None:
-    """Best effort: the run is already durable; the sweeper enqueues it if this fails."""
+async def _enqueue(services: Services, recorded: inbox.Recorded, key: str) -> None:
+    """Best effort, after the answer is sent (the response's background task): the run is committed
+    before the 202, and the sweeper enqueues it if this fails or never happens (a crash in between).
+    arq's enqueue is several Redis round trips; the sender does not wait for them."""
+    if not (recorded.new_run and recorded.run_id):
+        return
+    with bind(delivery_key=key, delivery_id=recorded.delivery_id, run_id=recorded.run_id):
+        await _enqueue_run(services, recorded.run_id)
+
+
+async def _enqueue_run(services: Services, run_id: str) -> None:
     try:
         await services.queue.enqueue_run(run_id)
     except (RedisError, OSError, TimeoutError) as exc:
@@ -127,7 +137,7 @@ async def _enqueue(services: Services, run_id: str) -> None:
         )
 
 
-async def _ingest(services: Services, source: Source, request: Request) -> inbox.Recorded:
+async def _ingest(services: Services, source: Source, request: Request) -> tuple[inbox.Recorded, str]:
     settings = services.settings
     body = await read_capped(request, settings.max_body_bytes, settings.body_timeout_s)
     _authenticate(services, source, request, body)
@@ -150,12 +160,10 @@ async def _ingest(services: Services, source: Source, request: Request) -> inbox
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             raise StoreUnavailable("state store unavailable; retry later") from exc
         with bind(delivery_id=recorded.delivery_id, run_id=recorded.run_id):
-            if recorded.new_run and recorded.run_id:
-                await _enqueue(services, recorded.run_id)
             log.info(
                 "delivery %s", recorded.outcome, extra={"event": incoming.event, "reason": recorded.reason}
             )
-    return recorded
+    return recorded, key
 
 
 def _error_response(exc: BatonError) -> JSONResponse:
@@ -167,8 +175,10 @@ async def receive(request: Request, source: Source) -> Response:
     services: Services = request.app.state.services
     started = time.perf_counter()
     try:
-        recorded = await _ingest(services, source, request)
+        recorded, key = await _ingest(services, source, request)
         response: Response = _answer(recorded)
+        if recorded.new_run:  # enqueued once the answer is sent (see _enqueue)
+            response.background = BackgroundTask(_enqueue, services, recorded, key)
         outcome = recorded.outcome
     except BatonError as exc:
         level = logging.ERROR if exc.status >= 500 else logging.INFO

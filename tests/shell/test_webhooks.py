@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+import signal
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -227,3 +229,48 @@ async def test_a_full_inbox_queue_is_a_503_with_retry_after_and_stores_nothing(
     services.inbox.max_queued = 8
     accepted = await client.post("/webhooks/jira", content=body, headers=headers)
     assert accepted.status_code == 202 and await count(services, Run) == 1
+
+
+async def test_a_202_is_sent_before_the_enqueue_and_the_job_follows(
+    services: Services, redis_server: Any
+) -> None:
+    """The run is committed before the answer; arq's enqueue (several Redis round trips) runs after the
+    202 is sent. With Redis frozen the sender already has its 202 while the enqueue waits; once Redis
+    answers again the job is there (and, had the process died meanwhile, the sweeper enqueues the run)."""
+    app = create_app(services.settings, services)
+    body, headers = signed("jira", label_added("ai-implement"))
+    sent: list[MutableMapping[str, Any]] = []
+    answered = asyncio.Event()
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if delivered:
+            await asyncio.Event().wait()  # the client stays connected
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            answered.set()
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/webhooks/jira", "raw_path": b"/webhooks/jira", "query_string": b"",
+        "root_path": "", "server": ("baton.test", 80), "client": ("127.0.0.1", 5000),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }  # fmt: skip
+    assert redis_server.process is not None
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        call = asyncio.create_task(app(scope, receive, send))
+        await asyncio.wait_for(answered.wait(), 30)
+        assert sent[0]["status"] == 202
+        run_id = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))["run"]
+        assert await count(services, Run) == 1
+        assert not call.done()  # the enqueue still waits for Redis
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    await asyncio.wait_for(call, 30)
+    assert await services.queue.has_job(run_id)
