@@ -373,8 +373,8 @@ def run(counts: Sequence[int], runs: int, db: str, timeout_s: float) -> list[Rou
     return rounds
 
 
-def worker_limits() -> tuple[int, float, int]:
-    """(max_jobs, poll delay s, job ids read per poll) of the arq worker `baton worker` builds."""
+def worker_limits() -> tuple[int, float]:
+    """(max_jobs, poll delay s) of the arq worker `baton worker` builds."""
     from config.settings import load_settings
     from shell.worker import create_worker
 
@@ -382,11 +382,11 @@ def worker_limits() -> tuple[int, float, int]:
         Path(tempfile.gettempdir()), "sqlite:///unused.db", "redis://127.0.0.1:9/0", "http://127.0.0.1:9"
     )
     worker = create_worker(load_settings(env), handle_signals=False)
-    return int(worker.max_jobs), float(worker.poll_delay_s), int(worker.queue_read_limit)
+    return int(worker.max_jobs), float(worker.poll_delay_s)
 
 
 def report(rounds: Sequence[Round], db: str, command: str) -> str:
-    max_jobs, poll_s, read_limit = worker_limits()
+    max_jobs, poll_s = worker_limits()
     lines = [
         f"worker scale-out: real `baton worker` processes (arq, 4 jobs each) draining queued reply runs "
         f"(one Jira comment each); {db}, {os.cpu_count()} CPUs",
@@ -406,11 +406,10 @@ def report(rounds: Sequence[Round], db: str, command: str) -> str:
         "CPU of the PostgreSQL backends serving the round's database (the workers' and the poller's) per "
         "run; redis = redis-server's; total = workers + db + redis + this process, per run; machine = every "
         "process on the machine per run (well above total: other processes took CPU during the round)",
-        f"note: an arq worker reads up to {read_limit} queued job ids per poll and starts each as soon as "
-        f"one of its {max_jobs} slots is free; it waits for its next poll ({poll_s:g} s) only once a batch "
-        "is used up. With the database, Redis and the Jira simulator on the same CPUs as the workers, "
-        "2 workers can reach at most 2 x (cpu ms/run) / (total) times 1 worker's rate once 1 worker uses "
-        "a whole CPU",
+        f"note: an arq worker with all {max_jobs} slots busy starts new jobs only at its next poll "
+        f"({poll_s:g} s), so with runs this short one worker tops out near {max_jobs} / {poll_s:g} = "
+        f"{max_jobs / poll_s:g} runs/s however idle its CPU is; n workers can start n times that, but "
+        "reach it only while total cpu ms/run x their rate fits in the machine's CPUs",
         f"reproduce: {command}",
     ]
     return "\n".join(lines)

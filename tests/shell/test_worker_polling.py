@@ -1,7 +1,7 @@
-"""How often `baton worker` looks for new jobs. arq (0.28) reads up to `queue_read_limit` queued ids per
-poll and starts each as soon as a slot is free, so within a batch a busy worker does not wait for its
-next poll; it waits only once a batch is used up, and when fewer jobs than slots were queued at its last
-poll (new jobs then start within the poll delay)."""
+"""How often `baton worker` looks for new jobs: with all its slots busy, arq starts the next job only at
+its next poll (its semaphore holds max_jobs + 1, so the id after a full set of slots ends the batch), so
+the poll delay caps one worker's rate on short runs at max_jobs / poll_delay (20 runs/s at the old 0.2 s;
+bench.scaleout measured 19.3)."""
 
 from __future__ import annotations
 
