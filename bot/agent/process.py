@@ -109,6 +109,14 @@ def _signal_groups(pids: set[int], sig: signal.Signals) -> None:
             continue
 
 
+def running(pid: int, proc: Path = PROC) -> bool:
+    """Whether one process is still running (a zombie is not); one read of /proc/<pid>/stat."""
+    try:
+        return parse_stat((proc / str(pid) / "stat").read_text()).state not in ("Z", "X")
+    except (OSError, ValueError):
+        return False
+
+
 def alive(pids: set[int]) -> set[int]:
     """Which of `pids` are still running (zombies count as gone)."""
     running = {p.pid for p in process_table()}

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from bot.agent.cli_wrapper import Launcher, bundled_cli, write_launcher
 from bot.agent.env import build_agent_env
 from bot.agent.policy import NETWORK_TOOLS
-from bot.agent.process import kill_run
+from bot.agent.process import kill_run, running
 from bot.agent.profiles import Profile, get_profile
 from bot.agent.recorder import Recorder
 from bot.agent.result import AgentRequest, AgentResult, TokenUsage
@@ -266,7 +266,7 @@ async def _run_in(
                 # while the sandbox and the CLI start; the prompt waits for it (lend's chown walk is safe
                 # only while nothing the agent controls runs: containment.host._chown_tree)
                 await _enter(stack, lent)
-                given = await _given(prompt, idle_s)
+                given = await _given(prompt, launcher, idle_s)
                 marks.asked = time.perf_counter()
                 before = None if given is None else await _state(worktree, profile)
                 marks.ready = time.perf_counter()
@@ -291,13 +291,28 @@ async def _run_in(
     return _guard_worktree(result, profile, before, after)
 
 
-async def _given(prompt: asyncio.Future[str | None], idle_s: float) -> str | None:
-    """The prompt, once given; None when the call is refused or after `idle_s` without one (a prestarted
-    CLI nobody used). A CLI that ended meanwhile is reported by its drive once the prompt is given."""
-    await asyncio.wait({prompt}, timeout=idle_s or None)
-    if not prompt.done() or prompt.cancelled():
+WATCH_S = 0.25  # how often a prestarted call waiting for its prompt checks that its CLI still runs
+
+
+async def _given(prompt: asyncio.Future[str | None], launcher: Launcher, idle_s: float) -> str | None:
+    """The prompt, once given; None when the call is refused, when a prestarted CLI ended before it (the
+    caller starts the call afresh) or after `idle_s` without one (a prestarted CLI nobody used)."""
+    deadline = time.monotonic() + idle_s
+    while not prompt.done():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        await asyncio.wait({prompt}, timeout=min(WATCH_S, left))
+        if not prompt.done() and _ended(launcher):
+            return None
+    if prompt.cancelled() or (idle_s and _ended(launcher)):  # (checked once more as it is given)
         return None
     return prompt.result()
+
+
+def _ended(launcher: Launcher) -> bool:
+    pid = launcher.pid()
+    return pid is not None and not running(pid)
 
 
 async def _enter(stack: contextlib.ExitStack, context: contextlib.AbstractContextManager[None]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -91,4 +93,22 @@ async def test_it_fits_only_the_call_it_was_started_for(worktree: Path, model_se
         assert not warm.fits(replace(request, declared_commands=("pytest",)))
     finally:
         await warm.discard()
+    assert not processes_in(worktree)
+
+
+async def test_a_cli_that_dies_before_its_prompt_is_not_used(
+    worktree: Path, model_server: ServerFactory
+) -> None:
+    server = model_server("plan.yaml")
+    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan))
+    started = await wait_for_processes(worktree, timeout_s=20.0)
+    for pid in started:
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(200):
+        if not alive(started):
+            break
+        await asyncio.sleep(0.05)
+
+    assert await warm.ask(PROMPT) is None  # the caller starts the call afresh
+    assert server.log.messages() == []
     assert not processes_in(worktree)
