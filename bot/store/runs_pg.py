@@ -3,9 +3,9 @@
 A claim (and a finish) changes the run and adds its activity row atomically. Done as a transaction
 that is BEGIN, UPDATE, INSERT, COMMIT: four round trips to the database, each an event-loop hop and a
 wake-up of the server process. A data-modifying CTE does both changes in one statement, which commits
-by itself (`autocommit`): one round trip, and still all or nothing. Every short run of the worker makes
-one claim and one finish, so on a 2-CPU machine shared with the database this is CPU the workers and
-the database no longer spend (bench/scaleout.py).
+by itself (bot/store/oneshot.py): one round trip, and still all or nothing. Every short run of the
+worker makes one claim and one finish, so on a 2-CPU machine shared with the database this is CPU the
+workers and the database no longer spend (bench/scaleout.py).
 
 SQLite has no data-modifying CTE; there runs.py keeps its two statements, the UPDATE first, so the
 write lock is held for one statement (tests/bot/test_worker_writes.py).
@@ -24,14 +24,14 @@ from sqlalchemy import Row, bindparam, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.store import status
-from bot.store.engine import autocommit
+from bot.store.oneshot import engine_of, statement
 from bot.store.tables import Activity, Run
 
 _runs, _activity = Run.__table__.c, Activity.__table__.c
-_RUN_ID = bindparam("run_id", type_=_runs.id.type)
+_RUN_ID = bindparam("the_run", type_=_runs.id.type)
 _NOW = bindparam("now", type_=_runs.updated_at.type)
-_ACTOR = bindparam("actor", type_=_activity.actor.type)
-_MESSAGE = bindparam("message", type_=_activity.message.type)
+_ACTOR = bindparam("by", type_=_activity.actor.type)
+_MESSAGE = bindparam("text", type_=_activity.message.type)
 
 _claimed = (
     update(Run)
@@ -63,7 +63,7 @@ _NEW_STATUS = bindparam("new_status", type_=_runs.status.type)
 _finished = (
     update(Run)
     .where(Run.id == _RUN_ID, Run.status == status.RUNNING)
-    .values(status=_NEW_STATUS, error=bindparam("error", type_=_runs.error.type), updated_at=_NOW)
+    .values(status=_NEW_STATUS, error=bindparam("reason", type_=_runs.error.type), updated_at=_NOW)
     .cte("finished")
 )
 FINISH = (
@@ -72,9 +72,9 @@ FINISH = (
         run_id=_RUN_ID,
         at=_NOW,
         actor=_ACTOR,
-        action=bindparam("action", type_=_activity.action.type),
+        action=bindparam("act", type_=_activity.action.type),
         message=_MESSAGE,
-        data=bindparam("data", type_=_activity.data.type),
+        data=bindparam("extra", type_=_activity.data.type),
     )
     .add_cte(_finished)
 )
@@ -85,9 +85,9 @@ status was, as runs.finish always did)."""
 async def claim(
     sm: async_sessionmaker[AsyncSession], run_id: str, actor: str, message: str, now: datetime
 ) -> Row[Any] | None:
-    params = {"run_id": run_id, "now": now, "actor": actor, "message": message}
-    async with autocommit(sm) as session:
-        return (await session.execute(CLAIM, params)).first()
+    params = {"the_run": run_id, "now": now, "by": actor, "text": message}
+    async with statement(sm) as conn:
+        return (await conn.execute(CLAIM, params)).first()
 
 
 async def finish(
@@ -101,20 +101,19 @@ async def finish(
     now: datetime,
 ) -> None:
     params = {
-        "run_id": run_id,
+        "the_run": run_id,
         "new_status": new_status,
-        "error": error,
+        "reason": error,
         "now": now,
-        "actor": actor,
-        "action": new_status,
-        "message": message,
-        "data": data,
+        "by": actor,
+        "act": new_status,
+        "text": message,
+        "extra": data,
     }
-    async with autocommit(sm) as session:
-        await session.execute(FINISH, params)
+    async with statement(sm) as conn:
+        await conn.execute(FINISH, params)
 
 
 def on_postgresql(sm: async_sessionmaker[AsyncSession]) -> bool:
     """True when the sessions of `sm` talk to PostgreSQL."""
-    bind = sm.kw.get("bind")
-    return bind is not None and bind.dialect.name == "postgresql"
+    return engine_of(sm).dialect.name == "postgresql"
