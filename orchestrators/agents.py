@@ -18,7 +18,7 @@ from bot.agent.profiles import ProfileName
 from bot.agent.result import AgentRequest, AgentResult
 from bot.agent.runner import Prestarted, run_agent
 from bot.git.runner import GitRunner
-from bot.store import runs
+from bot.store import runs, status
 from bot.store.engine import utcnow
 from orchestrators import budget
 from orchestrators.resources import WorkerContext
@@ -159,14 +159,18 @@ async def prestart(
     """Start the CLI of the run's next call now, its prompt held back (bot/agent/runner.py
     `Prestarted`), so its 0.3-0.4 s start overlaps what the run does meanwhile; `call` adopts it when
     it is asked for the same call. Not when a cost cap applies to the run: the cap the CLI is given
-    (`--max-budget-usd`) is only known when the call is made (`reserve`)."""
-    await discard(wctx, run_id)
-    run = await runs.by_id(wctx.sm, run_id)
-    clients = wctx.clients
-    if run is None or clients is None or budget.limits(run.subject, clients.projects, wctx.settings)[0]:
-        return
-    request = _request(wctx, profile, "", worktree, output_model, declared, warm_root(run_id), None)
-    wctx.prestarted[run_id] = Prestarted(request)
+    (`--max-budget-usd`) is only known when the call is made (`reserve`). Best effort: it never fails
+    the phase that asks for it (the call then starts as it would have)."""
+    try:
+        await discard(wctx, run_id)
+        run = await runs.by_id(wctx.sm, run_id)
+        clients = wctx.clients
+        if run is None or clients is None or budget.limits(run.subject, clients.projects, wctx.settings)[0]:
+            return
+        request = _request(wctx, profile, "", worktree, output_model, declared, warm_root(run_id), None)
+        wctx.prestarted[run_id] = Prestarted(request)
+    except Exception:  # an optimisation: whatever went wrong, the call itself will say so
+        log.warning("could not prestart the %s for run %s", profile, run_id[:12], exc_info=True)
 
 
 async def discard(wctx: WorkerContext, run_id: str) -> None:
@@ -184,9 +188,17 @@ async def _adopted(wctx: WorkerContext, request: AgentRequest, run_id: str) -> A
         return None
     del wctx.prestarted[run_id]
     if not warm.fits(replace(request, run_root=warm.request.run_root)):
+        log.info("run %s: the prestarted %s does not fit the %s call; discarded", run_id[:12],
+                 warm.request.profile, request.profile)  # fmt: skip
         await warm.discard()
         return None
-    return await warm.ask(request.prompt)  # None: it was no longer waiting
+    log.info("run %s: the %s call takes its prestarted CLI", run_id[:12], request.profile)
+    result = await warm.ask(request.prompt)
+    if result is None:  # it ended before its prompt: /cancel sweeps the run's CLIs, so do not start anew
+        run = await runs.by_id(wctx.sm, run_id)
+        if run is not None and run.status == status.CANCELLED:
+            raise asyncio.CancelledError(f"run {run_id[:12]} was cancelled")
+    return result
 
 
 async def call(

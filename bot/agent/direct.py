@@ -7,13 +7,15 @@ all overhead. Here the question is one `POST /v1/messages` from the worker, with
 shape the CLI's structured output takes, so the scripted model server answers both alike. Nothing the
 model returns runs: its answer is validated into the model class, bounded by it, or the call fails.
 
-Retried like the CLI retries: 429, 5xx and 529 (overloaded) and transport errors, honouring
-`Retry-After`, within the call's timeout. The key goes in `x-api-key` only; no error names it.
+Retried like the CLI retries: 408, 409, 429, 500, 502, 503, 504, 529 (overloaded) and transport errors,
+honouring `Retry-After`, within the call's timeout. The key goes in `x-api-key` only; no error names it
+(the model's own error message is masked too: a gateway may echo the header).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import time
 from dataclasses import dataclass, replace
@@ -26,6 +28,7 @@ from bot.agent import pricing
 from bot.agent.profiles import STRUCTURED_OUTPUT_TOOL, ProfileName
 from bot.agent.result import AgentResult, TokenUsage
 from bot.containment.model_proxy import tls_context
+from bot.git.runner import redact
 
 API_VERSION = "2023-06-01"
 DEFAULT_MODEL = "claude-sonnet-4-5"  # when BATON_AGENT_MODEL names none (the CLI would pick its own)
@@ -89,18 +92,22 @@ def retry_after(value: str | None) -> float | None:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
+        if when.tzinfo is None:  # "-0000": UTC by RFC 5322, not local time
+            when = when.replace(tzinfo=datetime.UTC)
         seconds = when.timestamp() - time.time()
     if seconds != seconds:  # NaN
         return None
     return min(max(seconds, 0.0), MAX_WAIT_S)
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(response: httpx.Response, key: str) -> str:
+    """The status and the model's own message, with the key masked (a gateway may echo the header)."""
     try:
         detail = response.json().get("error", {}).get("message", "")
     except (ValueError, AttributeError):
         detail = ""
-    return f"the model answered HTTP {response.status_code}" + (f": {str(detail)[:300]}" if detail else "")
+    said = f": {redact(str(detail), [key])[:300]}" if detail else ""
+    return f"the model answered HTTP {response.status_code}{said}"
 
 
 def answer_of(payload: Any, question: Question, duration_ms: int) -> AgentResult:
@@ -110,7 +117,7 @@ def answer_of(payload: Any, question: Question, duration_ms: int) -> AgentResult
         return AgentResult(question.profile, True, "the model's answer is not a JSON object")
     raw_usage = payload.get("usage")
     usage = TokenUsage.of(raw_usage if isinstance(raw_usage, dict) else None)
-    model = payload.get("model") if isinstance(payload.get("model"), str) else question.model
+    model = question.model or DEFAULT_MODEL  # priced as asked: the answer's own name could be cheaper
     spent = AgentResult(
         question.profile,
         False,
@@ -140,16 +147,17 @@ def answer_of(payload: Any, question: Question, duration_ms: int) -> AgentResult
 
 async def _post(client: httpx.AsyncClient, question: Question, request: dict[str, Any]) -> Any:
     url = question.base_url.rstrip("/") + "/v1/messages"
-    headers = {"x-api-key": question.api_key.get_secret_value(), "anthropic-version": API_VERSION}
+    key = question.api_key.get_secret_value()
+    headers = {"x-api-key": key, "anthropic-version": API_VERSION}
     try:
         response = await client.post(url, json=request, headers=headers)
     except httpx.TransportError as exc:
         raise _Failed(f"the model could not be reached: {type(exc).__name__}", retried=True) from None
     if response.status_code in RETRIED:
         wait = retry_after(response.headers.get("retry-after"))
-        raise _Failed(_error_text(response), retry_after=wait, retried=True)
+        raise _Failed(_error_text(response, key), retry_after=wait, retried=True)
     if response.status_code >= 400:
-        raise _Failed(_error_text(response))
+        raise _Failed(_error_text(response, key))
     try:
         return response.json()
     except ValueError:

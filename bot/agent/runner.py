@@ -273,6 +273,9 @@ async def _run_in(
                 wanted = given is not None and (before is not None or not profile.read_only)
                 gate.release(send=wanted, prompt=given or "")
                 outcome = await asyncio.shield(drive)
+            except asyncio.CancelledError as exc:  # what the call streamed before it was stopped
+                exc.partial = _from_cli(recorder, _Outcome(error="cancelled"), profile)  # type: ignore[attr-defined]
+                raise
             finally:
                 if not drive.done():  # cancelled or failed: the drive kills the run (and re-raises)
                     drive.cancel()
@@ -378,9 +381,13 @@ class Prestarted:
         self._prompt.set_result(prompt)
         try:
             result = await asyncio.shield(self._call)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             self._call.cancel()  # the runner kills the CLI
             await asyncio.wait({self._call})
+            try:
+                self._call.result()
+            except asyncio.CancelledError as inner:  # the runner's own, carrying what the call streamed
+                exc.partial = getattr(inner, "partial", None)  # type: ignore[attr-defined]
             raise
         return None if result.subtype == UNUSED else result
 

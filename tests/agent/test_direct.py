@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from pydantic import BaseModel, SecretStr
@@ -41,7 +44,7 @@ def test_the_answer_is_the_structured_output_validated_with_its_tokens_and_price
     assert [t["name"] for t in body["tools"]] == ["StructuredOutput"]
     assert body["tools"][0]["input_schema"] == Triage.model_json_schema()
     assert body["messages"] == [{"role": "user", "content": "[baton:triage] BATON-DIRECT-OK"}]
-    assert API_KEY not in str(sent.headers)  # the server's log redacts it: it was sent as a credential
+    assert body["model"] == direct.DEFAULT_MODEL  # no BATON_AGENT_MODEL: the documented default
 
 
 def test_overloaded_answers_are_retried_until_the_model_answers(model_server: ServerFactory) -> None:
@@ -81,6 +84,35 @@ def test_an_answer_that_is_not_the_model_class_fails_and_still_counts_its_tokens
     assert result.is_error and result.error is not None and why in result.error
     assert result.structured_output is None
     assert result.usage.input_tokens > 0 and result.total_cost_usd > 0
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """A gateway that refuses the key and echoes it in its error message."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        said = json.dumps({"error": {"message": f"invalid x-api-key {self.headers.get('x-api-key')}"}})
+        self.send_response(401)
+        self.send_header("content-type", "application/json")
+        self.end_headers()
+        self.wfile.write(said.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_gateway_that_echoes_the_key_never_gets_it_into_the_error() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        q = Question("planner", "x", Triage, url, SecretStr("sk-ant-canary-echoed-0042"), timeout_s=10.0)
+        result = asyncio.run(direct.ask(q))
+    finally:
+        server.shutdown()
+    assert result.is_error and result.error is not None
+    assert "HTTP 401" in result.error and "invalid x-api-key" in result.error
+    assert "canary-echoed" not in result.error
 
 
 def test_a_model_that_never_answers_times_out(model_server: ServerFactory) -> None:
@@ -128,7 +160,8 @@ def test_a_valid_response_becomes_the_model() -> None:
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [("2", 2.0), ("0", 0.0), ("-4", 0.0), ("1e9", direct.MAX_WAIT_S), ("nan", None), ("soon", None),
-     ("", None), (None, None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+     ("", None), (None, None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+     ("Wed, 21 Oct 2015 07:28:00 -0000", 0.0), ("Fri, 01 Jan 2100 00:00:00 -0000", direct.MAX_WAIT_S)],
 )  # fmt: skip
 def test_retry_after_reads_seconds_and_dates_and_refuses_junk(
     value: str | None, seconds: float | None

@@ -8,8 +8,11 @@ import signal
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from bot.agent.process import alive
-from bot.agent.runner import Prestarted
+from bot.agent.result import AgentResult
+from bot.agent.runner import Prestarted, run_agent
 from tests.agent.conftest import ServerFactory, make_request
 from tests.agent.test_runner import Plan, processes_in, wait_for_processes
 
@@ -55,9 +58,9 @@ async def test_the_calls_timeout_runs_from_its_prompt_not_from_its_start(
     worktree: Path, model_server: ServerFactory
 ) -> None:
     server = model_server("plan.yaml")
-    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan, timeout_s=3.0))
+    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan, timeout_s=6.0))
     await wait_for_processes(worktree, timeout_s=20.0)
-    await asyncio.sleep(3.5)  # longer than the timeout, shorter than the unused limit (twice it)
+    await asyncio.sleep(6.5)  # longer than the timeout, shorter than the unused limit (twice it)
 
     result = await warm.ask(PROMPT)
 
@@ -111,4 +114,30 @@ async def test_a_cli_that_dies_before_its_prompt_is_not_used(
 
     assert await warm.ask(PROMPT) is None  # the caller starts the call afresh
     assert server.log.messages() == []
+    assert not processes_in(worktree)
+
+
+@pytest.mark.parametrize("prestarted", [False, True])
+async def test_a_cancelled_call_carries_what_it_streamed(
+    worktree: Path, model_server: ServerFactory, prestarted: bool
+) -> None:
+    server = model_server("faults.yaml")
+    request = make_request("reviewer", "BATON-HANG", worktree, server)
+    if prestarted:
+        warm = Prestarted(replace(request, prompt=""))
+        call = asyncio.create_task(warm.ask("BATON-HANG"))
+    else:
+        call = asyncio.create_task(run_agent(request))
+    for _ in range(400):  # the model got the call (and hangs)
+        if server.log.messages():
+            break
+        await asyncio.sleep(0.05)
+
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError) as raised:
+        await call
+
+    assert server.log.messages(), "the call never reached the model"
+    partial = getattr(raised.value, "partial", None)
+    assert isinstance(partial, AgentResult) and partial.is_error and partial.error == "cancelled"
     assert not processes_in(worktree)

@@ -56,6 +56,13 @@ def test_label_to_proposal_to_approve_to_one_merge_request(sandbox: Running) -> 
     # The reviewer was read-only and saw the diff.
     reviews = [r for r in sandbox.stack.model.log.all() if "[baton:review] DEMO-1" in str(r.body)]
     assert reviews and "def multiply" in str(reviews[0].body)
+    # Triage asked the model directly (no CLI: no tools but the answer's); the implementer's and the
+    # reviewer's CLIs were started during the phase before theirs and took their calls.
+    triage = [r for r in sandbox.stack.model.log.all() if "[baton:triage] DEMO-1" in str(r.body)]
+    assert [[t["name"] for t in r.body["tools"]] for r in triage] == [["StructuredOutput"]]
+    said = logs()
+    assert "the implementer call takes its prestarted CLI" in said
+    assert "the reviewer call takes its prestarted CLI" in said
 
     sandbox.as_person("alice", "DEMO-1", "/approve")
     link = wait(lambda: marked(sandbox, "DEMO-1", "mr-link"), 60, "the MR link", logs)[0]
@@ -232,6 +239,10 @@ def test_failing_tests_go_back_to_the_agent_with_the_output(tmp_path: Path) -> N
         phases = {p["name"]: p for p in cli_json(sandbox.env, "show", run["id"])["phases"]}
         assert phases["implement"]["attempts"] == 2 and phases["validate"]["attempts"] == 2
         assert "a * b" in proposal
+        # the reviewer prestarted after round one never got a call: round two discarded it
+        said = sandbox.worker.logs()
+        assert "the prestarted reviewer does not fit the implementer call; discarded" in said
+        assert said.count("the reviewer call takes its prestarted CLI") == 1
 
 
 def test_a_change_that_never_passes_stops_for_a_human_after_three_rounds(tmp_path: Path) -> None:
