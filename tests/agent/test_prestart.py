@@ -7,24 +7,31 @@ import os
 import signal
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.agent.process import alive
 from bot.agent.result import AgentResult
 from bot.agent.runner import Prestarted, run_agent
+from bot.sandbox.model_server import ModelServer
 from tests.agent.conftest import ServerFactory, make_request
 from tests.agent.test_runner import Plan, processes_in, wait_for_processes
 
 PROMPT = "BATON-PLAN the ticket"
 
 
+async def waiting_planner(worktree: Path, server: ModelServer, **extra: Any) -> tuple[Prestarted, set[int]]:
+    """A planner call prestarted in `worktree`, once its CLI's processes are up (their pids)."""
+    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan, **extra))
+    return warm, await wait_for_processes(worktree, timeout_s=20.0)
+
+
 async def test_a_prestarted_call_waits_for_its_prompt_then_answers_it(
     worktree: Path, model_server: ServerFactory
 ) -> None:
     server = model_server("plan.yaml")
-    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan))
-    started = await wait_for_processes(worktree, timeout_s=20.0)
+    warm, started = await waiting_planner(worktree, server)
     await asyncio.sleep(0.5)  # the CLI is up; without a prompt it must not call the model
 
     assert started, "the CLI did not start before its prompt"
@@ -43,8 +50,7 @@ async def test_a_discarded_call_never_reaches_the_model_and_leaves_no_process(
     worktree: Path, model_server: ServerFactory
 ) -> None:
     server = model_server("plan.yaml")
-    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan))
-    started = await wait_for_processes(worktree, timeout_s=20.0)
+    warm, started = await waiting_planner(worktree, server)
 
     await warm.discard()
 
@@ -58,8 +64,7 @@ async def test_the_calls_timeout_runs_from_its_prompt_not_from_its_start(
     worktree: Path, model_server: ServerFactory
 ) -> None:
     server = model_server("plan.yaml")
-    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan, timeout_s=6.0))
-    await wait_for_processes(worktree, timeout_s=20.0)
+    warm, _ = await waiting_planner(worktree, server, timeout_s=6.0)
     await asyncio.sleep(6.5)  # longer than the timeout, shorter than the unused limit (twice it)
 
     result = await warm.ask(PROMPT)
@@ -71,8 +76,7 @@ async def test_an_unused_call_ends_on_its_own_after_twice_its_timeout(
     worktree: Path, model_server: ServerFactory
 ) -> None:
     server = model_server("plan.yaml")
-    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan, timeout_s=1.0))
-    started = await wait_for_processes(worktree, timeout_s=20.0)
+    warm, started = await waiting_planner(worktree, server, timeout_s=1.0)
     for _ in range(200):
         if not processes_in(worktree):
             break
@@ -103,8 +107,7 @@ async def test_a_cli_that_dies_before_its_prompt_is_not_used(
     worktree: Path, model_server: ServerFactory
 ) -> None:
     server = model_server("plan.yaml")
-    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan))
-    started = await wait_for_processes(worktree, timeout_s=20.0)
+    warm, started = await waiting_planner(worktree, server)
     for pid in started:
         os.kill(pid, signal.SIGKILL)
     for _ in range(200):

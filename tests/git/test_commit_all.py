@@ -10,14 +10,22 @@ from bot.git.errors import NothingToCommit
 from bot.git.workspace import Workspace
 from tests.git.repos import BOT, Upstream, git
 
+
+@pytest.fixture
+async def workspace(tmp_path: Path, upstream: Upstream) -> Workspace:
+    """A workspace with the upstream's mirror, for worktrees of `main`."""
+    ws = Workspace(tmp_path / "ws", BOT)
+    await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    return ws
+
+
 MESSAGE = "# DEMO-1: a title that starts like a comment  \n\nbody line\n\n\n"
 
 
 async def test_the_commit_holds_every_change_verbatim_on_top_of_head(
-    tmp_path: Path, upstream: Upstream
+    workspace: Workspace, upstream: Upstream
 ) -> None:
-    ws = Workspace(tmp_path / "ws", BOT)
-    await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    ws = workspace
     async with ws.run_worktree(upstream.repo_id, "run-1", "main", "baton/demo-1") as tree:
         before = git("rev-parse", "HEAD", cwd=tree)
         (tree / "README.md").write_text("changed\n")
@@ -36,10 +44,9 @@ async def test_the_commit_holds_every_change_verbatim_on_top_of_head(
 
 
 async def test_nothing_changed_is_nothing_to_commit_and_head_stays(
-    tmp_path: Path, upstream: Upstream
+    workspace: Workspace, upstream: Upstream
 ) -> None:
-    ws = Workspace(tmp_path / "ws", BOT)
-    await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    ws = workspace
     async with ws.run_worktree(upstream.repo_id, "run-2", "main", "baton/demo-2") as tree:
         before = git("rev-parse", "HEAD", cwd=tree)
         with pytest.raises(NothingToCommit):
