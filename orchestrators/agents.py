@@ -156,44 +156,50 @@ async def prestart(
     declared: tuple[str, ...] = (),
     run_id: str,
 ) -> None:
-    """Start the CLI of the run's next call now, its prompt held back (bot/agent/runner.py
+    """Start the CLI of the run's next `profile` call now, its prompt held back (bot/agent/runner.py
     `Prestarted`), so its 0.3-0.4 s start overlaps what the run does meanwhile; `call` adopts it when
-    it is asked for the same call. Not when a cost cap applies to the run: the cap the CLI is given
+    it is asked for the same call. One per profile and run: a waiting one started for the same call is
+    kept, any other replaced. Not when a cost cap applies to the run: the cap the CLI is given
     (`--max-budget-usd`) is only known when the call is made (`reserve`). Best effort: it never fails
     the phase that asks for it (the call then starts as it would have)."""
     try:
-        await discard(wctx, run_id)
         run = await runs.by_id(wctx.sm, run_id)
         clients = wctx.clients
         if run is None or clients is None or budget.limits(run.subject, clients.projects, wctx.settings)[0]:
+            await discard(wctx, run_id, profile)
             return
         request = _request(wctx, profile, "", worktree, output_model, declared, warm_root(run_id), None)
-        wctx.prestarted[run_id] = Prestarted(request)
+        waiting = wctx.prestarted.get((run_id, profile))
+        if waiting is not None and waiting.waiting and waiting.fits(request):
+            log.info("run %s: its prestarted %s still waits; kept", run_id[:12], profile)
+            return
+        await discard(wctx, run_id, profile)
+        wctx.prestarted[(run_id, profile)] = Prestarted(request)
     except Exception:  # an optimisation: whatever went wrong, the call itself will say so
         log.warning("could not prestart the %s for run %s", profile, run_id[:12], exc_info=True)
 
 
-async def discard(wctx: WorkerContext, run_id: str) -> None:
-    """End the run's prestarted CLI, if any, unused (the run went elsewhere, or its job ends)."""
-    warm = wctx.prestarted.pop(run_id, None)
-    if warm is not None:
-        await warm.discard()
+async def discard(wctx: WorkerContext, run_id: str, profile: ProfileName | None = None) -> None:
+    """End the run's prestarted CLIs (only the `profile` one if given) unused: the run went elsewhere, or
+    its job ends."""
+    for key in [k for k in wctx.prestarted if k[0] == run_id and profile in (None, k[1])]:
+        await wctx.prestarted.pop(key).discard()
 
 
-async def _adopted(wctx: WorkerContext, request: AgentRequest, run_id: str) -> AgentResult | None:
-    """The call's result from the run's prestarted CLI when it was started for exactly this call
-    (profile, worktree, output, commands, no cap); None after discarding one that was not."""
-    warm = wctx.prestarted.get(run_id)
+async def _adopted(
+    wctx: WorkerContext, request: AgentRequest, run_id: str, prompted: asyncio.Event | None
+) -> AgentResult | None:
+    """The call's result from the run's prestarted CLI of its profile when that was started for exactly
+    this call (worktree, output, commands, no cap); None after discarding one that was not."""
+    warm = wctx.prestarted.pop((run_id, request.profile), None)
     if warm is None:
         return None
-    del wctx.prestarted[run_id]
     if not warm.fits(replace(request, run_root=warm.request.run_root)):
-        log.info("run %s: the prestarted %s does not fit the %s call; discarded", run_id[:12],
-                 warm.request.profile, request.profile)  # fmt: skip
+        log.info("run %s: the prestarted %s does not fit this call; discarded", run_id[:12], request.profile)
         await warm.discard()
         return None
     log.info("run %s: the %s call takes its prestarted CLI", run_id[:12], request.profile)
-    result = await warm.ask(request.prompt)
+    result = await warm.ask(request.prompt, prompted)
     if result is None:  # it ended before its prompt: /cancel sweeps the run's CLIs, so do not start anew
         run = await runs.by_id(wctx.sm, run_id)
         if run is not None and run.status == status.CANCELLED:
@@ -211,18 +217,20 @@ async def call(
     declared: tuple[str, ...] = (),
     run_id: str,
     pending_usd: float = 0.0,
+    prompted: asyncio.Event | None = None,
 ) -> AgentResult:
     """One agent call for the run, within its cost caps (`allowance`); `AgentFailed` (or `BudgetExceeded`
-    when the CLI stopped at the cap) on an error or a read-only profile that changed the worktree."""
+    when the CLI stopped at the cap) on an error or a read-only profile that changed the worktree.
+    `prompted` is set once the call's CLI is up and has its prompt."""
     cap = await reserve(wctx, run_id, pending_usd)
     run_root = agent_root(run_id)
     request = _request(wctx, profile, prompt, worktree, output_model, declared, run_root, cap)
-    spare = warm_root(run_id) if run_id in wctx.prestarted else None
+    spare = warm_root(run_id) if any(k[0] == run_id for k in wctx.prestarted) else None
     orphans = await kill_stragglers(run_root, spare=spare)
     if orphans:
         log.warning("ended %d agent process(es) left by an earlier attempt", len(orphans))
     try:
-        result = await _adopted(wctx, request, run_id) or await run_agent(request)
+        result = await _adopted(wctx, request, run_id, prompted) or await run_agent(request, prompted)
     except asyncio.CancelledError as exc:
         cancelled_usage(exc)
         raise

@@ -298,8 +298,8 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
     why = f"Pipeline {assembled.pipeline_id} failed; proposed by Baton run {run.id}."
     message = f"{_subject_line(assembled)}\n\n{why}"
     sha = await commit_proposal(ctx, worktree, message)
-    stat = await clients.workspace.diffstat(worktree, base)
-    diff = await clients.workspace.diff(worktree, base)
+    stat = await clients.workspace.diffstat(worktree, base, at=sha)
+    diff = await clients.workspace.diff(worktree, base, at=sha)
     project_id, iid = where(run)
     target = {
         "kind": TARGET_KIND, "origin": KIND, "mr_iid": iid, "discussion_id": assembled.discussion_id,

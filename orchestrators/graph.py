@@ -202,8 +202,8 @@ async def finish(ctx: PhaseContext) -> PhaseResult:
     assembled, row = ticket_assembled(ctx), await _task(ctx)
     worktree = assembled.workdir()
     sha = await implement.commit_proposal(ctx, worktree, f"[{key}] task {row.task_id}: {assembled.summary}")
-    stat = await clients.workspace.diffstat(worktree, assembled.base_sha)
-    diff = await clients.workspace.diff(worktree, assembled.base_sha)
+    stat = await clients.workspace.diffstat(worktree, assembled.base_sha, at=sha)
+    diff = await clients.workspace.diff(worktree, assembled.base_sha, at=sha)
     result = {
         "files": [f.path for f in stat.files], "diffstat": [[f.path, f.added, f.deleted] for f in stat.files],
         "interfaces": list(interfaces(diff)), "summary": implemented(ctx).summary[:2000],

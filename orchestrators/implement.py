@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,7 @@ def _feedback(ctx: PhaseContext) -> list[str]:
     return [note for note in notes if note]
 
 
-async def implement(ctx: PhaseContext) -> PhaseResult:
+async def implement(ctx: PhaseContext, prompted: asyncio.Event | None = None) -> PhaseResult:
     assembled = ticket_assembled(ctx)
     worktree = assembled.workdir()
     key = progress.issue_key(ctx.run)
@@ -157,16 +158,31 @@ async def implement(ctx: PhaseContext) -> PhaseResult:
         worktree,
         declared=assembled.repo.declared_commands,
         run_id=ctx.run.id,
+        prompted=prompted,
     )
     return PhaseResult(Implemented.of(result).model_dump(mode="json"), **agents.usage(result))
 
 
 async def implement_then_warm_review(ctx: PhaseContext) -> PhaseResult:
-    """`implement`, then the reviewer's CLI started while validate runs the repository's commands (the
-    ticket workflow reviews after validate; a failed validate discards it: orchestrators/agents.py)."""
-    done = await implement(ctx)
+    """`implement`, with the reviewer's CLI started for the review after validate (the ticket workflow's
+    order) once the implementer's CLI is up and at work, so that neither start waits for the other; if
+    the implementer ends first, as it ends. A later round keeps the waiting reviewer (agents.prestart)."""
+    prompted = asyncio.Event()
     worktree = ticket_assembled(ctx).workdir()
-    await agents.prestart(ctx.wctx, "reviewer", worktree, output_model=Verdict, run_id=ctx.run.id)
+
+    async def warm_reviewer() -> None:
+        await prompted.wait()
+        await agents.prestart(ctx.wctx, "reviewer", worktree, output_model=Verdict, run_id=ctx.run.id)
+
+    warming = asyncio.create_task(warm_reviewer())
+    try:
+        done = await implement(ctx, prompted)
+    finally:
+        if not prompted.is_set():  # the call never got that far
+            warming.cancel()
+        await asyncio.wait({warming})
+    if warming.cancelled():
+        await agents.prestart(ctx.wctx, "reviewer", worktree, output_model=Verdict, run_id=ctx.run.id)
     return done
 
 
@@ -258,8 +274,8 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
         sha = await commit_proposal(
             ctx, worktree, f"[{key}] {assembled.summary}\n\nProposed by Baton run {run.id}."
         )
-        stat = await clients.workspace.diffstat(worktree, assembled.base_sha)
-        diff = await clients.workspace.diff(worktree, assembled.base_sha)
+        stat = await clients.workspace.diffstat(worktree, assembled.base_sha, at=sha)
+        diff = await clients.workspace.diff(worktree, assembled.base_sha, at=sha)
     with clock.step("post"):
         target = {"kind": "jira", "issue_key": key, "worktree": str(worktree), **assembled.target()}
         proposal = await proposals.create(

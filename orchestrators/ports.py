@@ -200,11 +200,12 @@ class Commits(Protocol):
 
 
 class Diffs(Protocol):
-    """The worktree's changes since it left `base` (committed or not)."""
+    """The worktree's changes since it left `base` (committed or not); with `at`, those of that commit
+    (the one just made in the worktree: its tree is read instead of the working tree's)."""
 
-    async def diff(self, worktree: Path, base: str) -> str: ...
+    async def diff(self, worktree: Path, base: str, *, at: str | None = None) -> str: ...
 
-    async def diffstat(self, worktree: Path, base: str) -> DiffStat: ...
+    async def diffstat(self, worktree: Path, base: str, *, at: str | None = None) -> DiffStat: ...
 
 
 # --- the team's knowledge base --------------------------------------------------------------------

@@ -374,8 +374,8 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
     )
     sha = await commit_proposal(ctx, worktree, message)
     base = assembled.base_sha
-    stat = await clients.workspace.diffstat(worktree, base)
-    diff = await clients.workspace.diff(worktree, base)
+    stat = await clients.workspace.diffstat(worktree, base, at=sha)
+    diff = await clients.workspace.diff(worktree, base, at=sha)
     clock.lap("commit")
     implemented, checked = threads_implemented(ctx), validated(ctx)
     target = {

@@ -57,8 +57,8 @@ class WorkerContext:
     name: str
     clients: Clients | None = None  # GitLab, Jira, git workspace, agent: built once in on_startup
     holds: Holds = field(default_factory=LocalHolds)  # budget holds of running calls (RedisHolds in a worker)
-    # CLIs started ahead of a run's next call, by run id (orchestrators/agents.py `prestart`)
-    prestarted: dict[str, Prestarted] = field(default_factory=dict)
+    # CLIs started ahead of a run's next calls, by run id and profile (orchestrators/agents.py `prestart`)
+    prestarted: dict[tuple[str, str], Prestarted] = field(default_factory=dict)
 
     def need_clients(self) -> Clients:
         if self.clients is None:

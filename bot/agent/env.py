@@ -25,6 +25,10 @@ FIXED = {
     "CLAUDE_CODE_DISABLE_BACKGROUND_TASKS": "1",
     "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1",
     "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1",
+    # No git status snapshot (branch, changed files, recent commits) or commit/PR instructions in the
+    # system prompt: Baton does the git work, and a CLI started ahead of its prompt would describe the
+    # worktree as it was then, not as the call finds it.
+    "CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS": "1",
     "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in the worktree, so none in the proposed commit
 }
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"

@@ -68,8 +68,8 @@ class _Gate:
     CLI start meanwhile: the SDK asks for the prompt once the CLI has answered its initialize request,
     and the agent can do nothing before the prompt. A closed gate sends none and the CLI ends."""
 
-    def __init__(self, marks: _Marks) -> None:
-        self.prompt, self.marks = "", marks
+    def __init__(self, marks: _Marks, prompted: list[asyncio.Event]) -> None:
+        self.prompt, self.marks, self.prompted = "", marks, prompted
         self._open = asyncio.Event()
         self._send = False
 
@@ -85,6 +85,8 @@ class _Gate:
         await self._open.wait()
         self.marks.prompted = time.perf_counter()
         if self._send:  # the message the SDK itself sends for a string prompt
+            for event in self.prompted:  # the CLI is up and has its prompt
+                event.set()
             yield {
                 "type": "user",
                 "session_id": "",
@@ -237,10 +239,16 @@ def _private_dirs(run_dir: Path) -> tuple[Path, Path, Path]:
 
 
 async def _run_in(
-    run_dir: Path, request: AgentRequest, profile: Profile, prompt: asyncio.Future[str | None], idle_s: float
+    run_dir: Path,
+    request: AgentRequest,
+    profile: Profile,
+    prompt: asyncio.Future[str | None],
+    idle_s: float,
+    prompted: list[asyncio.Event],
 ) -> AgentResult:
     """One call in `run_dir`; `prompt` resolves to the prompt (None: the call is not wanted after all,
-    the CLI gets none and ends). A normal call has it at once; a prestarted one later."""
+    the CLI gets none and ends). A normal call has it at once; a prestarted one later. The events in
+    `prompted` are set once the CLI is up and has its prompt (the call's own start is behind it)."""
     marks = _Marks()
     worktree = request.worktree.resolve()
     home, tmp, relay_dir = _private_dirs(run_dir)
@@ -256,7 +264,7 @@ async def _run_in(
         read_only=[cli, relay_dir, *shared],
     )
     lent = containment.lend(worktree) if profile.may_edit else contextlib.nullcontext()
-    gate = _Gate(marks)
+    gate = _Gate(marks, prompted)
     async with ModelRelay(relay_dir / "model.sock", request.base_url, request.api_key) as relay:
         env = build_agent_env(request.environ, home=home, tmpdir=tmp, socket=relay.socket, token=relay.token)
         launcher = write_launcher(run_dir, argv, env)
@@ -345,11 +353,12 @@ async def _drive_and_reap(
     return outcome
 
 
-async def run_agent(request: AgentRequest) -> AgentResult:
-    """Run the agent once; never raises for agent failures, timeouts or policy denials."""
+async def run_agent(request: AgentRequest, prompted: asyncio.Event | None = None) -> AgentResult:
+    """Run the agent once; never raises for agent failures, timeouts or policy denials. `prompted` is set
+    once the CLI is up and has its prompt."""
     prompt: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
     prompt.set_result(request.prompt)
-    return await _run(request, prompt, idle_s=0.0)
+    return await _run(request, prompt, idle_s=0.0, prompted=[prompted] if prompted else [])
 
 
 UNUSED = "unused"  # the subtype of a prestarted call that got no prompt
@@ -366,18 +375,28 @@ class Prestarted:
     def __init__(self, request: AgentRequest) -> None:
         self.request = request
         self._prompt: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._call = asyncio.create_task(_run(request, self._prompt, idle_s=2 * request.timeout_s))
+        self._prompted: list[asyncio.Event] = []
+        self._call = asyncio.create_task(
+            _run(request, self._prompt, idle_s=2 * request.timeout_s, prompted=self._prompted)
+        )
 
     def fits(self, request: AgentRequest) -> bool:
         """Whether this CLI was started for `request`'s call (all but the prompt the same)."""
         return replace(request, prompt="") == replace(self.request, prompt="")
 
-    async def ask(self, prompt: str) -> AgentResult | None:
+    @property
+    def waiting(self) -> bool:
+        """Its CLI still runs, and has no prompt yet."""
+        return not self._call.done() and not self._prompt.done()
+
+    async def ask(self, prompt: str, prompted: asyncio.Event | None = None) -> AgentResult | None:
         """The call's result; None when the CLI is no longer waiting (it ended unused or failed before
-        its prompt): the caller starts the call afresh."""
-        if self._call.done() or self._prompt.done():
+        its prompt): the caller starts the call afresh. `prompted` as for `run_agent`."""
+        if not self.waiting:
             await self.discard()
             return None
+        if prompted is not None:
+            self._prompted.append(prompted)
         self._prompt.set_result(prompt)
         try:
             result = await asyncio.shield(self._call)
@@ -399,10 +418,12 @@ class Prestarted:
             log.warning("a prestarted agent call failed unused: %s", self._call.exception())
 
 
-async def _run(request: AgentRequest, prompt: asyncio.Future[str | None], idle_s: float) -> AgentResult:
+async def _run(
+    request: AgentRequest, prompt: asyncio.Future[str | None], idle_s: float, prompted: list[asyncio.Event]
+) -> AgentResult:
     profile = get_profile(request.profile)
     with tempfile.TemporaryDirectory(prefix="baton-agent-", dir=request.run_root) as run_dir:
-        result = await _run_in(Path(run_dir), request, profile, prompt, idle_s)
+        result = await _run_in(Path(run_dir), request, profile, prompt, idle_s, prompted)
     log.info(
         "agent %s: error=%s turns=%d tokens=%d/%d cost=%.4f denials=%d",
         profile.name,

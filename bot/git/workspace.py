@@ -374,22 +374,25 @@ class Workspace:
         self._require_mirror(worktree)
         return (await self._wt_git(worktree, ["rev-parse", "--verify", "HEAD"])).text
 
-    async def diff(self, worktree: Path, base: str) -> str:
-        """The worktree's changes (committed, staged, unstaged and untracked) since it left `base`."""
-        start, tree = await self._diff_ends(worktree, base)
+    async def diff(self, worktree: Path, base: str, *, at: str | None = None) -> str:
+        """The worktree's changes (committed, staged, unstaged and untracked) since it left `base`; with
+        `at`, those of that commit of the worktree's (just made: no snapshot of the working tree)."""
+        start, tree = await self._diff_ends(worktree, base, at)
         result = await self._wt_git(worktree, ["diff", *DIFF_FLAGS, "--end-of-options", start, tree])
         return result.stdout.decode("utf-8", "replace")
 
-    async def diffstat(self, worktree: Path, base: str) -> DiffStat:
-        start, tree = await self._diff_ends(worktree, base)
+    async def diffstat(self, worktree: Path, base: str, *, at: str | None = None) -> DiffStat:
+        start, tree = await self._diff_ends(worktree, base, at)
         args = ["diff", *DIFF_FLAGS, "--numstat", "-z", "--end-of-options", start, tree]
         return parse_numstat((await self._wt_git(worktree, args)).stdout)
 
-    async def _diff_ends(self, worktree: Path, base: str) -> tuple[str, str]:
+    async def _diff_ends(self, worktree: Path, base: str, at: str | None) -> tuple[str, str]:
         mirror = self._require_mirror(worktree)
+        if at is not None and not is_sha(at):
+            raise UnsafeInput("a diff of a commit needs its full SHA")
         base_sha = await self._resolve(mirror, base)
         merge_base = await self._wt_git(worktree, ["merge-base", "--end-of-options", base_sha, "HEAD"])
-        return merge_base.text, await self._snapshot_tree(worktree)
+        return merge_base.text, at if at is not None else await self._snapshot_tree(worktree)
 
     async def _snapshot_tree(self, worktree: Path) -> str:
         """A tree object of the working tree as it is, built in a scratch index; the real one is untouched."""

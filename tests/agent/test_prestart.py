@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from dataclasses import replace
@@ -15,7 +16,7 @@ from bot.agent.process import alive
 from bot.agent.result import AgentResult
 from bot.agent.runner import Prestarted, run_agent
 from bot.sandbox.model_server import ModelServer
-from tests.agent.conftest import ServerFactory, make_request
+from tests.agent.conftest import ServerFactory, git, make_request
 from tests.agent.test_runner import Plan, processes_in, wait_for_processes
 
 PROMPT = "BATON-PLAN the ticket"
@@ -44,6 +45,28 @@ async def test_a_prestarted_call_waits_for_its_prompt_then_answers_it(
     first = server.log.messages()[0].body["messages"][0]
     assert PROMPT in str(first["content"])
     assert not processes_in(worktree)
+
+
+async def test_a_prestarted_cli_tells_the_model_nothing_of_the_worktree_as_it_was_at_its_start(
+    worktree: Path, model_server: ServerFactory
+) -> None:
+    """The CLI would put a git status snapshot (branch, changed files) taken at its start in the system
+    prompt; a prestarted CLI's start is before its worktree is ready, so Baton turns that off."""
+    server = model_server("plan.yaml")
+    git(worktree, "checkout", "-q", "-b", "stale-branch-marker")
+    (worktree / "LEFT-BY-AN-EARLIER-RUN.txt").write_text("x\n")
+    warm, _ = await waiting_planner(worktree, server)
+    await asyncio.sleep(1.0)  # the CLI is up (it would have taken its snapshot)
+    (worktree / "LEFT-BY-AN-EARLIER-RUN.txt").unlink()
+    git(worktree, "checkout", "-q", "-b", "the-runs-own-branch")
+
+    result = await warm.ask(PROMPT)
+
+    assert result is not None and not result.is_error, result and result.error
+    sent = json.dumps(server.log.messages()[0].body)  # the system prompt and the first message
+    assert PROMPT in sent and "Claude" in sent
+    for stale in ("gitStatus", "Current branch", "stale-branch-marker", "LEFT-BY-AN-EARLIER", "the-runs-own"):
+        assert stale not in sent
 
 
 async def test_a_discarded_call_never_reaches_the_model_and_leaves_no_process(

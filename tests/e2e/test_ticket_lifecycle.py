@@ -239,9 +239,10 @@ def test_failing_tests_go_back_to_the_agent_with_the_output(tmp_path: Path) -> N
         phases = {p["name"]: p for p in cli_json(sandbox.env, "show", run["id"])["phases"]}
         assert phases["implement"]["attempts"] == 2 and phases["validate"]["attempts"] == 2
         assert "a * b" in proposal
-        # the reviewer prestarted after round one never got a call: round two discarded it
+        # the reviewer prestarted in round one never got a call then: round two kept it, and the review
+        # took it
         said = sandbox.worker.logs()
-        assert "the prestarted reviewer does not fit the implementer call; discarded" in said
+        assert "its prestarted reviewer still waits; kept" in said
         assert said.count("the reviewer call takes its prestarted CLI") == 1
 
 

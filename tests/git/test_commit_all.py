@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.git.errors import NothingToCommit
+from bot.git.errors import NothingToCommit, UnsafeInput
 from bot.git.workspace import Workspace
 from tests.git.repos import BOT, Upstream, git
 
@@ -52,3 +52,26 @@ async def test_nothing_changed_is_nothing_to_commit_and_head_stays(
         with pytest.raises(NothingToCommit):
             await ws.commit_all(tree, "nothing")
         assert git("rev-parse", "HEAD", cwd=tree) == before
+
+
+async def test_the_diff_at_the_commit_is_the_worktrees_diff_and_ignores_later_edits(
+    workspace: Workspace, upstream: Upstream
+) -> None:
+    """A proposal's diff is read from the commit just made (no second snapshot of the working tree): the
+    same text and stat as the working tree's diff, and nothing written after the commit."""
+    ws = workspace
+    async with ws.run_worktree(upstream.repo_id, "run-3", "main", "baton/demo-3") as tree:
+        base = git("rev-parse", "HEAD", cwd=tree)
+        (tree / "README.md").write_text("changed\n")
+        (tree / "new.txt").write_text("new\n")
+        expected, expected_stat = await ws.diff(tree, base), await ws.diffstat(tree, base)
+        sha = await ws.commit_all(tree, "the change")
+        (tree / "later.txt").write_text("written after the commit\n")
+
+        assert await ws.diff(tree, base, at=sha) == expected
+        assert await ws.diffstat(tree, base, at=sha) == expected_stat
+        assert {f.path for f in expected_stat.files} == {"README.md", "new.txt"}
+        assert "later.txt" in await ws.diff(tree, base)  # the working tree's own diff still sees it
+        for bad in ("HEAD", "--output=/tmp/x", sha[:12], f"{sha}\n"):
+            with pytest.raises(UnsafeInput):
+                await ws.diff(tree, base, at=bad)

@@ -773,8 +773,8 @@ class FakeWorkspace(Recorder):
 
     # -- Diffs -----------------------------------------------------------------------------------
 
-    async def diff(self, worktree: Path, base: str) -> str:
-        before, after = self._ends(worktree, base)
+    async def diff(self, worktree: Path, base: str, *, at: str | None = None) -> str:
+        before, after = self._ends(worktree, base, at)
         lines: list[str] = []
         for name in sorted(before.keys() | after.keys()):
             lines += difflib.unified_diff(
@@ -783,8 +783,8 @@ class FakeWorkspace(Recorder):
             )  # fmt: skip
         return "".join(lines)
 
-    async def diffstat(self, worktree: Path, base: str) -> DiffStat:
-        before, after = self._ends(worktree, base)
+    async def diffstat(self, worktree: Path, base: str, *, at: str | None = None) -> DiffStat:
+        before, after = self._ends(worktree, base, at)
         stats = []
         for name in sorted(before.keys() | after.keys()):
             if before.get(name) == after.get(name):
@@ -817,9 +817,10 @@ class FakeWorkspace(Recorder):
             raise WorkspaceError(f"base ref {ref!r} is not a commit in the mirror")
         return sha
 
-    def _ends(self, worktree: Path, base: str) -> tuple[dict[str, str], dict[str, str]]:
+    def _ends(self, worktree: Path, base: str, at: str | None) -> tuple[dict[str, str], dict[str, str]]:
         tree = self._tree(worktree)
-        return self.commits[self._resolve(tree.repo_id, base)].files, _read(worktree)
+        after = _read(worktree) if at is None else self.commits[at].files
+        return self.commits[self._resolve(tree.repo_id, base)].files, after
 
     def _descends(self, sha: str, ancestor: str) -> bool:
         seen: str | None = sha
