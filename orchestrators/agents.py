@@ -155,13 +155,16 @@ async def prestart(
     output_model: type[BaseModel] | None = None,
     declared: tuple[str, ...] = (),
     run_id: str,
+    placed: bool = True,
 ) -> None:
     """Start the CLI of the run's next `profile` call now, its prompt held back (bot/agent/runner.py
     `Prestarted`), so its 0.3-0.4 s start overlaps what the run does meanwhile; `call` adopts it when
     it is asked for the same call. One per profile and run: a waiting one started for the same call is
-    kept, any other replaced. Not when a cost cap applies to the run: the cap the CLI is given
-    (`--max-budget-usd`) is only known when the call is made (`reserve`). Best effort: it never fails
-    the phase that asks for it (the call then starts as it would have)."""
+    kept (and placed, see below), any other replaced. `placed=False`: the worktree is still being
+    reset; the CLI starts, and waits for a later `prestart` of the same call to place it (a CLI whose
+    directory was replaced meanwhile is replaced too). Not when a cost cap applies to the run: the cap
+    the CLI is given (`--max-budget-usd`) is only known when the call is made (`reserve`). Best effort:
+    it never fails the phase that asks for it (the call then starts as it would have)."""
     try:
         run = await runs.by_id(wctx.sm, run_id)
         clients = wctx.clients
@@ -170,11 +173,12 @@ async def prestart(
             return
         request = _request(wctx, profile, "", worktree, output_model, declared, warm_root(run_id), None)
         waiting = wctx.prestarted.get((run_id, profile))
-        if waiting is not None and waiting.waiting and waiting.fits(request):
+        fits = waiting is not None and waiting.waiting and waiting.fits(request)
+        if waiting is not None and fits and (not placed or waiting.place()):
             log.info("run %s: its prestarted %s still waits; kept", run_id[:12], profile)
             return
         await discard(wctx, run_id, profile)
-        wctx.prestarted[(run_id, profile)] = Prestarted(request)
+        wctx.prestarted[(run_id, profile)] = Prestarted(request, placed=placed)
     except Exception:  # an optimisation: whatever went wrong, the call itself will say so
         log.warning("could not prestart the %s for run %s", profile, run_id[:12], exc_info=True)
 

@@ -113,14 +113,25 @@ async def assemble(ctx: PhaseContext) -> PhaseResult:
         later = bool(await runs.earlier(ctx.wctx.sm, run))  # not the ticket's first run: its own branch
         branch = branch_name(issue.key, issue.summary, run.id if later else None)
         declared = parse_repo_config(await clients.workspace.read_at(repo_id, target, FILENAME))
+
+        async def implementer(path: Path, placed: bool = False) -> None:
+            await agents.prestart(
+                ctx.wctx,
+                "implementer",
+                path,
+                declared=declared.declared_commands,
+                run_id=run.id,
+                placed=placed,
+            )
+
+        # the implementer's CLI starts as a warm worktree arrives, while it is reset (its files are lent
+        # and its prompt given only once the reset is done and verified), the brief written and the phase
+        # recorded; as a fresh worktree is ready, else
         worktree = await clients.workspace.create_worktree(
-            repo_id, run.id, target, branch, sparse=declared.checkout
+            repo_id, run.id, target, branch, sparse=declared.checkout, arriving=implementer
         )
         base_sha = await clients.workspace.head(worktree)
-        # the implementer's CLI starts while the brief is written and the phase recorded
-        await agents.prestart(
-            ctx.wctx, "implementer", worktree, declared=declared.declared_commands, run_id=run.id
-        )
+        await implementer(worktree, placed=True)  # places the CLI started above, or starts one
     with clock.step("brief"):
         config_text, repo = read_repo_config(worktree)
         ticket = ticket_info(issue, clients.jira.config.url)

@@ -30,7 +30,7 @@ from bot.clients.gitlab import (
 from bot.clients.jira import JiraConfig, JiraIssue
 from bot.effects import EffectLedger
 from bot.git.diffstat import DiffStat
-from bot.git.workspace import Secret
+from bot.git.workspace import Arriving, Secret
 from bot.knowledge import Hit, Page
 
 # --- GitLab ---------------------------------------------------------------------------------------
@@ -179,7 +179,14 @@ class Worktrees(Protocol):
     async def ensure_mirror(self, repo_id: str, remote_url: str, token: Secret | None) -> Path: ...
 
     async def create_worktree(
-        self, repo_id: str, run_id: str, base_ref: str, branch: str, *, sparse: Sequence[str] = ()
+        self,
+        repo_id: str,
+        run_id: str,
+        base_ref: str,
+        branch: str,
+        *,
+        sparse: Sequence[str] = (),
+        arriving: Arriving | None = None,
     ) -> Path: ...
 
     async def read_at(self, repo_id: str, base_ref: str, path: str) -> str | None: ...

@@ -245,10 +245,12 @@ async def _run_in(
     prompt: asyncio.Future[str | None],
     idle_s: float,
     prompted: list[asyncio.Event],
+    placed: asyncio.Future[bool],
 ) -> AgentResult:
     """One call in `run_dir`; `prompt` resolves to the prompt (None: the call is not wanted after all,
     the CLI gets none and ends). A normal call has it at once; a prestarted one later. The events in
-    `prompted` are set once the CLI is up and has its prompt (the call's own start is behind it)."""
+    `prompted` are set once the CLI is up and has its prompt (the call's own start is behind it).
+    `placed` resolves once the worktree is ready to be lent (False: it never will be, see `_placed`)."""
     marks = _Marks()
     worktree = request.worktree.resolve()
     home, tmp, relay_dir = _private_dirs(run_dir)
@@ -273,8 +275,11 @@ async def _run_in(
             try:
                 # while the sandbox and the CLI start; the prompt waits for it (lend's chown walk is safe
                 # only while nothing the agent controls runs: containment.host._chown_tree)
-                await _enter(stack, lent)
-                given = await _given(prompt, launcher, idle_s)
+                if await _placed(placed, prompt, idle_s):
+                    await _enter(stack, lent)
+                    given = await _given(prompt, launcher, idle_s)
+                else:
+                    given = None
                 marks.asked = time.perf_counter()
                 before = None if given is None else await _state(worktree, profile)
                 marks.ready = time.perf_counter()
@@ -300,6 +305,26 @@ async def _run_in(
     after = await _state(worktree, profile)
     result = replace(result, mechanics_ms=marks.mechanics_ms(time.perf_counter() - checked))
     return _guard_worktree(result, profile, before, after)
+
+
+async def _placed(placed: asyncio.Future[bool], prompt: asyncio.Future[str | None], idle_s: float) -> bool:
+    """Whether the worktree the CLI was started in is ready for the call: at once for a normal call; a
+    CLI started while its worktree was still being reset waits for that. False when it never will be
+    (the call was refused meanwhile, nothing came within `idle_s`, or the directory is no longer the
+    one the CLI was started in)."""
+    if not placed.done():
+        waits: set[asyncio.Future[Any]] = {placed, prompt}
+        await asyncio.wait(waits, timeout=idle_s or None, return_when=asyncio.FIRST_COMPLETED)
+    return placed.done() and placed.result()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The directory itself (device, inode), not its name: a sandbox binds what the name meant then."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 WATCH_S = 0.25  # how often a prestarted call waiting for its prompt checks that its CLI still runs
@@ -358,7 +383,9 @@ async def run_agent(request: AgentRequest, prompted: asyncio.Event | None = None
     once the CLI is up and has its prompt."""
     prompt: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
     prompt.set_result(request.prompt)
-    return await _run(request, prompt, idle_s=0.0, prompted=[prompted] if prompted else [])
+    placed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    placed.set_result(True)
+    return await _run(request, prompt, idle_s=0.0, prompted=[prompted] if prompted else [], placed=placed)
 
 
 UNUSED = "unused"  # the subtype of a prestarted call that got no prompt
@@ -370,15 +397,32 @@ class Prestarted:
     so that start is off the ticket's path. The agent can do nothing before its prompt; a read-only
     call fingerprints its worktree only once asked. The call's timeout runs from the prompt. Unused, it
     must be `discard`ed (the CLI gets no prompt and ends); after twice the request's timeout without a
-    prompt it ends on its own."""
+    prompt it ends on its own.
 
-    def __init__(self, request: AgentRequest) -> None:
+    With `placed=False` the CLI starts in a worktree that is still being reset (bot/git/workspace.py
+    `create_worktree`'s `arriving`): nothing is lent, and no prompt taken, before `place()`."""
+
+    def __init__(self, request: AgentRequest, *, placed: bool = True) -> None:
+        loop = asyncio.get_running_loop()
         self.request = request
-        self._prompt: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._where = _identity(request.worktree)
+        self._placed: asyncio.Future[bool] = loop.create_future()
+        if placed:
+            self._placed.set_result(True)
+        self._prompt: asyncio.Future[str | None] = loop.create_future()
         self._prompted: list[asyncio.Event] = []
         self._call = asyncio.create_task(
-            _run(request, self._prompt, idle_s=2 * request.timeout_s, prompted=self._prompted)
+            _run(request, self._prompt, 2 * request.timeout_s, prompted=self._prompted, placed=self._placed)
         )
+
+    def place(self) -> bool:
+        """The worktree is ready: the call may have it lent and take its prompt. False, and the CLI ends
+        unused, when the directory at the worktree's path is not the one the CLI was started in (a reset
+        that failed was replaced by a fresh checkout): the caller starts another."""
+        if not self._placed.done():
+            now = _identity(self.request.worktree)
+            self._placed.set_result(now is not None and now == self._where)
+        return self._placed.result()
 
     def fits(self, request: AgentRequest) -> bool:
         """Whether this CLI was started for `request`'s call (all but the prompt the same)."""
@@ -392,7 +436,7 @@ class Prestarted:
     async def ask(self, prompt: str, prompted: asyncio.Event | None = None) -> AgentResult | None:
         """The call's result; None when the CLI is no longer waiting (it ended unused or failed before
         its prompt): the caller starts the call afresh. `prompted` as for `run_agent`."""
-        if not self.waiting:
+        if not self.waiting or not (self._placed.done() and self._placed.result()):  # never `place`d
             await self.discard()
             return None
         if prompted is not None:
@@ -419,11 +463,16 @@ class Prestarted:
 
 
 async def _run(
-    request: AgentRequest, prompt: asyncio.Future[str | None], idle_s: float, prompted: list[asyncio.Event]
+    request: AgentRequest,
+    prompt: asyncio.Future[str | None],
+    idle_s: float,
+    *,
+    prompted: list[asyncio.Event],
+    placed: asyncio.Future[bool],
 ) -> AgentResult:
     profile = get_profile(request.profile)
     with tempfile.TemporaryDirectory(prefix="baton-agent-", dir=request.run_root) as run_dir:
-        result = await _run_in(Path(run_dir), request, profile, prompt, idle_s, prompted)
+        result = await _run_in(Path(run_dir), request, profile, prompt, idle_s, prompted, placed)
     log.info(
         "agent %s: error=%s turns=%d tokens=%d/%d cost=%.4f denials=%d",
         profile.name,

@@ -9,7 +9,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from bot.git.diffstat import DiffStat, parse_numstat
 from bot.git.errors import HeadMoved, NothingToCommit, UnsafeInput, WorkspaceError
 from bot.git.lock import file_lock
 from bot.git.paths import check_run_id, mirror_dirname
-from bot.git.pool import Lease, Pool
+from bot.git.pool import Pool
 from bot.git.runner import GitResult, GitRunner
 from bot.git.tree import Unservable, discard, remove_tree, settle, sweep
 
@@ -35,6 +35,8 @@ _NAME_RE = re.compile(r"[^\x00-\x1f<>\x7f]{1,200}")
 _EMAIL_RE = re.compile(r"[^\x00-\x20<>\x7f]{1,254}")
 POOL_SIZE = 2  # warm worktrees kept per repository (BATON_WORKSPACE_POOL)
 STATUS_ALL = ("status", "--porcelain", "--ignored", "-z", "--untracked-files=all")
+# Awaited with a warm worktree's final path before it is reset (Workspace.create_worktree)
+Arriving = Callable[[Path], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 
@@ -164,11 +166,21 @@ class Workspace:
         return mirror
 
     async def create_worktree(
-        self, repo_id: str, run_id: str, base_ref: str, branch: str, *, sparse: Sequence[str] = ()
+        self,
+        repo_id: str,
+        run_id: str,
+        base_ref: str,
+        branch: str,
+        *,
+        sparse: Sequence[str] = (),
+        arriving: Arriving | None = None,
     ) -> Path:
         """Add `root/worktrees/<run_id>` on a new `branch` from `base_ref` (upstream branch, ref or SHA):
         a warm one from the pool when there is one, else a fresh checkout; only the directories in
-        `sparse` (and the root's files) when it names any."""
+        `sparse` (and the root's files) when it names any. `arriving(path)` is awaited once a warm
+        worktree is at `path`, before it is reset: what may start there meanwhile (a sandbox that binds
+        the directory; nothing that reads or writes its files before this returns). If the reset
+        fails, the directory is replaced by a fresh checkout (another inode)."""
         path = self.worktrees / check_run_id(run_id)
         if not is_valid_branch(branch):
             raise UnsafeInput(f"refusing branch name {branch[:60]!r}")
@@ -178,7 +190,7 @@ class Workspace:
         async with self._locked(mirror):
             sha = await self._resolve(mirror, base_ref)
             await self._drop_unused_branch(mirror, branch)
-            if not await self._lease_warm(mirror, path, branch, sha, sparse):
+            if not await self._lease_warm(mirror, path, branch, sha, sparse, arriving):
                 await self._add_fresh(mirror, path, branch, sha, sparse)
         return path
 
@@ -199,42 +211,60 @@ class Workspace:
         return Pool(self.pool_dir / mirror.stem, self._pool_size)
 
     async def _lease_warm(
-        self, mirror: Path, path: Path, branch: str, sha: str, sparse: Sequence[str]
+        self,
+        mirror: Path,
+        path: Path,
+        branch: str,
+        sha: str,
+        sparse: Sequence[str],
+        arriving: Arriving | None,
     ) -> bool:
-        """Take an idle worktree, reset it to `sha` on `branch`, verified clean, and move it to `path`."""
+        """Take an idle worktree, move it to `path` (its `.git` link checked first: no git runs in it
+        otherwise), `arriving(path)`, then reset it there to `sha` on `branch`, verified clean."""
         pool = self.pool(mirror)
         lease = pool.claim(path.name, occupied=True)
         if lease is None:
             return False
+        where = lease.path
         try:
             if lease.reclaimed:
                 log.warning("workspace slot %s: reclaimed the lease of %s", lease.path, lease.reclaimed)
             try:
-                why = await self._reset(mirror, lease, branch, sha, sparse)
+                why = await self._move(mirror, lease.path, path)
                 if why is None:
-                    moved = ["worktree", "move", "--end-of-options", str(lease.path), str(path)]
-                    if (await self._mgit(mirror, moved, check=False)).returncode == 0:
-                        return True
-                    why = "git worktree move failed"
+                    where = path
+                    if arriving is not None:
+                        await arriving(path)
+                    why = await self._reset(mirror, path, branch, sha, sparse)
+                if why is None:
+                    return True
             except Exception as exc:  # whatever a run left that breaks the reset: never a failed run
                 why = f"{type(exc).__name__}: {str(exc)[:200]}"
             log.warning("workspace slot %s did not reset clean; discarded (%s)", lease.path, why)
-            await self._delete_tree(lease.path)
+            await self._delete_tree(where)
             await self._mgit(mirror, ["worktree", "prune"], check=False)
             await self._mgit(mirror, ["branch", "--quiet", "-D", "--end-of-options", branch], check=False)
             return False
         finally:
             pool.release(lease)
 
+    async def _move(self, mirror: Path, slot: Path, path: Path) -> str | None:
+        """The slot's worktree moved to `path`; None, or why not."""
+        if self._linked_admin(slot, mirror / "worktrees") is None:
+            return "its .git is not this mirror's worktree link"
+        moved = ["worktree", "move", "--end-of-options", str(slot), str(path)]
+        done = await self._mgit(mirror, moved, check=False)
+        return None if done.returncode == 0 else "git worktree move failed"
+
     async def _reset(
-        self, mirror: Path, lease: Lease, branch: str, sha: str, sparse: Sequence[str]
+        self, mirror: Path, slot: Path, branch: str, sha: str, sparse: Sequence[str]
     ) -> str | None:
-        """The slot's `.git` link checked (no git runs in it otherwise), `checkout --force` (only files
+        """The worktree `slot` (moved to its run's path) reset: its `.git` link checked (no git runs in it
+        otherwise), `checkout --force` (only files
         that differ are written), the sparse cone (or none), `settle` (what git never sees deleted: a
         `.git` below the root, FIFOs; hard links, submodule contents and trees past the depth bound
         refused; modes as a fresh checkout), `clean -ffdx` (untracked and ignored leftovers); None only
         if `status --ignored` then shows nothing at all and HEAD is `sha`, else why not."""
-        slot = lease.path
         if self._linked_admin(slot, mirror / "worktrees") is None:
             return "its .git is not this mirror's worktree link"
         checkout = ["checkout", "--force", "--quiet", "--no-recurse-submodules", "-b", branch, sha]

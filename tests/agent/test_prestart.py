@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from bot.agent.result import AgentResult
 from bot.agent.runner import Prestarted, run_agent
 from bot.sandbox.model_server import ModelServer
 from tests.agent.conftest import ServerFactory, git, make_request
-from tests.agent.test_runner import Plan, processes_in, wait_for_processes
+from tests.agent.test_runner import HELLO_CHECK, Plan, processes_in, wait_for_processes
 
 PROMPT = "BATON-PLAN the ticket"
 
@@ -67,6 +68,65 @@ async def test_a_prestarted_cli_tells_the_model_nothing_of_the_worktree_as_it_wa
     assert PROMPT in sent and "Claude" in sent
     for stale in ("gitStatus", "Current branch", "stale-branch-marker", "LEFT-BY-AN-EARLIER", "the-runs-own"):
         assert stale not in sent
+
+
+async def test_a_cli_started_while_its_worktree_is_reset_waits_to_be_placed(
+    worktree: Path, model_server: ServerFactory
+) -> None:
+    """`placed=False` (a warm worktree arriving, bot/git/workspace.py): the CLI starts at once, but the
+    worktree is not lent (its files stay the worker's) and no prompt is taken before `place()`; then
+    the call is like any other, and sees what the reset wrote meanwhile."""
+    server = model_server("implement_hello.yaml")
+    request = make_request("implementer", "", worktree, server, declared_commands=(HELLO_CHECK,))
+    assert request.containment.drop is not None  # the sandbox runs as another uid: lending is visible
+    warm = Prestarted(request, placed=False)
+    started = await wait_for_processes(worktree, timeout_s=20.0)
+    await asyncio.sleep(0.5)
+
+    assert started and warm.waiting
+    assert (worktree / "README.md").stat().st_uid == os.geteuid()  # not lent while it is reset
+    (worktree / "written-by-the-reset.txt").write_text("reset\n")
+    assert warm.place()
+    result = await warm.ask("BATON-IMPLEMENT-HELLO")
+
+    assert result is not None and not result.is_error, result and result.error
+    assert (worktree / "hello.py").exists() and (worktree / "README.md").read_text().startswith(
+        "# demo (hello)"
+    )
+    assert (worktree / "README.md").stat().st_uid != os.geteuid()  # lent once placed
+    assert not processes_in(worktree)
+
+
+async def test_a_cli_whose_worktree_was_replaced_before_it_was_placed_is_not_used(
+    worktree: Path, model_server: ServerFactory
+) -> None:
+    """A reset that failed puts a fresh checkout at the worktree's path: the CLI's sandbox still binds the
+    old directory, so `place()` refuses it, and it ends without a prompt."""
+    server = model_server("plan.yaml")
+    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan), placed=False)
+    started = await wait_for_processes(worktree, timeout_s=20.0)
+    shutil.copytree(worktree, worktree.with_name("copy"), symlinks=True)
+    worktree.rename(worktree.with_name("old"))
+    worktree.with_name("copy").rename(worktree)
+
+    assert not warm.place()
+    assert await warm.ask(PROMPT) is None  # the caller starts the call afresh
+    for _ in range(200):
+        if not alive(started):
+            break
+        await asyncio.sleep(0.05)
+    assert started and not alive(started)
+    assert server.log.messages() == []
+
+
+async def test_a_cli_never_placed_takes_no_prompt(worktree: Path, model_server: ServerFactory) -> None:
+    server = model_server("plan.yaml")
+    warm = Prestarted(make_request("planner", "", worktree, server, output_model=Plan), placed=False)
+    started = await wait_for_processes(worktree, timeout_s=20.0)
+
+    assert await warm.ask(PROMPT) is None  # asked before its worktree was ready: refused, and it ends
+    assert started and not alive(started)
+    assert server.log.messages() == []
 
 
 async def test_a_discarded_call_never_reaches_the_model_and_leaves_no_process(

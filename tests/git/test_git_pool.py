@@ -150,6 +150,61 @@ async def test_a_slot_that_does_not_reset_clean_is_discarded_for_a_fresh_checkou
     assert "did not reset clean; discarded" in caplog.text
 
 
+class Arrivals:
+    """What `create_worktree`'s `arriving` saw: the path, the directory's inode, and whether the previous
+    run's leftovers were still there (the reset comes after)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Path, int, bool]] = []
+
+    async def __call__(self, path: Path) -> None:
+        self.seen.append((path, path.stat().st_ino, (path / "notes.txt").exists()))
+
+
+async def test_a_warm_worktree_arrives_at_its_path_before_it_is_reset(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """So that a CLI can start in it while it resets (orchestrators/implement.py `assemble`): `arriving`
+    sees the run's final path, the same directory the run then gets, still as the last run left it."""
+    sha = seed_tree(upstream)
+    ws = Workspace(tmp_path / "ws", BOT, pool_size=1)
+    await ws.ensure_mirror(upstream.repo_id, str(upstream.bare), None)
+    arrivals = Arrivals()
+    one = await ws.create_worktree(upstream.repo_id, "run-1", "main", "baton/T-1", arriving=arrivals)
+    assert arrivals.seen == []  # a fresh checkout (the pool is empty): nothing arrives
+    dirty(one)
+    await ws.remove_worktree("run-1")
+
+    two = await ws.create_worktree(upstream.repo_id, "run-2", "main", "baton/T-2", arriving=arrivals)
+
+    assert arrivals.seen == [(two, two.stat().st_ino, True)]
+    assert snapshot(two) == fresh(upstream, sha, tmp_path / "fresh")
+    assert git("symbolic-ref", "HEAD", cwd=two) == "refs/heads/baton/T-2"
+
+
+async def test_a_warm_worktree_that_arrived_but_did_not_reset_is_replaced(
+    tmp_path: Path, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The directory `arriving` saw is deleted and a fresh checkout takes its path (another inode: what a
+    sandbox bound to the old one sees is not the run's worktree, bot/agent/runner.py `Prestarted.place`)."""
+    sha = seed_tree(upstream)
+    ws = Workspace(tmp_path / "ws", BOT, pool_size=1)
+    slot = await parked_slot(ws, upstream)
+    held = os.open(slot, os.O_RDONLY | os.O_DIRECTORY)  # keeps the inode from being reused
+    try:
+        os.link(slot / "README.md", tmp_path / "outside-link")  # a hard link: the slot is unservable
+        arrivals = Arrivals()
+        with caplog.at_level(logging.WARNING, logger="bot.git.workspace"):
+            two = await ws.create_worktree(upstream.repo_id, "run-2", "main", "baton/T-2", arriving=arrivals)
+        ((path, inode, _),) = arrivals.seen
+        assert path == two and two.stat().st_ino != inode
+        assert os.fstat(held).st_nlink == 0  # the directory that arrived is gone
+    finally:
+        os.close(held)
+    assert snapshot(two) == fresh(upstream, sha, tmp_path / "fresh")
+    assert "did not reset clean; discarded" in caplog.text and "hard link" in caplog.text
+
+
 def overlaps(lines: list[str]) -> list[tuple[str, str]]:
     leases = sorted((int(i), float(s), float(e), run) for i, s, e, run in (ln.split() for ln in lines))
     return [

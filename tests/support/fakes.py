@@ -59,7 +59,7 @@ from bot.git.branch import is_sha, is_valid_branch
 from bot.git.diffstat import DiffStat, FileStat
 from bot.git.errors import GitError, HeadMoved, NothingToCommit, UnsafeInput, WorkspaceError
 from bot.git.paths import check_run_id
-from bot.git.workspace import UPSTREAM_PREFIX, Secret
+from bot.git.workspace import UPSTREAM_PREFIX, Arriving, Secret
 from bot.knowledge import Hit, Page, PageError, select
 from bot.knowledge.index import query_terms
 from bot.knowledge.modules import best_coverage
@@ -709,7 +709,14 @@ class FakeWorkspace(Recorder):
         return self.commits[self._resolve(repo_id, base_ref)].files.get(path)
 
     async def create_worktree(
-        self, repo_id: str, run_id: str, base_ref: str, branch: str, *, sparse: Sequence[str] = ()
+        self,
+        repo_id: str,
+        run_id: str,
+        base_ref: str,
+        branch: str,
+        *,
+        sparse: Sequence[str] = (),
+        arriving: Arriving | None = None,
     ) -> Path:
         path = self.root / "worktrees" / check_run_id(run_id)
         if not is_valid_branch(branch):
@@ -719,6 +726,8 @@ class FakeWorkspace(Recorder):
         sha = self._resolve(repo_id, base_ref)
         await self.remove_worktree(run_id)
         path.mkdir(parents=True)
+        if arriving is not None:  # as a warm worktree arrives: in place, its files not yet
+            await arriving(path)
         for name, text in self.commits[sha].files.items():
             (path / name).parent.mkdir(parents=True, exist_ok=True)
             (path / name).write_text(text)
