@@ -23,7 +23,7 @@ from bot.agent.process import kill_run, running
 from bot.agent.profiles import Profile, get_profile
 from bot.agent.recorder import Recorder
 from bot.agent.result import AgentRequest, AgentResult, TokenUsage
-from bot.agent.worktree import FingerprintError, fingerprint
+from bot.agent.worktree import FingerprintError, fingerprint, refresh_index
 from bot.containment.model_proxy import ModelRelay
 
 log = logging.getLogger(__name__)
@@ -277,6 +277,8 @@ async def _run_in(
                 # only while nothing the agent controls runs: containment.host._chown_tree)
                 if await _placed(placed, prompt, idle_s):
                     await _enter(stack, lent)
+                    if profile.may_edit:  # (nothing of the agent's runs yet)
+                        await refresh_index(worktree)
                     given = await _given(prompt, launcher, idle_s)
                 else:
                     given = None

@@ -57,6 +57,18 @@ async def _head(worktree: Path) -> bytes:
         return b""
 
 
+async def refresh_index(worktree: Path) -> bool:
+    """Write the index's stat data afresh (`git update-index -q --refresh`, contents unchanged): a lend's
+    chown gives every file a new ctime, and until the index is refreshed each later status, diff or
+    `add` of the worktree (validate's, the review's, the commit's) reads every file again. False when
+    git could not (the next git that refreshes does it then)."""
+    try:
+        await _git(worktree, "update-index", "-q", "--refresh", refresh=True)
+    except FingerprintError:
+        return False
+    return True
+
+
 async def fingerprint(worktree: Path) -> str:
     """sha256 over HEAD, `git status`, the staged and unstaged diffs and every untracked file's content.
 

@@ -150,6 +150,28 @@ async def test_a_read_only_run_on_a_tree_that_cannot_be_fingerprinted_never_reac
     assert not processes_in(plain)
 
 
+async def test_an_editing_call_leaves_an_index_whose_stat_data_is_fresh(
+    worktree: Path, model_server: ServerFactory
+) -> None:
+    """Lending the worktree chowns every file (a new ctime); the index is refreshed before the prompt, so
+    validate's, the review's and the commit's git reads do not read every file again: after the call,
+    only what the agent changed differs from the index by its stat data (`git diff-files`)."""
+    for n in range(5):
+        (worktree / "src").mkdir(exist_ok=True)
+        (worktree / "src" / f"m{n}.py").write_text(f"x = {n}\n")
+    git(worktree, "add", "src")
+    git(worktree, "commit", "-q", "-m", "more files")
+    server = model_server("implement_hello.yaml")
+    request = make_request("implementer", "BATON-IMPLEMENT-HELLO", worktree, server)
+    assert request.containment.drop is not None  # the worktree is lent by chown
+
+    result = await run_agent(request)
+
+    assert not result.is_error, result.error
+    assert (worktree / "src" / "m0.py").stat().st_uid != os.geteuid()  # it was lent
+    assert git(worktree, "diff-files", "--name-only").split() == ["README.md"]
+
+
 async def test_a_call_records_its_mechanical_steps(worktree: Path, model_server: ServerFactory) -> None:
     server = model_server("plan.yaml")
 
