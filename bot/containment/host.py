@@ -154,8 +154,8 @@ def reseal(dotgit: Path, content: bytes) -> None:
 
 def _chown_tree(root: Path, drop: Drop, *, include_root: bool, skip: Sequence[Path] = ()) -> None:
     """lchown everything under `root` (never following a symlink) to the sandbox's uid. What it owns
-    already is left alone: a warm worktree lent again costs a walk, not a metadata write per file (and
-    keeps git's cached stat data valid, so the next `git status` does not re-read every file).
+    already is left alone: a warm worktree lent again costs a listing, not a metadata write per file
+    (and keeps git's cached stat data valid, so the next `git status` does not re-read every file).
 
     Safe only while nothing the agent controls runs in the sandbox during the walk: the uid it hands
     files to could otherwise swap a directory for a symlink between the lstat and the chown of an entry
@@ -164,16 +164,44 @@ def _chown_tree(root: Path, drop: Drop, *, include_root: bool, skip: Sequence[Pa
     starts (orchestrators/validate.py); keep it so."""
     if include_root:
         os.chown(root, drop.uid, drop.gid, follow_symlinks=False)
-    skipped = {str(p) for p in skip}
+    skipped = tuple(str(p) for p in skip)
+    inside = tuple(f"{p}/" for p in skipped)
+    listed = _not_owned(root, drop)
+    for path in listed if listed is not None else _walk(root, skipped):
+        if path in skipped or path.startswith(inside):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            info = os.lstat(path)
+            if (info.st_uid, info.st_gid) != (drop.uid, drop.gid):
+                os.chown(path, drop.uid, drop.gid, follow_symlinks=False)
+
+
+FIND_TIMEOUT_S = 300.0
+
+
+def _not_owned(root: Path, drop: Drop) -> list[str] | None:
+    """Every path below `root` that is not the sandbox's uid's and gid's already, listed by find(1): a
+    walk in C, off the worker's interpreter (10k entries in ~15 ms; Python's own walk takes ~60 ms and
+    holds the interpreter meanwhile). None when find cannot be run (the caller walks in Python).
+    Directories find cannot read are skipped, as os.walk skips them."""
+    if not root.is_absolute():
+        return None
+    not_ours = ["(", "!", "-uid", str(drop.uid), "-o", "!", "-gid", str(drop.gid), ")"]
+    argv = ["find", "-P", str(root), "-mindepth", "1", *not_ours, "-print0"]
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=FIND_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0 and not done.stdout:
+        return None
+    return [os.fsdecode(entry) for entry in done.stdout.split(b"\0") if entry]
+
+
+def _walk(root: Path, skipped: Sequence[str]) -> Iterator[str]:
     for top, dirs, files in os.walk(root, followlinks=False):
         dirs[:] = [d for d in dirs if os.path.join(top, d) not in skipped]
         for name in (*dirs, *files):
-            path = os.path.join(top, name)
-            if path not in skipped:
-                with contextlib.suppress(FileNotFoundError):
-                    info = os.lstat(path)
-                    if (info.st_uid, info.st_gid) != (drop.uid, drop.gid):
-                        os.chown(path, drop.uid, drop.gid, follow_symlinks=False)
+            yield os.path.join(top, name)
 
 
 def system_paths(environ: Mapping[str, str], extra: Iterable[str] = ()) -> tuple[str, ...]:
