@@ -393,7 +393,13 @@ async def leased_after(ws: Workspace, upstream: Upstream, leave: object) -> tupl
     await ws.remove_worktree("run-1")
     slot = ws.pool(mirror).slots()[0]
     assert slot.stat().st_ino == inode  # parked
-    two = await ws.create_worktree(upstream.repo_id, "run-2", "main", "baton/T-2-two")
+    # held open: a slot discarded at run-2's path frees its inode number, which run-2's fresh checkout
+    # there could otherwise get back
+    held = os.open(slot, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        two = await ws.create_worktree(upstream.repo_id, "run-2", "main", "baton/T-2-two")
+    finally:
+        os.close(held)
     return two, slot, inode
 
 
