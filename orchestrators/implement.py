@@ -205,12 +205,12 @@ def _split_protected(changed: list[str], repo: RepoConfig) -> tuple[list[str], l
 
 
 async def validate(ctx: PhaseContext) -> PhaseResult:
-    """The repository's format, lint and test commands; failures go back to implement with the output."""
+    """The repository's format, lint and test commands, then what the change is once they ran (what the
+    review reads and the proposal commits: a formatter's rewrites included); failures go back to
+    implement with the output."""
     assembled = outputs.assembled(ctx)  # the ticket's or the MR thread's: validate serves both workflows
     worktree, repo = assembled.workdir(), assembled.repo
     workspace = _clients(ctx).workspace
-    changed = [f.path for f in (await workspace.diffstat(worktree, assembled.base_sha)).files]
-    blocked, ci = _split_protected(changed, repo)
     agent = ctx.wctx.need_clients().agent
     results = await run_commands(
         worktree,
@@ -219,6 +219,9 @@ async def validate(ctx: PhaseContext) -> PhaseResult:
         timeout_s=repo.timeout_s,
         containment=agent.containment,
     )
+    tree = await workspace.snapshot(worktree)
+    changed = [f.path for f in (await workspace.diffstat(worktree, assembled.base_sha, at=tree)).files]
+    blocked, ci = _split_protected(changed, repo)
     problems = [summarize_failure(results)]
     if not changed:
         problems.append("No file was changed. Implement the ticket.")
@@ -231,6 +234,7 @@ async def validate(ctx: PhaseContext) -> PhaseResult:
         checks=tuple(Check.of(r) for r in results),
         ci_changes=tuple(ci),
         changed=tuple(changed),
+        tree=tree,
     )
     return PhaseResult(output.model_dump(mode="json"), goto="implement" if feedback else None)
 
@@ -241,8 +245,11 @@ async def review(ctx: PhaseContext) -> PhaseResult:
     assembled = ticket_assembled(ctx)
     worktree = assembled.workdir()
     key = progress.issue_key(ctx.run)
-    diff = (await _clients(ctx).workspace.diff(worktree, assembled.base_sha))[:DIFF_FOR_REVIEW]
-    checks = "\n".join(c.line() for c in validated(ctx).checks)
+    checked = validated(ctx)  # the worktree as validate left it: read once (Workspace.snapshot)
+    diff = (await _clients(ctx).workspace.diff(worktree, assembled.base_sha, at=checked.tree))[
+        :DIFF_FOR_REVIEW
+    ]
+    checks = "\n".join(c.line() for c in checked.checks)
     prompt = prompts.review(
         key, assembled.brief, diff, checks, assembled.decisions(), assembled.knowledge_unavailable
     )

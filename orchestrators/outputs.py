@@ -299,6 +299,9 @@ class Validated(Output):
     checks: tuple[Check, ...]
     ci_changes: tuple[str, ...] = ()  # CI files the change touches, flagged for the human
     changed: tuple[str, ...] = ()
+    # the worktree as the repository's commands left it (a tree object: Workspace.snapshot), which the
+    # review reads; None in outputs recorded before it was kept
+    tree: str | None = None
 
 
 class Reviewed(Output):

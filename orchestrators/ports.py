@@ -208,7 +208,9 @@ class Commits(Protocol):
 
 class Diffs(Protocol):
     """The worktree's changes since it left `base` (committed or not); with `at`, those of that commit
-    (the one just made in the worktree: its tree is read instead of the working tree's)."""
+    or `snapshot` of the worktree (its tree is read instead of the working tree's)."""
+
+    async def snapshot(self, worktree: Path) -> str: ...
 
     async def diff(self, worktree: Path, base: str, *, at: str | None = None) -> str: ...
 

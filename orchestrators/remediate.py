@@ -342,8 +342,11 @@ async def review(ctx: PhaseContext) -> PhaseResult:
     """The read-only reviewer on the fix against the thread; blockers go back to implement."""
     assembled = thread_assembled(ctx)
     worktree = assembled.workdir()
-    diff = (await _clients(ctx).workspace.diff(worktree, assembled.base_sha))[:DIFF_FOR_REVIEW]
-    checks = "\n".join(c.line() for c in validated(ctx).checks)
+    checked = validated(ctx)  # the worktree as validate left it: read once (Workspace.snapshot)
+    diff = (await _clients(ctx).workspace.diff(worktree, assembled.base_sha, at=checked.tree))[
+        :DIFF_FOR_REVIEW
+    ]
+    checks = "\n".join(c.line() for c in checked.checks)
     prompt = prompts.review(
         mr_ref(ctx.run), assembled.brief, diff, checks, assembled.decisions(), assembled.knowledge_unavailable
     )

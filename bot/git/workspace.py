@@ -404,9 +404,16 @@ class Workspace:
         self._require_mirror(worktree)
         return (await self._wt_git(worktree, ["rev-parse", "--verify", "HEAD"])).text
 
+    async def snapshot(self, worktree: Path) -> str:
+        """The working tree as it is (committed, staged, unstaged and untracked, as `add --all` stages
+        it) as a tree object, built in a scratch index (the real one is untouched): `diff` and `diffstat`
+        take it as `at`, so several readers of one state read the worktree once."""
+        self._require_mirror(worktree)
+        return await self._snapshot_tree(worktree)
+
     async def diff(self, worktree: Path, base: str, *, at: str | None = None) -> str:
         """The worktree's changes (committed, staged, unstaged and untracked) since it left `base`; with
-        `at`, those of that commit of the worktree's (just made: no snapshot of the working tree)."""
+        `at`, those of that commit or `snapshot` of the worktree's (no snapshot of the working tree)."""
         start, tree = await self._diff_ends(worktree, base, at)
         result = await self._wt_git(worktree, ["diff", *DIFF_FLAGS, "--end-of-options", start, tree])
         return result.stdout.decode("utf-8", "replace")
@@ -419,7 +426,7 @@ class Workspace:
     async def _diff_ends(self, worktree: Path, base: str, at: str | None) -> tuple[str, str]:
         mirror = self._require_mirror(worktree)
         if at is not None and not is_sha(at):
-            raise UnsafeInput("a diff of a commit needs its full SHA")
+            raise UnsafeInput("a diff of a commit or snapshot needs its full SHA")
         base_sha = await self._resolve(mirror, base)
         merge_base = await self._wt_git(worktree, ["merge-base", "--end-of-options", base_sha, "HEAD"])
         return merge_base.text, at if at is not None else await self._snapshot_tree(worktree)

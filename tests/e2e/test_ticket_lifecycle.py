@@ -246,6 +246,38 @@ def test_failing_tests_go_back_to_the_agent_with_the_output(tmp_path: Path) -> N
         assert said.count("the reviewer call takes its prestarted CLI") == 1
 
 
+FORMATTER = (  # tidies calculator.py, and (a command the team did not expect to) writes a CI file
+    "python -c \"import pathlib; p = pathlib.Path('calculator.py'); "
+    "p.write_text(p.read_text() + '# tidied by the formatter\\n'); "
+    "pathlib.Path('.gitlab-ci.yml').write_text('stages: [tidy]\\n')\""
+)
+
+
+def test_the_review_and_the_proposal_see_what_the_repositorys_commands_left(tmp_path: Path) -> None:
+    """validate reads the change once its commands ran (a formatter's rewrite included): its checks, the
+    review's diff and the proposal are the same tree, so a CI file only a command wrote is flagged too."""
+    data = yaml.safe_load(SCENARIO.read_text())
+    commands = {"commands": {"format": [FORMATTER], "test": ["python -m pytest -q"]}}
+    data["repository"]["files"][".baton.yml"] = yaml.safe_dump(commands)
+    scenario = tmp_path / "formatted.yaml"
+    scenario.write_text(yaml.safe_dump(data, sort_keys=False))
+    with running_sandbox(tmp_path, f"sqlite:///{tmp_path / 'baton.db'}", scenario) as sandbox:
+        sandbox.label("dan", "DEMO-1")
+        proposal = wait(
+            lambda: marked(sandbox, "DEMO-1", "proposal"), 100, "the proposal", sandbox.worker.logs
+        )[0]
+        reviews = [r for r in sandbox.stack.model.log.all() if "[baton:review] DEMO-1" in str(r.body)]
+        assert reviews and "tidied by the formatter" in str(reviews[0].body)
+        assert "tidied by the formatter" in proposal
+        flagged = [line for line in proposal.splitlines() if "touches protected or CI files" in line]
+        assert flagged and ".gitlab-ci.yml" in flagged[0]
+        (run,) = [r for r in cli_json(sandbox.env, "runs") if r["kind"] == "implement"]
+        validate = next(
+            p for p in cli_json(sandbox.env, "show", run["id"])["phases"] if p["name"] == "validate"
+        )
+        assert validate["status"] == "done"
+
+
 def test_a_change_that_never_passes_stops_for_a_human_after_three_rounds(tmp_path: Path) -> None:
     scenario = scenario_variant(tmp_path, fix_in_round_two=False)
     with running_sandbox(tmp_path, f"sqlite:///{tmp_path / 'baton.db'}", scenario) as sandbox:

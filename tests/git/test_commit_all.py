@@ -70,6 +70,10 @@ async def test_the_diff_at_the_commit_is_the_worktrees_diff_and_ignores_later_ed
 
         assert await ws.diff(tree, base, at=sha) == expected
         assert await ws.diffstat(tree, base, at=sha) == expected_stat
+        snapshot = await ws.snapshot(tree)  # the working tree now: the commit and the later file
+        assert "later.txt" in await ws.diff(tree, base, at=snapshot)
+        assert await ws.diff(tree, base, at=snapshot) == await ws.diff(tree, base)
+        assert git("status", "--porcelain", cwd=tree) == "?? later.txt"  # the real index untouched
         assert {f.path for f in expected_stat.files} == {"README.md", "new.txt"}
         assert "later.txt" in await ws.diff(tree, base)  # the working tree's own diff still sees it
         for bad in ("HEAD", "--output=/tmp/x", sha[:12], f"{sha}\n"):

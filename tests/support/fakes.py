@@ -782,6 +782,10 @@ class FakeWorkspace(Recorder):
 
     # -- Diffs -----------------------------------------------------------------------------------
 
+    async def snapshot(self, worktree: Path) -> str:
+        self._tree(worktree)
+        return self._commit(None, _read(worktree), "snapshot")  # a tree, kept like a parentless commit
+
     async def diff(self, worktree: Path, base: str, *, at: str | None = None) -> str:
         before, after = self._ends(worktree, base, at)
         lines: list[str] = []
