@@ -174,7 +174,8 @@ async def prestart(
         request = _request(wctx, profile, "", worktree, output_model, declared, warm_root(run_id), None)
         waiting = wctx.prestarted.get((run_id, profile))
         fits = waiting is not None and waiting.waiting and waiting.fits(request)
-        if waiting is not None and fits and (not placed or waiting.place()):
+        # (one asked for before its worktree is ready replaces any: that started in an earlier directory)
+        if waiting is not None and fits and placed and waiting.place():
             log.info("run %s: its prestarted %s still waits; kept", run_id[:12], profile)
             return
         await discard(wctx, run_id, profile)

@@ -36,7 +36,7 @@ from orchestrators import Outcome, agents, budget, ci_report, progress
 from orchestrators.brief import estimate_tokens
 from orchestrators.ci_classify import Finding, classify, latest_attempts, to_fix
 from orchestrators.engine import PhaseContext, PhaseFailed, PhaseResult, PhaseState, Workflow, execute, states
-from orchestrators.implement import commit_proposal, validate
+from orchestrators.implement import ChangedSinceValidate, commit_proposal, revalidate, validate
 from orchestrators.outputs import Assembled, Implemented, Proposed, Refused, implemented, sent_back, validated
 from orchestrators.proposal import FileChange, Person, ProposalView, block, render_failure
 from orchestrators.resources import Clients, WorkerContext
@@ -297,7 +297,10 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
     worktree, base = assembled.workdir(), assembled.base_sha
     why = f"Pipeline {assembled.pipeline_id} failed; proposed by Baton run {run.id}."
     message = f"{_subject_line(assembled)}\n\n{why}"
-    sha = await commit_proposal(ctx, worktree, message)
+    try:
+        sha = await commit_proposal(ctx, worktree, message)
+    except ChangedSinceValidate as exc:
+        return revalidate(exc)
     stat = await clients.workspace.diffstat(worktree, base, at=sha)
     diff = await clients.workspace.diff(worktree, base, at=sha)
     project_id, iid = where(run)

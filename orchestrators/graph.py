@@ -201,7 +201,12 @@ async def finish(ctx: PhaseContext) -> PhaseResult:
     clients, key = ctx.wctx.need_clients(), progress.issue_key(ctx.run)
     assembled, row = ticket_assembled(ctx), await _task(ctx)
     worktree = assembled.workdir()
-    sha = await implement.commit_proposal(ctx, worktree, f"[{key}] task {row.task_id}: {assembled.summary}")
+    try:
+        sha = await implement.commit_proposal(
+            ctx, worktree, f"[{key}] task {row.task_id}: {assembled.summary}"
+        )
+    except implement.ChangedSinceValidate as exc:
+        return implement.revalidate(exc)
     stat = await clients.workspace.diffstat(worktree, assembled.base_sha, at=sha)
     diff = await clients.workspace.diff(worktree, assembled.base_sha, at=sha)
     result = {

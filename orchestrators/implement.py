@@ -188,10 +188,13 @@ async def implement_then_warm_review(ctx: PhaseContext) -> PhaseResult:
     warming = asyncio.create_task(warm_reviewer())
     try:
         done = await implement(ctx, prompted)
-    finally:
-        if not prompted.is_set():  # the call never got that far
-            warming.cancel()
-        await asyncio.wait({warming})
+    except BaseException:
+        # it stops at its next await, before it could start a CLI (one it started, the job's end discards)
+        warming.cancel()
+        raise
+    if not prompted.is_set():  # the call never got that far
+        warming.cancel()
+    await asyncio.wait({warming})
     if warming.cancelled():
         await agents.prestart(ctx.wctx, "reviewer", worktree, output_model=Verdict, run_id=ctx.run.id)
     return done
@@ -275,12 +278,31 @@ def verdict_result(verdict: Verdict, result: AgentResult) -> PhaseResult:
     )
 
 
+class ChangedSinceValidate(RuntimeError):
+    """The worktree is not what validate checked and the review read: nothing is proposed."""
+
+
+def revalidate(exc: ChangedSinceValidate) -> PhaseResult:
+    """What a proposing phase returns on `ChangedSinceValidate`: back to validate (and review), which
+    check the worktree as it is now; the commit already made is what the next propose finds."""
+    return PhaseResult({"changed_since_validate": str(exc)}, goto="validate")
+
+
 async def commit_proposal(ctx: PhaseContext, worktree: Path, message: str) -> str:
+    """Commit the worktree; the commit's tree must be the one validate checked (and the review read)
+    when the workflow kept it, else `ChangedSinceValidate` (nothing is proposed: `revalidate`)."""
     workspace = _clients(ctx).workspace
     try:
-        return str(await workspace.commit_all(worktree, message))
+        sha = str(await workspace.commit_all(worktree, message))
     except NothingToCommit:  # committed before a crash: the proposal is HEAD
-        return str(await workspace.head(worktree))
+        sha = str(await workspace.head(worktree))
+    checked = validated(ctx) if "validate" in ctx.outputs else None
+    if checked is not None and checked.tree and await workspace.tree_of(worktree, sha) != checked.tree:
+        raise ChangedSinceValidate(
+            f"the worktree changed after validate (commit {sha[:12]} is not the tree validate checked and "
+            "the review read): validated again before anything is proposed"
+        )
+    return sha
 
 
 async def propose(ctx: PhaseContext) -> PhaseResult:
@@ -289,9 +311,12 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
     assembled = ticket_assembled(ctx)
     worktree = assembled.workdir()
     with clock.step("commit"):
-        sha = await commit_proposal(
-            ctx, worktree, f"[{key}] {assembled.summary}\n\nProposed by Baton run {run.id}."
-        )
+        try:
+            sha = await commit_proposal(
+                ctx, worktree, f"[{key}] {assembled.summary}\n\nProposed by Baton run {run.id}."
+            )
+        except ChangedSinceValidate as exc:
+            return revalidate(exc)
         stat = await clients.workspace.diffstat(worktree, assembled.base_sha, at=sha)
         diff = await clients.workspace.diff(worktree, assembled.base_sha, at=sha)
     with clock.step("post"):

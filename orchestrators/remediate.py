@@ -41,7 +41,13 @@ from orchestrators.engine import (
     reset_from,
     states,
 )
-from orchestrators.implement import commit_proposal, validate, verdict_result
+from orchestrators.implement import (
+    ChangedSinceValidate,
+    commit_proposal,
+    revalidate,
+    validate,
+    verdict_result,
+)
 from orchestrators.knowledge import facts_for
 from orchestrators.outputs import (
     Fact,
@@ -375,7 +381,10 @@ async def propose(ctx: PhaseContext) -> PhaseResult:
         if assembled.all
         else commit_message(mr_ref(run), threads[0], run.id)
     )
-    sha = await commit_proposal(ctx, worktree, message)
+    try:
+        sha = await commit_proposal(ctx, worktree, message)
+    except ChangedSinceValidate as exc:
+        return revalidate(exc)
     base = assembled.base_sha
     stat = await clients.workspace.diffstat(worktree, base, at=sha)
     diff = await clients.workspace.diff(worktree, base, at=sha)

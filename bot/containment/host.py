@@ -102,7 +102,7 @@ class Containment:
         if self.drop is None or self.bwrap is None:
             return
         for directory in directories:
-            _chown_tree(directory, self.drop, include_root=True)
+            _chown_tree(directory, self.drop, include_root=True, listing=False)  # (small: no find)
 
     @contextlib.contextmanager
     def lend(self, worktree: Path) -> Iterator[None]:
@@ -152,7 +152,9 @@ def reseal(dotgit: Path, content: bytes) -> None:
     log.warning("the sandbox changed %s; restored it", dotgit)
 
 
-def _chown_tree(root: Path, drop: Drop, *, include_root: bool, skip: Sequence[Path] = ()) -> None:
+def _chown_tree(
+    root: Path, drop: Drop, *, include_root: bool, skip: Sequence[Path] = (), listing: bool = True
+) -> None:
     """lchown everything under `root` (never following a symlink) to the sandbox's uid. What it owns
     already is left alone: a warm worktree lent again costs a listing, not a metadata write per file
     (and keeps git's cached stat data valid, so the next `git status` does not re-read every file).
@@ -161,12 +163,13 @@ def _chown_tree(root: Path, drop: Drop, *, include_root: bool, skip: Sequence[Pa
     files to could otherwise swap a directory for a symlink between the lstat and the chown of an entry
     below it. `lend` is entered before the agent's prompt is sent (bot/agent/runner.py: the CLI may be
     starting, but its prompt is held back until the walk is done) and before any repository command
-    starts (orchestrators/validate.py); keep it so."""
+    starts (orchestrators/validate.py); keep it so. `listing`: find(1) lists what is not the sandbox's
+    (for a worktree); without it, the Python walk (for a small private directory: no process to start)."""
     if include_root:
         os.chown(root, drop.uid, drop.gid, follow_symlinks=False)
     skipped = tuple(str(p) for p in skip)
     inside = tuple(f"{p}/" for p in skipped)
-    listed = _not_owned(root, drop)
+    listed = _not_owned(root, drop) if listing else None
     for path in listed if listed is not None else _walk(root, skipped):
         if path in skipped or path.startswith(inside):
             continue

@@ -180,7 +180,9 @@ class Workspace:
         `sparse` (and the root's files) when it names any. `arriving(path)` is awaited once a warm
         worktree is at `path`, before it is reset: what may start there meanwhile (a sandbox that binds
         the directory; nothing that reads or writes its files before this returns). If the reset
-        fails, the directory is replaced by a fresh checkout (another inode)."""
+        fails, the directory is replaced by a fresh checkout (another inode). Whatever `arriving` starts
+        must not load or run anything from the tree before the reset is verified: a warm worktree's
+        files may still be the previous run's sandbox uid's (bot/agent/runner.py `Prestarted`)."""
         path = self.worktrees / check_run_id(run_id)
         if not is_valid_branch(branch):
             raise UnsafeInput(f"refusing branch name {branch[:60]!r}")
@@ -403,6 +405,15 @@ class Workspace:
     async def head(self, worktree: Path) -> str:
         self._require_mirror(worktree)
         return (await self._wt_git(worktree, ["rev-parse", "--verify", "HEAD"])).text
+
+    async def tree_of(self, worktree: Path, commit: str) -> str:
+        """The tree object of the worktree's `commit` (full SHA): compared with a `snapshot`."""
+        self._require_mirror(worktree)
+        if not is_sha(commit):
+            raise UnsafeInput("tree_of needs a full commit SHA")
+        return (
+            await self._wt_git(worktree, ["rev-parse", "--verify", "--end-of-options", f"{commit}^{{tree}}"])
+        ).text
 
     async def snapshot(self, worktree: Path) -> str:
         """The working tree as it is (committed, staged, unstaged and untracked, as `add --all` stages

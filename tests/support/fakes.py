@@ -784,7 +784,16 @@ class FakeWorkspace(Recorder):
 
     async def snapshot(self, worktree: Path) -> str:
         self._tree(worktree)
-        return self._commit(None, _read(worktree), "snapshot")  # a tree, kept like a parentless commit
+        files = _read(worktree)
+        tree = _tree_id(files)
+        self.commits[tree] = _Commit(tree, None, files)  # a tree, kept like a parentless commit
+        return tree
+
+    async def tree_of(self, worktree: Path, commit: str) -> str:
+        self._tree(worktree)
+        if not is_sha(commit):
+            raise UnsafeInput("tree_of needs a full commit SHA")
+        return _tree_id(self.commits[commit].files)
 
     async def diff(self, worktree: Path, base: str, *, at: str | None = None) -> str:
         before, after = self._ends(worktree, base, at)
@@ -832,6 +841,8 @@ class FakeWorkspace(Recorder):
 
     def _ends(self, worktree: Path, base: str, at: str | None) -> tuple[dict[str, str], dict[str, str]]:
         tree = self._tree(worktree)
+        if at is not None and not is_sha(at):
+            raise UnsafeInput("a diff of a commit or snapshot needs its full SHA")
         after = _read(worktree) if at is None else self.commits[at].files
         return self.commits[self._resolve(tree.repo_id, base)].files, after
 
@@ -842,6 +853,11 @@ class FakeWorkspace(Recorder):
                 return True
             seen = self.commits[seen].parent if seen in self.commits else None
         return False
+
+
+def _tree_id(files: dict[str, str]) -> str:
+    """A content id for a set of files, as git's tree id is for a tree."""
+    return hashlib.sha1(repr(sorted(files.items())).encode()).hexdigest()  # noqa: S324
 
 
 def _read(worktree: Path) -> dict[str, str]:
