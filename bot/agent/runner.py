@@ -279,7 +279,7 @@ async def _run_in(
                     await _enter(stack, lent)
                     if profile.may_edit:  # (nothing of the agent's runs yet)
                         await refresh_index(worktree)
-                    given = await _given(prompt, launcher, idle_s)
+                    given = await _given(prompt, launcher, idle_s, drive)
                 else:
                     given = None
                 marks.asked = time.perf_counter()
@@ -298,6 +298,8 @@ async def _run_in(
     marks.driven = time.perf_counter()
     if given is None:
         return AgentResult(profile.name, True, "the prestarted call was not used", subtype=UNUSED)
+    if _died_unused(idle_s, outcome, recorder):
+        return AgentResult(profile.name, True, f"its CLI had ended: {outcome.error}", subtype=UNUSED)
     if before is None and profile.read_only:
         return AgentResult(
             profile.name, True, f"cannot fingerprint the worktree {worktree}; refusing a read-only run"
@@ -329,21 +331,32 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
+def _died_unused(idle_s: float, outcome: _Outcome, recorder: Recorder) -> bool:
+    """A prestarted CLI (`idle_s` set) that ended as it was given its prompt, before it answered at all
+    (its death raced the prompt): the caller starts the call afresh, as for one that ended before."""
+    died = outcome.error is not None and not outcome.timed_out
+    return bool(idle_s) and died and recorder.result is None and not recorder.assistant_messages
+
+
 WATCH_S = 0.25  # how often a prestarted call waiting for its prompt checks that its CLI still runs
 
 
-async def _given(prompt: asyncio.Future[str | None], launcher: Launcher, idle_s: float) -> str | None:
+async def _given(
+    prompt: asyncio.Future[str | None], launcher: Launcher, idle_s: float, drive: asyncio.Task[_Outcome]
+) -> str | None:
     """The prompt, once given; None when the call is refused, when a prestarted CLI ended before it (the
-    caller starts the call afresh) or after `idle_s` without one (a prestarted CLI nobody used)."""
+    caller starts the call afresh) or after `idle_s` without one (a prestarted CLI nobody used). Ended:
+    its processes are gone, or the SDK's drive of it is over (also when the launcher died before it
+    wrote its pid file)."""
     deadline = time.monotonic() + idle_s
     while not prompt.done():
         left = deadline - time.monotonic()
         if left <= 0:
             return None
         await asyncio.wait({prompt}, timeout=min(WATCH_S, left))
-        if not prompt.done() and _ended(launcher):
+        if not prompt.done() and (drive.done() or _ended(launcher)):
             return None
-    if prompt.cancelled() or (idle_s and _ended(launcher)):  # (checked once more as it is given)
+    if prompt.cancelled() or (idle_s and (drive.done() or _ended(launcher))):  # (once more as it is given)
         return None
     return prompt.result()
 
