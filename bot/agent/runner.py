@@ -298,12 +298,12 @@ async def _run_in(
     marks.driven = time.perf_counter()
     if given is None:
         return AgentResult(profile.name, True, "the prestarted call was not used", subtype=UNUSED)
-    if _died_unused(idle_s, outcome, recorder):
-        return AgentResult(profile.name, True, f"its CLI had ended: {outcome.error}", subtype=UNUSED)
     if before is None and profile.read_only:
         return AgentResult(
             profile.name, True, f"cannot fingerprint the worktree {worktree}; refusing a read-only run"
         )
+    if _died_unused(idle_s, outcome, recorder):
+        return AgentResult(profile.name, True, f"its CLI had ended: {outcome.error}", subtype=UNUSED)
     result = _typed_output(_from_cli(recorder, outcome, profile), request)
     checked = time.perf_counter()
     after = await _state(worktree, profile)

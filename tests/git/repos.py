@@ -113,3 +113,20 @@ def serve(app: ASGIApp) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def deep_chain(base: Path, levels: int, name: str = "d", *, leaf_mode: int = 0o644) -> None:
+    """`levels` nested directories under `base` and a file `leaf` at the bottom, made relative to
+    descriptors (the path may pass PATH_MAX)."""
+    base.mkdir(parents=True, exist_ok=True)
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(levels):
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, leaf_mode, dir_fd=fd), "w") as leaf:
+            leaf.write("bottom\n")
+    finally:
+        os.close(fd)

@@ -18,7 +18,7 @@ from bot.git import tree
 from bot.git.pool import Pool
 from bot.git.tree import settle
 from bot.git.workspace import Workspace
-from tests.git.repos import BOT, Upstream, git
+from tests.git.repos import BOT, Upstream, deep_chain, git
 
 Snapshot = dict[str, tuple[str, int, bytes]]
 ROOT = Path(__file__).resolve().parents[2]
@@ -425,22 +425,6 @@ async def test_what_cannot_be_put_right_in_a_slot_discards_it(
     assert want["sub"] == ("dir", 0o755, b"")  # the submodule's directory, empty
     assert snapshot(two) == want
     assert "did not reset clean; discarded" in caplog.text and why in caplog.text
-
-
-def deep_chain(base: Path, levels: int, name: str = "d") -> None:
-    """`levels` nested directories under `base`, made relative to descriptors (the path may pass PATH_MAX)."""
-    base.mkdir(parents=True, exist_ok=True)
-    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(levels):
-            os.mkdir(name, dir_fd=fd)
-            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-        with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as leaf:
-            leaf.write("bottom\n")
-    finally:
-        os.close(fd)
 
 
 @pytest.fixture

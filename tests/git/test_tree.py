@@ -4,6 +4,7 @@ missing or fails: on hostile trees both leave the same tree, return the same cou
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import stat
@@ -16,6 +17,7 @@ import pytest
 
 from bot.git import tree
 from bot.git.tree import MAX_DEPTH, Unservable, settle
+from tests.git import repos
 
 ROOT = Path(__file__).resolve().parents[2]
 Tree = dict[str, tuple[str, int, int, bytes]]
@@ -38,21 +40,7 @@ def snapshot(root: Path) -> Tree:
     return found
 
 
-def deep_chain(base: Path, levels: int, name: str = "d") -> None:
-    """`levels` nested directories under `base` and a file at the bottom, made relative to descriptors
-    (the path may pass PATH_MAX)."""
-    base.mkdir(parents=True, exist_ok=True)
-    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(levels):
-            os.mkdir(name, dir_fd=fd)
-            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-        with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "w") as leaf:
-            leaf.write("bottom\n")
-    finally:
-        os.close(fd)
+deep_chain = functools.partial(repos.deep_chain, leaf_mode=0o600)  # a leaf whose mode settle puts right
 
 
 def write(path: Path, mode: int, text: str = "x\n") -> None:
